@@ -1,0 +1,31 @@
+# mrsqc developer targets. Only python3.11 needs to be present; everything else is installed into .venv.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test demo bench fixtures clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+test: venv
+	$(BIN)/python -m pytest -m "not slow"
+
+demo: venv
+	$(BIN)/mrsqc demo
+
+bench: venv
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/run_all.py
+
+fixtures: venv
+	$(BIN)/mrsqc simulate --preset fixtures --out fixtures
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

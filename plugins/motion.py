@@ -1,0 +1,163 @@
+"""Motion / corruption: robust z-scores of six features against the accepted transients of the same edit set.
+
+Features of a metabolite transient (all from the engine's registration and spectra):
+- ``freq_jump_hz``: freq_hz - causal trend prediction (Hz).                         flag ``freq_jump``
+- ``phase_dev_deg``: phase_deg - median phase of the baseline, wrapped to +-180.    flag ``phase_jump``
+- ``amplitude_rel``: |c| of the registration (1 = reference mean amplitude).        flag ``amplitude``
+- ``damping_hz``: extra Lorentzian broadening vs the reference (Hz).                flag ``linewidth``
+- ``lipid_power``: mean |S|^2 in 0.9..1.8 ppm / (2 noise_sd^2).                      flag ``lipid``
+- ``residual_norm``: mean |S - |c| R|^2 over the registration band / (2 noise_sd^2),
+  S aligned transient, R reference mean spectrum.                                  flag ``residual``
+Robust z = (x - median) / (1.4826 MAD) over the last ``history`` accepted transients of the set. A flag needs
+|z| > ``z_limit`` (one-sided where only one direction is harmful) *and* an effect of at least the ``min_*``
+size. Before ``min_history`` accepted transients only absolute limits apply (``early_*``).
+At scan end a non-causal pass (FSL-MRS/FID-A style) z-scores every transient against the whole scan with
+``noncausal_z_limit``; its result is reported beside the causal one (``noncausal_flagged_indices``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+
+from qc_daemon import kernels
+from qc_daemon.model import METABOLITE, TransientQC
+from qc_daemon.plugin_api import CheckResult, ScanContext, SummaryPart, TransientContext
+
+FEATURES = ("freq_jump_hz", "phase_deg", "amplitude_rel", "damping_hz", "lipid_power", "residual_norm")
+
+
+def wrap_deg(x):
+    """Wrap degrees to [-180, 180)."""
+    return (np.asarray(x) + 180.0) % 360.0 - 180.0
+
+
+def _robust(values) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=float)
+    med, mad = kernels.median_mad(arr)
+    return float(med), float(max(mad, 1e-9 * max(abs(med), 1.0)))
+
+
+def _phase_centre(values) -> tuple[float, float]:
+    """Circular-safe median and MAD of phases (deg): deviations are wrapped around a first median."""
+    arr = np.asarray(values, dtype=float)
+    c0 = float(np.degrees(np.angle(np.exp(1j * np.radians(arr)).mean())))
+    dev = wrap_deg(arr - c0)
+    med, mad = kernels.median_mad(dev)
+    return float(wrap_deg(c0 + med)), float(max(mad, 1e-9))
+
+
+def evaluate(feat: dict, base: dict, cfg: dict, zl: float) -> tuple[list[str], dict]:
+    """Flags and z-scores for one transient's features ``feat`` against baseline lists ``base``."""
+    flags: list[str] = []
+    z: dict[str, float] = {}
+    med, mad = _robust(base["freq_jump_hz"])
+    z["z_freq_jump"] = (feat["freq_jump_hz"] - med) / mad
+    if abs(z["z_freq_jump"]) > zl and abs(feat["freq_jump_hz"] - med) >= cfg["min_freq_jump_hz"]:
+        flags.append("freq_jump")
+    pc, pmad = _phase_centre(base["phase_deg"])
+    dev = float(wrap_deg(feat["phase_deg"] - pc))
+    z["z_phase"] = dev / pmad
+    if abs(z["z_phase"]) > zl and abs(dev) >= cfg["min_phase_jump_deg"]:
+        flags.append("phase_jump")
+    med, mad = _robust(base["amplitude_rel"])
+    z["z_amplitude"] = (feat["amplitude_rel"] - med) / mad
+    if abs(z["z_amplitude"]) > zl and abs(feat["amplitude_rel"] / med - 1.0) >= cfg["min_amplitude_change"]:
+        flags.append("amplitude")
+    med, mad = _robust(base["damping_hz"])
+    z["z_linewidth"] = (feat["damping_hz"] - med) / mad
+    if z["z_linewidth"] > zl and feat["damping_hz"] - med >= cfg["min_broadening_hz"]:
+        flags.append("linewidth")
+    med, mad = _robust(base["lipid_power"])
+    z["z_lipid"] = (feat["lipid_power"] - med) / mad
+    if z["z_lipid"] > zl and feat["lipid_power"] >= cfg["min_lipid_ratio"] * med:
+        flags.append("lipid")
+    med, mad = _robust(base["residual_norm"])
+    z["z_residual"] = (feat["residual_norm"] - med) / mad
+    if z["z_residual"] > zl and feat["residual_norm"] >= cfg["min_residual_ratio"] * med:
+        flags.append("residual")
+    return flags, z
+
+
+class MotionCheck:
+    name = "motion"
+
+    def start(self, scan, config) -> None:
+        self.cfg = config["motion"]
+        self.band = config["registration"]["band_ppm"]
+        self.hist: dict[int, dict[str, deque]] = {}
+        self.all_feats: list[tuple[int, int, dict]] = []  # (index, set, features) for the non-causal pass
+        self._windows = None
+
+    def _features(self, ctx: TransientContext) -> dict:
+        if self._windows is None:
+            self._windows = (ctx.axis.clipped_window(*self.cfg["lipid_window_ppm"]),
+                             ctx.axis.clipped_window(*self.band))
+        lip_w, band_w = self._windows
+        var = 2.0 * ctx.noise_sd ** 2 if ctx.noise_sd > 0 else math.nan
+        lipid = kernels.band_power(ctx.spec, lip_w[0], lip_w[1]) / var if lip_w else math.nan
+        if ctx.ref_spec is not None and band_w:
+            resid = kernels.band_residual(ctx.spec, ctx.ref_spec, complex(ctx.reg.amplitude, 0.0),
+                                          band_w[0], band_w[1]) / var
+        else:
+            resid = math.nan
+        return {"freq_jump_hz": ctx.reg.freq_hz - ctx.freq_pred_hz, "phase_deg": ctx.reg.phase_deg,
+                "amplitude_rel": ctx.reg.amplitude, "damping_hz": ctx.reg.damping_hz,
+                "lipid_power": lipid, "residual_norm": resid}
+
+    def measure(self, ctx: TransientContext) -> CheckResult:
+        if ctx.transient.kind != METABOLITE or ctx.reg.is_reference:
+            return CheckResult()
+        feat = self._features(ctx)
+        self._last = feat
+        self.all_feats.append((ctx.transient.index, ctx.transient.set, feat))
+        base = self.hist.get(ctx.transient.set)
+        cfg = self.cfg
+        metrics = {"freq_jump_hz": feat["freq_jump_hz"], "lipid_power": feat["lipid_power"],
+                   "residual_norm": feat["residual_norm"]}
+        if not all(math.isfinite(v) for v in feat.values()):
+            return CheckResult(metrics=metrics, flags=["unmeasurable"])
+        if base is None or len(base["amplitude_rel"]) < cfg["min_history"]:
+            flags = []
+            if abs(feat["phase_deg"]) > cfg["early_max_phase_deg"]:
+                flags.append("phase_jump")
+            if feat["amplitude_rel"] < cfg["early_min_amplitude"]:
+                flags.append("amplitude")
+            if feat["damping_hz"] > cfg["early_max_broadening_hz"]:
+                flags.append("linewidth")
+            return CheckResult(metrics=metrics, flags=flags)
+        flags, z = evaluate(feat, base, cfg, cfg["z_limit"])
+        metrics.update(z)
+        return CheckResult(metrics=metrics, flags=flags)
+
+    def update(self, ctx: TransientContext, qc: TransientQC) -> None:
+        if qc.kind != METABOLITE or ctx.reg.is_reference or not qc.accepted:
+            return
+        h = self.hist.setdefault(qc.set, {k: deque(maxlen=int(self.cfg["history"])) for k in FEATURES})
+        for k in FEATURES:
+            h[k].append(self._last[k])
+
+    def finish(self, ctx: ScanContext) -> SummaryPart:
+        """Non-causal pass: every transient against the whole scan of its set (median/MAD of all)."""
+        flagged: list[int] = []
+        reasons: dict[str, list[str]] = {}
+        freq_of = {r.index: r.freq_hz for r in ctx.results}
+        for s in sorted({s for _, s, _ in self.all_feats}):
+            rows = [(i, f) for i, ss, f in self.all_feats if ss == s and all(math.isfinite(v) for v in f.values())]
+            if len(rows) < self.cfg["min_history"]:
+                continue
+            base = {k: [f[k] for _, f in rows] for k in FEATURES}
+            # non-causal jump: deviation from a centred running median (9 transients) of the frequency
+            fr = np.array([freq_of[i] for i, _ in rows])
+            smooth = np.array([np.median(fr[max(0, j - 4):j + 5]) for j in range(len(fr))])
+            base["freq_jump_hz"] = list(fr - smooth)
+            for j, (i, f) in enumerate(rows):
+                feat = dict(f, freq_jump_hz=float(fr[j] - smooth[j]))
+                fl, _ = evaluate(feat, base, self.cfg, self.cfg["noncausal_z_limit"])
+                if fl:
+                    flagged.append(i)
+                    reasons[str(i)] = fl
+        return SummaryPart(fields={"noncausal_flagged_indices": sorted(flagged)},
+                           details={"noncausal_reasons": reasons})

@@ -1,0 +1,309 @@
+"""Per-scan QC state: coil weights, references, trends; feeds each transient to every check.
+
+One :class:`ScanQC` per scan. ``process(transient)`` returns the results that became final (usually one;
+none while coil weights are being calibrated, then all held ones in acquisition order). ``finish()``
+returns the rest and the :class:`ScanSummary`. The offline ``mrsqc check`` and the live daemon both drive
+this class, so they give identical results for the same transients.
+
+Causality: a transient's result uses only it and earlier transients, with one documented exception: when no
+water reference precedes the metabolite transients, the first ``coils.calibration_transients`` transients
+define the coil weights together (FID-A/FSL-MRS practice), so their results are held until the last of them
+arrives.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import kernels
+from .coils import combination_weights
+from .config import Config, load_config
+from .model import METABOLITE, WATER_REF, ScanInfo, ScanSummary, Transient, TransientQC
+from .plugin_api import (
+    FAIL,
+    OK,
+    SEVERITY_RANK,
+    WARN,
+    Check,
+    Finding,
+    Registration,
+    ScanContext,
+    TransientContext,
+    discover_checks,
+)
+from .spectral import SpectralAxis, band_limited_fid, band_mask, spectrum
+
+
+@dataclass
+class _Reference:
+    """Running aligned mean of the accepted transients of one (kind, set) and its band-limited copy."""
+
+    n: int = 0
+    total: np.ndarray | None = None
+    mean: np.ndarray | None = None
+    mean_spec: np.ndarray | None = None  # spectrum of the mean in the phase frame of the reference
+    band: np.ndarray | None = None  # first m points of the band-limited mean
+    band_abs2: np.ndarray | None = None
+    phase_rad: float = 0.0  # phase that makes the reference's main peak absorptive
+    noise_var_sum: float = 0.0  # sum over members of their complex noise variance per time point
+    times: deque = field(default_factory=lambda: deque(maxlen=512))
+    freqs: deque = field(default_factory=lambda: deque(maxlen=512))
+
+
+class ScanQC:
+    """QC of one scan: feed transients in acquisition order, read results as they become final."""
+
+    def __init__(self, scan: ScanInfo, config: Config | None = None, checks: list[Check] | None = None):
+        scan.validate()
+        self.scan = scan
+        self.config = config if config is not None else load_config()
+        self.checks: list[Check] = checks if checks is not None else [cls() for cls in discover_checks()]
+        for check in self.checks:
+            check.start(scan, self.config)
+        self.axis = SpectralAxis.of(scan)
+        self.results: list[TransientQC] = []
+        self._weights: np.ndarray | None = None
+        self._pending: list[Transient] = []
+        self._refs: dict[tuple[str, int], _Reference] = {}
+        reg = self.config["registration"]
+        self._m = max(8, min(scan.n_points, int(reg["fit_window_s"] / scan.dwell_s)))
+        self._notes: list[str] = []
+        self._masks = {kind: band_mask(self.axis, *self._band(kind), *reg["band_taper_ppm"])
+                       for kind in (METABOLITE, WATER_REF)}
+        # raised-cosine ramp over the first baseline_skip_s: broad in-band features (tails of residual water,
+        # macromolecules) live in the first few ms of the band-limited FID; narrow metabolite lines last longer
+        t = np.arange(self._m) * scan.dwell_s
+        skip = float(reg["baseline_skip_s"])
+        self._ramp = np.where(t < skip, 0.5 - 0.5 * np.cos(np.pi * t / max(skip, 1e-12)), 1.0) if skip > 0 \
+            else np.ones(self._m)
+        snr = self.config["snr"]
+        self._noise_win = self.axis.window(*snr["noise_window_ppm"])
+        if self._noise_win is None:
+            frac = snr["fallback_tail_fraction"]
+            self.noise_window_label = f"FID tail (last {frac:.0%} of points)"
+            self._notes.append(
+                f"noise window {snr['noise_window_ppm'][0]}..{snr['noise_window_ppm'][1]} ppm lies outside the "
+                f"spectral width ({self.axis.ppm_min:.2f}..{self.axis.ppm_max:.2f} ppm): SNR noise from the "
+                f"{self.noise_window_label}")
+        else:
+            lo, hi = snr["noise_window_ppm"]
+            self.noise_window_label = f"{lo:g}..{hi:g} ppm"
+        if scan.combined:
+            self._notes.append("data were averaged on the scanner: per-transient checks need per-transient data")
+
+    # ------------------------------------------------------------------ public
+    def process(self, transient: Transient) -> list[TransientQC]:
+        """Run every check on one transient; return the results that are now final (acquisition order)."""
+        data = np.asarray(transient.data)
+        if data.shape != (self.scan.n_coils, self.scan.n_points):
+            raise ValueError(
+                f"transient {transient.index}: shape {data.shape} != (coils, points) = "
+                f"({self.scan.n_coils}, {self.scan.n_points}) from scan_start")
+        if self._weights is None:
+            if transient.kind == WATER_REF:
+                self._set_weights(transient.data[None])
+            else:
+                self._pending.append(transient)
+                k = int(self.config["coils"]["calibration_transients"])
+                if len(self._pending) < k:
+                    return []
+                self._set_weights(np.stack([t.data for t in self._pending]))
+                held, self._pending = self._pending, []
+                return [self._run(t) for t in held]
+        out = [self._run(t) for t in self._flush_pending()]
+        out.append(self._run(transient))
+        return out
+
+    def finish(self, status: str = "complete") -> tuple[list[TransientQC], ScanSummary]:
+        """Flush held transients and build the summary. ``status``: complete | incomplete | interrupted."""
+        out: list[TransientQC] = []
+        if self._pending:
+            self._set_weights(np.stack([t.data for t in self._pending]))
+            out = [self._run(t) for t in self._flush_pending()]
+        return out, self.summary(status)
+
+    def summary(self, status: str = "complete") -> ScanSummary:
+        """The summary of everything processed so far."""
+        ctx = ScanContext(self.scan, self.config, self.results)
+        fields: dict = {}
+        findings: list[Finding] = []
+        details: dict = {}
+        for check in self.checks:
+            part = check.finish(ctx)
+            fields.update(part.fields)
+            findings.extend(part.findings)
+            details[check.name] = part.details
+        metab = [r for r in self.results if r.kind == METABOLITE]
+        flagged = [r.index for r in self.results if not r.accepted]
+        n_flagged = len(flagged)
+        vcfg = self.config["verdict"]
+        if metab:
+            frac = sum(1 for r in metab if not r.accepted) / len(metab)
+            if frac > vcfg["flagged_fail_fraction"]:
+                findings.append(Finding(FAIL, f"{n_flagged} corrupted averages ({frac:.0%})", "flagged_fraction", frac))
+            elif frac > vcfg["flagged_warn_fraction"]:
+                findings.append(Finding(WARN, f"{n_flagged} corrupted averages ({frac:.0%})", "flagged_fraction", frac))
+            elif n_flagged:
+                findings.append(Finding(OK, f"{n_flagged} corrupted averages ({frac:.0%})", "flagged_fraction", frac))
+        if status != "complete":
+            findings.append(Finding(WARN, f"scan {status}: {len(self.results)} of "
+                                          f"{self.scan.planned_averages} planned transients", "status", status))
+        if not self.results:
+            findings.append(Finding(FAIL, "no transients", "n_transients", 0))
+        worst = max((SEVERITY_RANK[f.severity] for f in findings), default=0)
+        verdict = {0: OK, 1: WARN, 2: FAIL}[worst]
+        ranked = sorted((f for f in findings if f.severity != OK), key=lambda f: -SEVERITY_RANK[f.severity])
+        details["findings"] = [{"severity": f.severity, "text": f.text, "key": f.key, "value": f.value}
+                               for f in findings]
+        details["noise_window"] = self.noise_window_label
+        return ScanSummary(
+            scan_id=self.scan.scan_id,
+            n_transients=len(self.results),
+            n_metabolite=len(metab),
+            n_water_ref=sum(1 for r in self.results if r.kind == WATER_REF),
+            n_flagged=n_flagged,
+            flagged_indices=flagged,
+            drift_hz_per_min=fields.get("drift_hz_per_min"),
+            drift_total_hz=fields.get("drift_total_hz"),
+            fwhm_water_hz=fields.get("fwhm_water_hz"),
+            fwhm_metab_hz=fields.get("fwhm_metab_hz"),
+            snr_final=fields.get("snr_final"),
+            snr_projected=fields.get("snr_projected"),
+            verdict=verdict,
+            reasons=[f.text for f in ranked],
+            noncausal_flagged_indices=fields.get("noncausal_flagged_indices", []),
+            status=status,
+            notes=list(self._notes),
+            details=details,
+        )
+
+    # ------------------------------------------------------------------ internals
+    def _set_weights(self, data: np.ndarray) -> None:
+        c = self.config["coils"]
+        self._weights = combination_weights(data, self.scan.dwell_s, c["signal_window_s"], c["noise_tail_fraction"])
+
+    def _flush_pending(self) -> list[Transient]:
+        held, self._pending = self._pending, []
+        return held
+
+    def _band(self, kind: str) -> tuple[float, float]:
+        reg = self.config["registration"]
+        return tuple(reg["water_band_ppm"] if kind == WATER_REF else reg["band_ppm"])  # type: ignore[return-value]
+
+    def _run(self, transient: Transient) -> TransientQC:
+        scan, cfg = self.scan, self.config
+        dt = scan.dwell_s
+        fid = kernels.combine_coils(np.ascontiguousarray(transient.data, dtype=np.complex64), self._weights)
+        key = (transient.kind, transient.set)
+        ref = self._refs.setdefault(key, _Reference())
+        seed = self._predict(ref, transient.time_s)
+        raw_spec = spectrum(fid)
+        noise_sd = self._noise_sd(raw_spec, fid)
+        if ref.n == 0:
+            reg = Registration(0.0, 0.0, 1.0, 0.0, is_reference=True)
+            ref.phase_rad = self._peak_phase(raw_spec, transient.kind)
+        else:
+            reg = self._register(raw_spec, ref, seed, transient.kind)
+        corrected = kernels.correct_fid(fid, dt, reg.freq_hz, math.radians(reg.phase_deg) + ref.phase_rad)
+        spec = spectrum(corrected)
+        ctx = TransientContext(
+            scan=scan, config=cfg, transient=transient, axis=self.axis, fid=fid, reg=reg, freq_pred_hz=seed,
+            spec=spec, ref_spec=ref.mean_spec, noise_sd=noise_sd, noise_window=self.noise_window_label,
+            n_accepted_before=ref.n)
+        qc = TransientQC(index=transient.index, average=transient.average, set=transient.set,
+                         kind=transient.kind, time_s=transient.time_s)
+        for check in self.checks:
+            res = check.measure(ctx)
+            for k, v in res.fields.items():
+                setattr(qc, k, v)
+            qc.metrics.update(res.metrics)
+            qc.flags.extend(res.flags)
+        qc.accepted = not qc.flags
+        if qc.accepted or ref.n == 0:
+            ref.noise_var_sum += 2.0 * noise_sd ** 2 / scan.n_points
+            self._add_to_reference(ref, transient, corrected, reg)
+        ctx.running_fid = ref.mean
+        ctx.running_spec = ref.mean_spec
+        ctx.running_noise_sd = self._noise_sd(ref.mean_spec, ref.mean) if ref.mean_spec is not None else None
+        ctx.n_accepted = ref.n
+        for check in self.checks:
+            check.update(ctx, qc)
+        self.results.append(qc)
+        return qc
+
+    def _register(self, raw_spec: np.ndarray, ref: _Reference, seed: float, kind: str) -> Registration:
+        r = self.config["registration"]
+        mask = self._masks[kind]
+        # mask the transient in its own (seed-shifted) frame, so the tapers cut it where they cut the reference
+        mask = np.roll(mask, int(round(seed / self.axis.hz_per_point)))
+        band = np.fft.ifft(np.fft.ifftshift(raw_spec * mask))[: self._m] * self._ramp
+        z = kernels.cross_product(band, ref.band, self._m)
+        # expected noise energy per point of the band-limited, ramped reference mean
+        ref_noise = (ref.noise_var_sum / ref.n) * float(np.mean(mask ** 2)) / ref.n * self._ramp ** 2
+        d_lo, d_hi = r["damping_range_hz"]
+        out = kernels.register(z, ref.band_abs2, ref_noise, self.scan.dwell_s, seed, r["search_half_width_hz"],
+                               r["grid_step_hz"], d_lo, d_hi)
+        if out[5] > 0.0:  # optimum outside the seeded window: search three times wider around the seed
+            out = kernels.register(z, ref.band_abs2, ref_noise, self.scan.dwell_s, seed,
+                                   3.0 * r["search_half_width_hz"], r["grid_step_hz"], d_lo, d_hi)
+        f, cr, ci, d, _, _ = out
+        return Registration(freq_hz=f, phase_deg=math.degrees(math.atan2(ci, cr)), amplitude=math.hypot(cr, ci),
+                            damping_hz=d)
+
+    def _predict(self, ref: _Reference, t: float) -> float:
+        """Causal trend prediction of the frequency at time t (Hz) from the accepted transients of the last
+        ``frequency.trend_window_s``: least-squares line when >= 4 points span >= 5 s, else their median."""
+        if ref.n == 0 or not ref.freqs:
+            return 0.0
+        window = self.config["frequency"]["trend_window_s"]
+        ts = np.fromiter(ref.times, float)
+        fs = np.fromiter(ref.freqs, float)
+        sel = ts >= t - window
+        ts, fs = ts[sel], fs[sel]
+        if ts.size == 0:
+            return float(ref.freqs[-1])
+        if ts.size >= 4 and ts[-1] - ts[0] >= 5.0:
+            a, b = kernels.linear_fit(ts, fs)
+            if math.isfinite(b):
+                return float(a + b * t)
+        return float(np.median(fs))
+
+    def _add_to_reference(self, ref: _Reference, transient: Transient, corrected: np.ndarray,
+                          reg: Registration) -> None:
+        # store the transient in the reference frame *without* the reference's display phase
+        aligned = corrected * np.exp(1j * ref.phase_rad)
+        if ref.total is None:
+            ref.total = np.zeros_like(aligned)
+        kernels.accumulate(ref.total, aligned)
+        ref.n += 1
+        mean = ref.total / ref.n
+        ref.band = band_limited_fid(mean, self._masks[transient.kind], self._m) * self._ramp
+        ref.band_abs2 = np.abs(ref.band) ** 2
+        raw_spec = spectrum(mean)
+        ref.phase_rad = self._peak_phase(raw_spec, transient.kind)
+        rot = np.exp(-1j * ref.phase_rad)
+        ref.mean = mean * rot
+        ref.mean_spec = raw_spec * rot
+        ref.times.append(transient.time_s)
+        ref.freqs.append(reg.freq_hz)
+
+    def _peak_phase(self, spec: np.ndarray, kind: str) -> float:
+        """Zero-order phase (rad) that makes the main peak absorptive: NAA for metabolites, water for
+        water references; the angle of the spectrum at the largest |S| in that peak's window."""
+        lw = self.config["linewidth"]
+        win = self.axis.clipped_window(*(lw["water_window_ppm"] if kind == WATER_REF else lw["naa_window_ppm"]))
+        if win is None:
+            return 0.0
+        return float(np.angle(spec[kernels.argmax_abs(spec, win[0], win[1])]))
+
+    def _noise_sd(self, spec: np.ndarray, fid: np.ndarray) -> float:
+        """SD of the noise in Re(spec): detrended SD in the noise window, or the FID-tail estimate scaled by
+        sqrt(N) when the window is outside the spectral width."""
+        if self._noise_win is not None:
+            return float(kernels.detrended_sd(spec.real, self._noise_win[0], self._noise_win[1]))
+        frac = self.config["snr"]["fallback_tail_fraction"]
+        return float(kernels.tail_sd(fid, frac) * math.sqrt(fid.shape[0]))

@@ -1,0 +1,209 @@
+"""The one vocabulary every part of mrsqc speaks: scan info, transient, per-transient result, scan summary.
+
+Conventions (see docs/results.md):
+- Time-domain data are in the NIfTI-MRS convention: the ppm axis grows with frequency after an FFT.
+- Frequency shifts are the *measured* shift of a transient relative to the scan reference, in Hz;
+  positive = towards higher ppm. The correction to apply is the negative.
+- Phases are in degrees, relative to the scan reference.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+METABOLITE = "metabolite"
+WATER_REF = "water_ref"
+KINDS = (METABOLITE, WATER_REF)
+
+#: ppm of the receiver (centre) frequency for 1H: water, as FSL-MRS and spec2nii use.
+DEFAULT_CENTRE_PPM = 4.65
+
+
+@dataclass(frozen=True)
+class ScanInfo:
+    """What is known about a scan before its first transient arrives.
+
+    Attributes carry their unit in the name: ``f0_hz`` spectrometer frequency (Hz), ``dwell_s`` time between
+    points after oversampling removal (s), ``te_ms``/``tr_ms`` (ms). ``scan_id`` is an anonymous hash, never a
+    patient identifier.
+    """
+
+    scan_id: str
+    f0_hz: float
+    dwell_s: float
+    n_points: int
+    n_coils: int
+    planned_averages: int
+    te_ms: float | None = None
+    tr_ms: float | None = None
+    sequence: str = ""
+    n_sets: int = 1
+    nucleus: str = "1H"
+    centre_ppm: float = DEFAULT_CENTRE_PPM
+    combined: bool = False  # True when the file holds data already averaged on the scanner
+    source: str = ""  # e.g. "twix VE", "dicom mrs-storage"; never a path with patient data
+    voxel_mm: tuple[float, float, float] | None = None
+
+    @property
+    def spectral_width_hz(self) -> float:
+        return 1.0 / self.dwell_s
+
+    @property
+    def f0_mhz(self) -> float:
+        return self.f0_hz / 1e6
+
+    def validate(self) -> None:
+        """Raise ValueError when a field is outside what a 1H SVS scan can have."""
+        if not (1e6 < self.f0_hz < 2e9) or not math.isfinite(self.f0_hz):
+            raise ValueError(f"f0 {self.f0_hz} Hz is not a plausible spectrometer frequency")
+        if not (1e-6 < self.dwell_s < 1e-1) or not math.isfinite(self.dwell_s):
+            raise ValueError(f"dwell {self.dwell_s} s is not plausible")
+        if not (16 <= self.n_points <= 65536):
+            raise ValueError(f"{self.n_points} points per transient is outside 16..65536")
+        if not (1 <= self.n_coils <= 256):
+            raise ValueError(f"{self.n_coils} coils is outside 1..256")
+        if self.planned_averages < 1 or self.n_sets < 1:
+            raise ValueError("planned averages and edit sets must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["voxel_mm"] = list(self.voxel_mm) if self.voxel_mm else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ScanInfo":
+        d = dict(d)
+        if d.get("voxel_mm") is not None:
+            d["voxel_mm"] = tuple(float(v) for v in d["voxel_mm"])
+        names = cls.__dataclass_fields__.keys()
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class Transient:
+    """One acquired transient (one average of one edit set), all coils.
+
+    ``data``: complex64 array, coils x points, NIfTI-MRS convention. ``time_s``: acquisition time since the
+    scan start (s). ``index``: acquisition order (0-based). ``average``: the average counter. ``set``: edit set.
+    """
+
+    index: int
+    average: int
+    set: int
+    kind: str
+    time_s: float
+    data: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"transient kind {self.kind!r} is not one of {KINDS}")
+
+
+@dataclass
+class TransientQC:
+    """The QC result for one transient: the public per-transient record (docs/results.md).
+
+    ``freq_hz``: shift vs the scan reference (Hz, + = towards higher ppm). ``phase_deg``: zero-order phase vs
+    the reference (degrees). ``fwhm_hz``: water FWHM for water_ref transients, tCr FWHM of the running average
+    for metabolite transients (Hz, None where not measurable). ``snr``: single-shot NAA SNR; ``snr_running``:
+    SNR of the running average of accepted transients of this edit set. ``flags``: reasons this transient is
+    considered corrupted (empty = clean). ``metrics``: every other measured value, names with units.
+    """
+
+    index: int
+    average: int
+    set: int
+    kind: str
+    time_s: float
+    freq_hz: float | None = None
+    phase_deg: float | None = None
+    fwhm_hz: float | None = None
+    snr: float | None = None
+    snr_running: float | None = None
+    flags: list[str] = field(default_factory=list)
+    accepted: bool = True
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "average": self.average,
+            "set": self.set,
+            "kind": self.kind,
+            "time_s": _clean(self.time_s),
+            "freq_hz": _clean(self.freq_hz),
+            "phase_deg": _clean(self.phase_deg),
+            "fwhm_hz": _clean(self.fwhm_hz),
+            "snr": _clean(self.snr),
+            "snr_running": _clean(self.snr_running),
+            "flags": list(self.flags),
+            "accepted": bool(self.accepted),
+            "metrics": {k: _clean(v) for k, v in self.metrics.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TransientQC":
+        names = cls.__dataclass_fields__.keys()
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class ScanSummary:
+    """The end-of-scan (or so-far) summary; keys documented in docs/results.md."""
+
+    scan_id: str
+    n_transients: int
+    n_metabolite: int
+    n_water_ref: int
+    n_flagged: int
+    flagged_indices: list[int]
+    drift_hz_per_min: float | None
+    drift_total_hz: float | None
+    fwhm_water_hz: float | None
+    fwhm_metab_hz: float | None
+    snr_final: float | None
+    snr_projected: float | None
+    verdict: str
+    reasons: list[str]
+    noncausal_flagged_indices: list[int] = field(default_factory=list)
+    status: str = "complete"  # complete | incomplete | interrupted
+    notes: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k, v in list(d.items()):
+            if isinstance(v, float):
+                d[k] = _clean(v)
+        d["details"] = _clean_tree(d["details"])
+        return d
+
+
+def _clean(v: Any) -> Any:
+    """JSON-safe scalar: numpy -> Python, NaN/Inf -> None, floats rounded to 6 significant decimals."""
+    if v is None:
+        return None
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        if not math.isfinite(f):
+            return None
+        return float(f"{f:.6g}")
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    return v
+
+
+def _clean_tree(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _clean_tree(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean_tree(x) for x in v]
+    return _clean(v)

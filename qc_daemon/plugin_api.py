@@ -1,0 +1,136 @@
+"""The interface every check implements, and discovery through the ``mrsqc.checks`` entry-point group.
+
+A check sees each transient twice:
+1. ``measure(ctx)``: before the accept decision. Returns metrics, public fields and *flags* (reasons to reject).
+2. ``update(ctx, qc)``: after the engine accepted or rejected the transient and (if accepted) added it to the
+   running average. Running quantities (running SNR, linewidth of the running average) are filled in here.
+At the end, ``finish(scan_ctx)`` returns summary fields and findings (severity + words) for the verdict.
+
+Checks never see network input or files; they get arrays and numbers from the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from .model import ScanInfo, Transient, TransientQC
+from .spectral import SpectralAxis
+
+if TYPE_CHECKING:
+    from .config import Config
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "mrsqc.checks"
+
+OK, WARN, FAIL = "pass", "warn", "fail"
+SEVERITY_RANK = {OK: 0, WARN: 1, FAIL: 2}
+
+
+@dataclass
+class Registration:
+    """Result of registering a transient to its reference: it equals c * ref * exp(i 2 pi f t) * exp(-pi d t).
+
+    ``freq_hz`` (+ = towards higher ppm), ``phase_deg`` = angle(c), ``amplitude`` = |c| (1 = as strong as the
+    reference mean), ``damping_hz`` extra Lorentzian FWHM vs the reference (Hz).
+    """
+
+    freq_hz: float
+    phase_deg: float
+    amplitude: float
+    damping_hz: float
+    is_reference: bool = False  # True for the first transient of a set: it *is* the reference
+
+
+@dataclass
+class TransientContext:
+    """What the engine hands to each check for one transient."""
+
+    scan: ScanInfo
+    config: "Config"
+    transient: Transient
+    axis: SpectralAxis
+    fid: np.ndarray  # coil-combined FID, complex128 (noise ~unit variance)
+    reg: Registration
+    freq_pred_hz: float  # causal trend prediction for this transient (Hz), before it was measured
+    spec: np.ndarray  # spectrum of the aligned transient, in the reference's phase frame
+    ref_spec: np.ndarray | None  # spectrum of the reference mean before this transient (same frame)
+    noise_sd: float  # SD of Re(spec) noise (see snr docs for the window)
+    noise_window: str
+    n_accepted_before: int
+    # filled in after the accept decision:
+    running_spec: np.ndarray | None = None  # spectrum of the running mean of accepted transients of this set
+    running_fid: np.ndarray | None = None
+    running_noise_sd: float | None = None
+    n_accepted: int = 0
+
+
+@dataclass
+class Finding:
+    """One line of the verdict: severity (pass/warn/fail) and the reason in words, with its key and value."""
+
+    severity: str
+    text: str
+    key: str = ""
+    value: Any = None
+
+
+@dataclass
+class CheckResult:
+    """What ``measure`` returns: public TransientQC fields, extra metrics (units in names), and flags."""
+
+    fields: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ScanContext:
+    """What ``finish`` sees: the scan, config and every result so far (acquisition order)."""
+
+    scan: ScanInfo
+    config: "Config"
+    results: list[TransientQC]
+
+
+@dataclass
+class SummaryPart:
+    fields: dict[str, Any] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Check(Protocol):
+    """A QC check. Implementations live in ``plugins/`` or any package declaring an ``mrsqc.checks`` entry point."""
+
+    name: str
+
+    def start(self, scan: ScanInfo, config: "Config") -> None: ...
+
+    def measure(self, ctx: TransientContext) -> CheckResult: ...
+
+    def update(self, ctx: TransientContext, qc: TransientQC) -> None: ...
+
+    def finish(self, ctx: ScanContext) -> SummaryPart: ...
+
+
+def discover_checks(names: list[str] | None = None) -> list[type]:
+    """Check classes registered under ``mrsqc.checks``, sorted by entry-point name (a stable order).
+
+    ``names`` selects a subset; an unknown name is an error listing the available ones.
+    """
+    eps = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    if not eps:
+        raise RuntimeError(
+            f"no checks registered under the entry-point group {ENTRY_POINT_GROUP!r}: is mrsqc installed "
+            "(pip install -e .)?")
+    chosen = sorted(eps) if names is None else list(names)
+    unknown = [n for n in chosen if n not in eps]
+    if unknown:
+        raise ValueError(f"unknown check(s) {unknown}; available: {sorted(eps)}")
+    return [eps[n].load() for n in chosen]

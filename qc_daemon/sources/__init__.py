@@ -1,0 +1,1 @@
+"""Sources: each yields a ScanInfo and its Transients (twix, DICOM, simulator)."""

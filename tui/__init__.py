@@ -1,0 +1,1 @@
+"""Textual terminal UI for the technologist (see issue: live scan status)."""

@@ -6,8 +6,8 @@ Features of a metabolite transient (all from the engine's registration and spect
 - ``amplitude_rel``: |c| of the registration (1 = reference mean amplitude).        flag ``amplitude``
 - ``damping_hz``: extra Lorentzian broadening vs the reference (Hz).                flag ``linewidth``
 - ``lipid_power``: mean |S|^2 in 0.9..1.8 ppm / (2 noise_sd^2).                      flag ``lipid``
-- ``residual_norm``: mean |S - |c| R|^2 over the registration band / (2 noise_sd^2),
-  S aligned transient, R reference mean spectrum.                                  flag ``residual``
+- ``residual_norm``: least-squares misfit of the registration (band-limited, ramped signals) over the noise
+  energy expected there (1 = the transient matches the reference up to noise).     flag ``residual``
 Robust z = (x - median) / (1.4826 MAD) over the last ``history`` accepted transients of the set. A flag needs
 |z| > ``z_limit`` (one-sided where only one direction is harmful) *and* an effect of at least the ``min_*``
 size. Before ``min_history`` accepted transients only absolute limits apply (``early_*``).
@@ -95,14 +95,10 @@ class MotionCheck:
         if self._windows is None:
             self._windows = (ctx.axis.clipped_window(*self.cfg["lipid_window_ppm"]),
                              ctx.axis.clipped_window(*self.band))
-        lip_w, band_w = self._windows
+        lip_w = self._windows[0]
         var = 2.0 * ctx.noise_sd ** 2 if ctx.noise_sd > 0 else math.nan
         lipid = kernels.band_power(ctx.spec, lip_w[0], lip_w[1]) / var if lip_w else math.nan
-        if ctx.ref_spec is not None and band_w:
-            resid = kernels.band_residual(ctx.spec, ctx.ref_spec, complex(ctx.reg.amplitude, 0.0),
-                                          band_w[0], band_w[1]) / var
-        else:
-            resid = math.nan
+        resid = ctx.reg.residual_norm
         return {"freq_jump_hz": ctx.reg.freq_hz - ctx.freq_pred_hz, "phase_deg": ctx.reg.phase_deg,
                 "amplitude_rel": ctx.reg.amplitude, "damping_hz": ctx.reg.damping_hz,
                 "lipid_power": lipid, "residual_norm": resid}

@@ -207,7 +207,7 @@ class ScanQC:
             reg = Registration(0.0, 0.0, 1.0, 0.0, is_reference=True)
             ref.phase_rad = self._peak_phase(raw_spec, transient.kind)
         else:
-            reg = self._register(raw_spec, ref, seed, transient.kind)
+            reg = self._register(raw_spec, ref, seed, transient.kind, noise_sd)
         corrected = kernels.correct_fid(fid, dt, reg.freq_hz, math.radians(reg.phase_deg) + ref.phase_rad)
         spec = spectrum(corrected)
         ctx = TransientContext(
@@ -235,7 +235,8 @@ class ScanQC:
         self.results.append(qc)
         return qc
 
-    def _register(self, raw_spec: np.ndarray, ref: _Reference, seed: float, kind: str) -> Registration:
+    def _register(self, raw_spec: np.ndarray, ref: _Reference, seed: float, kind: str,
+                  noise_sd: float) -> Registration:
         r = self.config["registration"]
         mask = self._masks[kind]
         # mask the transient in its own (seed-shifted) frame, so the tapers cut it where they cut the reference
@@ -250,9 +251,14 @@ class ScanQC:
         if out[5] > 0.0:  # optimum outside the seeded window: search three times wider around the seed
             out = kernels.register(z, ref.band_abs2, ref_noise, self.scan.dwell_s, seed,
                                    3.0 * r["search_half_width_hz"], r["grid_step_hz"], d_lo, d_hi)
-        f, cr, ci, d, _, _ = out
+        f, cr, ci, d, j_best, _ = out
+        # misfit of the model: ||b||^2 - J, over the noise energy expected in b (band-limited, ramped) plus
+        # the reference's noise carried through the fit; ~1 for a transient that matches the reference
+        v_point = 2.0 * noise_sd ** 2 / self.scan.n_points * float(np.mean(mask ** 2))
+        expected = v_point * float(np.sum(self._ramp ** 2)) * (1.0 + 1.0 / ref.n)
+        resid = (float(np.vdot(band, band).real) - j_best) / expected if expected > 0 else math.nan
         return Registration(freq_hz=f, phase_deg=math.degrees(math.atan2(ci, cr)), amplitude=math.hypot(cr, ci),
-                            damping_hz=d)
+                            damping_hz=d, residual_norm=resid)
 
     def _predict(self, ref: _Reference, t: float) -> float:
         """Causal trend prediction of the frequency at time t (Hz) from the accepted transients of the last

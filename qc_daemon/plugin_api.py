@@ -45,6 +45,7 @@ class Registration:
     amplitude: float
     damping_hz: float
     is_reference: bool = False  # True for the first transient of a set: it *is* the reference
+    residual_norm: float = float("nan")  # least-squares misfit / expected noise energy (1 = noise only)
 
 
 @dataclass

@@ -1,0 +1,140 @@
+"""The ``mrsqc`` command: check, simulate, demo (daemon, replay and tui arrive with their issues)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import InputError
+
+EXIT_BAD_INPUT = 2
+
+
+def _progress(result, total: int) -> None:
+    done = result.index + 1
+    width = 30
+    fill = int(width * done / max(total, 1))
+    sys.stderr.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{total} transients")
+    if done >= total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .check import run_check
+    from .config import load_config
+    from .report import summary_text, write_outputs
+
+    config = load_config(args.config)
+    show = _progress if (sys.stderr.isatty() and not args.quiet) else None
+    run = run_check(args.path, water=args.water, config=config, on_result=show)
+    print(summary_text(run.scan, run.summary))
+    if args.out:
+        write_outputs(args.out, run.results, run.summary)
+        print(f"wrote {Path(args.out) / 'transients.jsonl'} and {Path(args.out) / 'summary.json'}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .simulate_files import write_preset, write_simulation
+
+    if args.preset:
+        for p in write_preset(args.preset, Path(args.out)):
+            print(f"wrote {p}")
+        return 0
+    paths = write_simulation(Path(args.out), name=args.name, formats=args.format, averages=args.averages,
+                             n_coils=args.coils, n_points=args.points, naa_snr=args.snr, seed=args.seed,
+                             drift_hz_per_min=args.drift, events=not args.no_events, mega=args.mega)
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Check the bundled demo fixture transient by transient and print a live line per transient."""
+    from .check import run_check
+    from .report import summary_text
+
+    fixture = Path(__file__).resolve().parent.parent / "fixtures" / "demo_drift_motion.dat"
+    if not fixture.exists():
+        raise InputError(fixture, "bundled demo fixture missing (run `make fixtures`)")
+    print(f"mrsqc demo: offline check of {fixture.name} (simulated: drift + motion events)")
+    print(f"{'#':>4} {'kind':<10} {'t/s':>6} {'freq/Hz':>8} {'phase/deg':>9} {'SNR':>5} {'SNRrun':>6}  flags")
+
+    def line(r, total):
+        def f(v, w, d):
+            return f"{v:{w}.{d}f}" if v is not None else " " * (w - 3) + "n/a"
+        print(f"{r.index:4d} {r.kind:<10} {r.time_s:6.1f} {f(r.freq_hz, 8, 2)} {f(r.phase_deg, 9, 1)} "
+              f"{f(r.snr, 5, 1)} {f(r.snr_running, 6, 1)}  {','.join(r.flags)}", flush=True)
+        if args.delay:
+            time.sleep(args.delay)
+
+    run = run_check(fixture, on_result=line)
+    print()
+    print(summary_text(run.scan, run.summary))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mrsqc",
+        description="Real-time quality control for single-voxel 1H MR spectroscopy. Frequencies in Hz "
+                    "(+ = towards higher ppm, measured shift vs the scan reference), phases in degrees, "
+                    "linewidths as FWHM in Hz, SNR = NAA peak height / noise SD (docs/results.md).")
+    p.add_argument("--version", action="version", version=f"mrsqc {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("check", help="check a recorded scan offline (twix file, DICOM file or DICOM folder)",
+                       description="Run every QC check on a recorded scan and print a summary. Exit code 0 = "
+                                   "checked (whatever the verdict), 2 = the input could not be read.")
+    c.add_argument("path", help="Siemens twix .dat, MRS DICOM file, or a folder of per-transient DICOM files")
+    c.add_argument("--water", metavar="FILE", help="separate unsuppressed water-reference scan (twix or DICOM)")
+    c.add_argument("--config", metavar="FILE", help="TOML file overriding defaults (see docs/config.md)")
+    c.add_argument("--out", metavar="DIR", help="write DIR/transients.jsonl and DIR/summary.json")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("simulate", help="write a simulated scan with ground truth (*.truth.json)",
+                       description="Simulate a 3T brainstem-like SVS scan (coils, noise, drift, residual "
+                                   "water, motion events) and write it as twix and/or DICOM with its truth.")
+    s.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    s.add_argument("--preset", choices=["fixtures"], help="write the committed fixture set instead")
+    s.add_argument("--name", default="sim", help="file stem (default: sim)")
+    s.add_argument("--format", choices=["twix", "dicom", "both"], default="twix")
+    s.add_argument("--averages", type=int, default=128, help="metabolite averages (default 128)")
+    s.add_argument("--coils", type=int, default=32, help="receive coils (default 32)")
+    s.add_argument("--points", type=int, default=2048, help="points per FID after oversampling removal")
+    s.add_argument("--snr", type=float, default=4.0, help="per-transient NAA SNR (FID-A definition)")
+    s.add_argument("--drift", type=float, default=2.0, help="linear drift, Hz/min (default 2)")
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--no-events", action="store_true", help="no motion/corruption events")
+    s.add_argument("--mega", action="store_true", help="MEGA-edited: alternate edit OFF/ON sets")
+    s.set_defaults(func=cmd_simulate)
+
+    d = sub.add_parser("demo", help="run the QC on the bundled demo scan with a live text view")
+    d.add_argument("--delay", type=float, default=0.0, help="seconds to pause per transient (default 0)")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"mrsqc: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

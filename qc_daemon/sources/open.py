@@ -1,0 +1,34 @@
+"""Open any supported recording by looking at it: a folder or DICOM file -> DICOM reader, else twix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import InputError
+from .dicom import read_dicom
+from .recording import Recording
+from .twix import is_twix, read_twix
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(132)
+    return head[128:132] == b"DICM" or path.suffix.lower() in (".dcm", ".ima")
+
+
+def open_recording(path: str | Path, role: str | None = None) -> Recording:
+    """Read a twix file, a DICOM file or a folder of DICOM files. ``role='water'``: a water-reference scan."""
+    path = Path(path)
+    if path.is_dir():
+        return read_dicom(path, role=role)
+    if not path.exists():
+        raise InputError(path, "file not found")
+    if not path.is_file():
+        raise InputError(path, "not a regular file")
+    if path.stat().st_size == 0:
+        raise InputError(path, "file is empty (0 bytes)")
+    if _looks_like_dicom(path):
+        return read_dicom(path, role=role)
+    if is_twix(path):
+        return read_twix(path, role=role)
+    raise InputError(path, "unrecognised format: expected Siemens twix (.dat) or MRS DICOM")

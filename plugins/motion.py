@@ -10,7 +10,8 @@ Features of a metabolite transient (all from the engine's registration and spect
   energy expected there (1 = the transient matches the reference up to noise).     flag ``residual``
 Robust z = (x - median) / (1.4826 MAD) over the last ``history`` accepted transients of the set. A flag needs
 |z| > ``z_limit`` (one-sided where only one direction is harmful) *and* an effect of at least the ``min_*``
-size. Before ``min_history`` accepted transients only absolute limits apply (``early_*``).
+size. Before ``min_history`` accepted transients only absolute limits apply (``early_*``). The held first
+transients that seeded the reference are not scored (their fit is biased towards themselves).
 At scan end a non-causal pass (FSL-MRS/FID-A style) z-scores every transient against the whole scan with
 ``noncausal_z_limit``; its result is reported beside the causal one (``noncausal_flagged_indices``).
 """
@@ -27,6 +28,9 @@ from qc_daemon.model import METABOLITE, TransientQC
 from qc_daemon.plugin_api import CheckResult, ScanContext, SummaryPart, TransientContext
 
 FEATURES = ("freq_jump_hz", "phase_deg", "amplitude_rel", "damping_hz", "lipid_power", "residual_norm")
+#: smallest robust scale per feature, so a baseline of near-identical values cannot make z explode
+MIN_SCALE = {"freq_jump_hz": 0.05, "phase_deg": 0.5, "amplitude_rel": 0.01, "damping_hz": 0.1,
+             "lipid_power": 0.01, "residual_norm": 0.01}
 
 
 def wrap_deg(x):
@@ -34,10 +38,11 @@ def wrap_deg(x):
     return (np.asarray(x) + 180.0) % 360.0 - 180.0
 
 
-def _robust(values) -> tuple[float, float]:
+def _robust(values, key: str) -> tuple[float, float]:
     arr = np.asarray(values, dtype=float)
     med, mad = kernels.median_mad(arr)
-    return float(med), float(max(mad, 1e-9 * max(abs(med), 1.0)))
+    floor = MIN_SCALE[key] * (max(abs(med), 1.0) if key in ("lipid_power", "residual_norm") else 1.0)
+    return float(med), float(max(mad, floor))
 
 
 def _phase_centre(values) -> tuple[float, float]:
@@ -46,14 +51,14 @@ def _phase_centre(values) -> tuple[float, float]:
     c0 = float(np.degrees(np.angle(np.exp(1j * np.radians(arr)).mean())))
     dev = wrap_deg(arr - c0)
     med, mad = kernels.median_mad(dev)
-    return float(wrap_deg(c0 + med)), float(max(mad, 1e-9))
+    return float(wrap_deg(c0 + med)), float(max(mad, MIN_SCALE["phase_deg"]))
 
 
 def evaluate(feat: dict, base: dict, cfg: dict, zl: float) -> tuple[list[str], dict]:
     """Flags and z-scores for one transient's features ``feat`` against baseline lists ``base``."""
     flags: list[str] = []
     z: dict[str, float] = {}
-    med, mad = _robust(base["freq_jump_hz"])
+    med, mad = _robust(base["freq_jump_hz"], "freq_jump_hz")
     z["z_freq_jump"] = (feat["freq_jump_hz"] - med) / mad
     if abs(z["z_freq_jump"]) > zl and abs(feat["freq_jump_hz"] - med) >= cfg["min_freq_jump_hz"]:
         flags.append("freq_jump")
@@ -62,19 +67,19 @@ def evaluate(feat: dict, base: dict, cfg: dict, zl: float) -> tuple[list[str], d
     z["z_phase"] = dev / pmad
     if abs(z["z_phase"]) > zl and abs(dev) >= cfg["min_phase_jump_deg"]:
         flags.append("phase_jump")
-    med, mad = _robust(base["amplitude_rel"])
+    med, mad = _robust(base["amplitude_rel"], "amplitude_rel")
     z["z_amplitude"] = (feat["amplitude_rel"] - med) / mad
     if abs(z["z_amplitude"]) > zl and abs(feat["amplitude_rel"] / med - 1.0) >= cfg["min_amplitude_change"]:
         flags.append("amplitude")
-    med, mad = _robust(base["damping_hz"])
+    med, mad = _robust(base["damping_hz"], "damping_hz")
     z["z_linewidth"] = (feat["damping_hz"] - med) / mad
     if z["z_linewidth"] > zl and feat["damping_hz"] - med >= cfg["min_broadening_hz"]:
         flags.append("linewidth")
-    med, mad = _robust(base["lipid_power"])
+    med, mad = _robust(base["lipid_power"], "lipid_power")
     z["z_lipid"] = (feat["lipid_power"] - med) / mad
     if z["z_lipid"] > zl and feat["lipid_power"] >= cfg["min_lipid_ratio"] * med:
         flags.append("lipid")
-    med, mad = _robust(base["residual_norm"])
+    med, mad = _robust(base["residual_norm"], "residual_norm")
     z["z_residual"] = (feat["residual_norm"] - med) / mad
     if z["z_residual"] > zl and feat["residual_norm"] >= cfg["min_residual_ratio"] * med:
         flags.append("residual")
@@ -104,7 +109,7 @@ class MotionCheck:
                 "lipid_power": lipid, "residual_norm": resid}
 
     def measure(self, ctx: TransientContext) -> CheckResult:
-        if ctx.transient.kind != METABOLITE or ctx.reg.is_reference:
+        if ctx.transient.kind != METABOLITE or ctx.reg.is_reference or ctx.calibration:
             return CheckResult()
         feat = self._features(ctx)
         self._last = feat
@@ -129,7 +134,7 @@ class MotionCheck:
         return CheckResult(metrics=metrics, flags=flags)
 
     def update(self, ctx: TransientContext, qc: TransientQC) -> None:
-        if qc.kind != METABOLITE or ctx.reg.is_reference or not qc.accepted:
+        if qc.kind != METABOLITE or ctx.reg.is_reference or ctx.calibration or not qc.accepted:
             return
         h = self.hist.setdefault(qc.set, {k: deque(maxlen=int(self.cfg["history"])) for k in FEATURES})
         for k in FEATURES:

@@ -5,10 +5,11 @@ none while coil weights are being calibrated, then all held ones in acquisition 
 returns the rest and the :class:`ScanSummary`. The offline ``mrsqc check`` and the live daemon both drive
 this class, so they give identical results for the same transients.
 
-Causality: a transient's result uses only it and earlier transients, with one documented exception: when no
-water reference precedes the metabolite transients, the first ``coils.calibration_transients`` transients
-define the coil weights together (FID-A/FSL-MRS practice), so their results are held until the last of them
-arrives.
+Causality: a transient's result uses only it and earlier transients, with one documented exception: the
+first ``coils.calibration_transients`` metabolite transients are held until the last of them arrives; their
+unaligned mean is the initial reference of their edit set (0 Hz, 0 deg = the mean frequency and phase of
+those transients), and, when no water reference came first, they define the coil weights. A single noisy
+transient is no template at per-transient SNR ~4 (its noise would bias every later estimate).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class ScanQC:
         self.results: list[TransientQC] = []
         self._weights: np.ndarray | None = None
         self._pending: list[Transient] = []
+        self._seeded = False  # True once the held first metabolite transients seeded the references
         self._refs: dict[tuple[str, int], _Reference] = {}
         reg = self.config["registration"]
         self._m = max(8, min(scan.n_points, int(reg["fit_window_s"] / scan.dwell_s)))
@@ -103,27 +105,43 @@ class ScanQC:
             raise ValueError(
                 f"transient {transient.index}: shape {data.shape} != (coils, points) = "
                 f"({self.scan.n_coils}, {self.scan.n_points}) from scan_start")
-        if self._weights is None:
-            if transient.kind == WATER_REF:
-                self._set_weights(transient.data[None])
-            else:
-                self._pending.append(transient)
-                k = int(self.config["coils"]["calibration_transients"])
-                if len(self._pending) < k:
-                    return []
-                self._set_weights(np.stack([t.data for t in self._pending]))
-                held, self._pending = self._pending, []
-                return [self._run(t) for t in held]
-        out = [self._run(t) for t in self._flush_pending()]
+        if self._weights is None and transient.kind == WATER_REF:
+            self._set_weights(transient.data[None])
+        if transient.kind == METABOLITE and not self._seeded:
+            self._pending.append(transient)
+            if len(self._pending) < int(self.config["coils"]["calibration_transients"]):
+                return []
+            return self._release()
+        out = self._release() if self._pending else []
         out.append(self._run(transient))
         return out
 
+    def _release(self) -> list[TransientQC]:
+        """Calibrate on the held metabolite transients (coil weights if still unset; initial reference per
+        edit set = their unaligned mean) and process them in acquisition order."""
+        held, self._pending = self._pending, []
+        if not held:
+            return []
+        if self._weights is None:
+            self._set_weights(np.stack([t.data for t in held]))
+        self._seeded = True
+        for s in sorted({t.set for t in held}):
+            members = [t for t in held if t.set == s]
+            fids = [kernels.combine_coils(np.ascontiguousarray(t.data, dtype=np.complex64), self._weights)
+                    for t in members]
+            self._seed_reference(self._refs.setdefault((METABOLITE, s), _Reference()), fids)
+        return [self._run(t, seeded_member=True) for t in held]
+
+    def _seed_reference(self, ref: _Reference, fids: list[np.ndarray]) -> None:
+        total = np.sum(fids, axis=0)
+        ref.total = total.astype(np.complex128)
+        ref.n = len(fids)
+        ref.noise_var_sum = sum(2.0 * self._noise_sd(spectrum(f), f) ** 2 / self.scan.n_points for f in fids)
+        self._derive(ref, METABOLITE)
+
     def finish(self, status: str = "complete") -> tuple[list[TransientQC], ScanSummary]:
         """Flush held transients and build the summary. ``status``: complete | incomplete | interrupted."""
-        out: list[TransientQC] = []
-        if self._pending:
-            self._set_weights(np.stack([t.data for t in self._pending]))
-            out = [self._run(t) for t in self._flush_pending()]
+        out = self._release() if self._pending else []
         return out, self.summary(status)
 
     def summary(self, status: str = "complete") -> ScanSummary:
@@ -186,15 +204,11 @@ class ScanQC:
         c = self.config["coils"]
         self._weights = combination_weights(data, self.scan.dwell_s, c["signal_window_s"], c["noise_tail_fraction"])
 
-    def _flush_pending(self) -> list[Transient]:
-        held, self._pending = self._pending, []
-        return held
-
     def _band(self, kind: str) -> tuple[float, float]:
         reg = self.config["registration"]
         return tuple(reg["water_band_ppm"] if kind == WATER_REF else reg["band_ppm"])  # type: ignore[return-value]
 
-    def _run(self, transient: Transient) -> TransientQC:
+    def _run(self, transient: Transient, seeded_member: bool = False) -> TransientQC:
         scan, cfg = self.scan, self.config
         dt = scan.dwell_s
         fid = kernels.combine_coils(np.ascontiguousarray(transient.data, dtype=np.complex64), self._weights)
@@ -213,7 +227,7 @@ class ScanQC:
         ctx = TransientContext(
             scan=scan, config=cfg, transient=transient, axis=self.axis, fid=fid, reg=reg, freq_pred_hz=seed,
             spec=spec, ref_spec=ref.mean_spec, noise_sd=noise_sd, noise_window=self.noise_window_label,
-            n_accepted_before=ref.n)
+            n_accepted_before=ref.n, calibration=seeded_member)
         qc = TransientQC(index=transient.index, average=transient.average, set=transient.set,
                          kind=transient.kind, time_s=transient.time_s)
         for check in self.checks:
@@ -223,7 +237,11 @@ class ScanQC:
             qc.metrics.update(res.metrics)
             qc.flags.extend(res.flags)
         qc.accepted = not qc.flags
-        if qc.accepted or ref.n == 0:
+        if seeded_member:  # already inside the seed mean: only its frequency enters the trend
+            if qc.accepted:
+                ref.times.append(transient.time_s)
+                ref.freqs.append(reg.freq_hz)
+        elif qc.accepted or ref.n == 0:
             ref.noise_var_sum += 2.0 * noise_sd ** 2 / scan.n_points
             self._add_to_reference(ref, transient, corrected, reg)
         ctx.running_fid = ref.mean
@@ -245,16 +263,17 @@ class ScanQC:
         z = kernels.cross_product(band, ref.band, self._m)
         # expected noise energy per point of the band-limited, ramped reference mean
         ref_noise = (ref.noise_var_sum / ref.n) * float(np.mean(mask ** 2)) / ref.n * self._ramp ** 2
+        v_point = 2.0 * noise_sd ** 2 / self.scan.n_points * float(np.mean(mask ** 2))
+        trans_noise = v_point * self._ramp ** 2
         d_lo, d_hi = r["damping_range_hz"]
-        out = kernels.register(z, ref.band_abs2, ref_noise, self.scan.dwell_s, seed, r["search_half_width_hz"],
-                               r["grid_step_hz"], d_lo, d_hi)
+        out = kernels.register(z, ref.band_abs2, ref_noise, trans_noise, self.scan.dwell_s, seed,
+                               r["search_half_width_hz"], r["grid_step_hz"], d_lo, d_hi)
         if out[5] > 0.0:  # optimum outside the seeded window: search three times wider around the seed
-            out = kernels.register(z, ref.band_abs2, ref_noise, self.scan.dwell_s, seed,
+            out = kernels.register(z, ref.band_abs2, ref_noise, trans_noise, self.scan.dwell_s, seed,
                                    3.0 * r["search_half_width_hz"], r["grid_step_hz"], d_lo, d_hi)
         f, cr, ci, d, j_best, _ = out
         # misfit of the model: ||b||^2 - J, over the noise energy expected in b (band-limited, ramped) plus
         # the reference's noise carried through the fit; ~1 for a transient that matches the reference
-        v_point = 2.0 * noise_sd ** 2 / self.scan.n_points * float(np.mean(mask ** 2))
         expected = v_point * float(np.sum(self._ramp ** 2)) * (1.0 + 1.0 / ref.n)
         resid = (float(np.vdot(band, band).real) - j_best) / expected if expected > 0 else math.nan
         return Registration(freq_hz=f, phase_deg=math.degrees(math.atan2(ci, cr)), amplitude=math.hypot(cr, ci),
@@ -286,16 +305,20 @@ class ScanQC:
             ref.total = np.zeros_like(aligned)
         kernels.accumulate(ref.total, aligned)
         ref.n += 1
+        self._derive(ref, transient.kind)
+        ref.times.append(transient.time_s)
+        ref.freqs.append(reg.freq_hz)
+
+    def _derive(self, ref: _Reference, kind: str) -> None:
+        """Recompute the reference's mean, band-limited copy, display phase and spectrum from its total."""
         mean = ref.total / ref.n
-        ref.band = band_limited_fid(mean, self._masks[transient.kind], self._m) * self._ramp
+        ref.band = band_limited_fid(mean, self._masks[kind], self._m) * self._ramp
         ref.band_abs2 = np.abs(ref.band) ** 2
         raw_spec = spectrum(mean)
-        ref.phase_rad = self._peak_phase(raw_spec, transient.kind)
+        ref.phase_rad = self._peak_phase(raw_spec, kind)
         rot = np.exp(-1j * ref.phase_rad)
         ref.mean = mean * rot
         ref.mean_spec = raw_spec * rot
-        ref.times.append(transient.time_s)
-        ref.freqs.append(reg.freq_hz)
 
     def _peak_phase(self, spec: np.ndarray, kind: str) -> float:
         """Zero-order phase (rad) that makes the main peak absorptive: NAA for metabolites, water for

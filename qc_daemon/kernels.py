@@ -91,12 +91,33 @@ def _ref_energy(ref_abs2, dt, damp_hz, noise_var):
 
 
 @nb.njit(cache=True)
-def register(z, ref_abs2, ref_noise_var, dt, f_seed, half_width_hz, grid_step_hz, d_lo, d_hi):
+def _noise_bias(ref_abs2, trans_noise_var, dt, damp_hz):
+    """Expected |P|^2 contributed by the transient's noise: sum_k v_k |ref_k|^2 exp(-2 pi d t_k)."""
+    decay = math.exp(-2.0 * math.pi * damp_hz * dt)
+    g = 1.0
+    acc = 0.0
+    for k in range(ref_abs2.shape[0]):
+        acc += trans_noise_var[k] * ref_abs2[k] * g
+        g *= decay
+    return acc
+
+
+@nb.njit(cache=True)
+def _jd(z, ref_abs2, ref_noise_var, trans_noise_var, dt, f, d):
+    """De-biased fit quality at damping d: (|P|^2 - noise bias) / reference signal energy."""
+    p = _projection(z, dt, f, d)
+    return (p.real * p.real + p.imag * p.imag - _noise_bias(ref_abs2, trans_noise_var, dt, d)) / \
+        _ref_energy(ref_abs2, dt, d, ref_noise_var)
+
+
+@nb.njit(cache=True)
+def register(z, ref_abs2, ref_noise_var, trans_noise_var, dt, f_seed, half_width_hz, grid_step_hz, d_lo, d_hi):
     """Spectral registration of one transient against a band-limited reference (Near 2015, closed-form
     amplitude).
 
     Model: fid(t) = c * ref(t) * exp(i 2 pi f t) * exp(-pi d t) + noise, over the first m points
-    (z = fid * conj(ref), ref_abs2 = |ref|^2, ref_noise_var[k] = expected |noise|^2 of ref[k]). For fixed (f, d) the least-squares complex amplitude is
+    (z = fid * conj(ref), ref_abs2 = |ref|^2, ref_noise_var[k] / trans_noise_var[k] = expected |noise|^2 of ref[k] / of the transient's point k;
+    both noise terms are subtracted when fitting d, which would otherwise be biased). For fixed (f, d) the least-squares complex amplitude is
     c = P(f, d) / E(d) with P the projection and E the reference energy, and the fit quality is
     J(f, d) = |P|^2 / E. We search f on a grid f_seed +- half_width_hz, refine by successive parabolic steps,
     then fit d (extra Lorentzian broadening, Hz) on [d_lo, d_hi] the same way, and re-refine f.
@@ -126,8 +147,7 @@ def register(z, ref_abs2, ref_noise_var, dt, f_seed, half_width_hz, grid_step_hz
     d_best = 0.0
     for i in range(n_d):
         d = d_lo + i * d_step
-        p = _projection(z, dt, f_best, d)
-        j = (p.real * p.real + p.imag * p.imag) / _ref_energy(ref_abs2, dt, d, ref_noise_var)
+        j = _jd(z, ref_abs2, ref_noise_var, trans_noise_var, dt, f_best, d)
         if j > best_jd:
             best_jd = j
             d_best = d
@@ -135,12 +155,9 @@ def register(z, ref_abs2, ref_noise_var, dt, f_seed, half_width_hz, grid_step_hz
     for _ in range(5):
         dl = max(d_best - step, d_lo)
         dh = min(d_best + step, d_hi)
-        pl = _projection(z, dt, f_best, dl)
-        pc = _projection(z, dt, f_best, d_best)
-        ph = _projection(z, dt, f_best, dh)
-        jl = (pl.real ** 2 + pl.imag ** 2) / _ref_energy(ref_abs2, dt, dl, ref_noise_var)
-        jc = (pc.real ** 2 + pc.imag ** 2) / _ref_energy(ref_abs2, dt, d_best, ref_noise_var)
-        jh = (ph.real ** 2 + ph.imag ** 2) / _ref_energy(ref_abs2, dt, dh, ref_noise_var)
+        jl = _jd(z, ref_abs2, ref_noise_var, trans_noise_var, dt, f_best, dl)
+        jc = _jd(z, ref_abs2, ref_noise_var, trans_noise_var, dt, f_best, d_best)
+        jh = _jd(z, ref_abs2, ref_noise_var, trans_noise_var, dt, f_best, dh)
         d_best = _parabola_vertex(dl, d_best, dh, jl, jc, jh, d_lo, d_hi)
         step *= 0.35
     e_d = _ref_energy(ref_abs2, dt, d_best, ref_noise_var)
@@ -375,7 +392,7 @@ def warm_up() -> float:
     fid = combine_coils(data, w)
     fid2 = correct_fid(fid, 1e-3, 1.0, 0.1)
     z = cross_product(fid, fid2, 32)
-    register(z, np.abs(fid2[:32]) ** 2, np.zeros(32), 1e-3, 0.0, 4.0, 1.0, -2.0, 4.0)
+    register(z, np.abs(fid2[:32]) ** 2, np.zeros(32), np.zeros(32), 1e-3, 0.0, 4.0, 1.0, -2.0, 4.0)
     spec = np.fft.fftshift(np.fft.fft(fid2))
     max_real(spec, 0, 64)
     argmax_abs(spec, 0, 64)

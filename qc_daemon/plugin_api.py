@@ -64,6 +64,7 @@ class TransientContext:
     noise_sd: float  # SD of Re(spec) noise (see snr docs for the window)
     noise_window: str
     n_accepted_before: int
+    calibration: bool = False  # one of the held first transients that seeded the reference (self-biased fit)
     # filled in after the accept decision:
     running_spec: np.ndarray | None = None  # spectrum of the running mean of accepted transients of this set
     running_fid: np.ndarray | None = None

@@ -5,7 +5,8 @@ macromolecules, residual water); J-coupled multiplets are approximated by broade
 enough for QC (not a basis set for quantification). Noise is complex Gaussian, correlated across coils.
 
 Truth conventions match the engine's: frequency (Hz, + = towards higher ppm) and phase (deg) of each
-transient relative to transient 0 of its kind; ``naa_snr`` is the per-transient NAA SNR of the optimally
+transient relative to the engine's reference (water: the first water reference; metabolites: the mean of
+the first ``reference_transients`` of the edit set); ``naa_snr`` is the per-transient NAA SNR of the optimally
 combined, noise-free-aligned signal by the FID-A definition (NAA max Re S 1.8..2.2 ppm / noise SD of Re S).
 """
 
@@ -79,6 +80,7 @@ class SimulationParams:
     seed: int = 1
     sequence: str = "svs_se"
     scan_label: str = "sim"
+    reference_transients: int = 8  # truth zero for metabolites: mean of the first 8 of a set (engine default)
 
     @property
     def n_sets(self) -> int:
@@ -212,12 +214,15 @@ def simulate_scan(p: SimulationParams) -> SimulatedScan:
             "corrupted": ev is not None, "event": ev.kind if ev is not None else None})
         if kind == METABOLITE:
             m_index += 1
-    # per-kind truth reference: transient 0 of each kind defines 0 Hz / 0 deg, as in the engine
+    # truth zero as in the engine: water refs -> the first one; metabolites -> mean of the first
+    # ``reference_transients`` of each set (frequency mean, circular phase mean)
     for kind in (METABOLITE, WATER_REF):
         for s in range(p.n_sets):
             rows = [r for r in truth_rows if r["kind"] == kind and r["set"] == s]
             if rows:
-                f_ref, ph_ref = rows[0]["freq_hz"], rows[0]["phase_deg"]
+                first = rows[: (p.reference_transients if kind == METABOLITE else 1)]
+                f_ref = float(np.mean([r["freq_hz"] for r in first]))
+                ph_ref = float(np.degrees(np.angle(np.mean([np.exp(1j * np.radians(r["phase_deg"])) for r in first]))))
                 for r in rows:
                     r["freq_hz"] -= f_ref
                     r["phase_deg"] = (r["phase_deg"] - ph_ref + 180.0) % 360.0 - 180.0

@@ -1,0 +1,86 @@
+"""Kernels against closed-form cases."""
+
+import math
+
+import numpy as np
+import pytest
+
+from qc_daemon import kernels
+from qc_daemon.spectral import SpectralAxis, spectrum
+from plugins.linewidth import fwhm_hz
+
+DT = 0.5e-3
+N = 2048
+
+
+def lorentzian(freq_hz=0.0, fwhm=6.0, amp=1.0, phase=0.0, n=N):
+    t = np.arange(n) * DT
+    return amp * np.exp(1j * phase + 2j * np.pi * freq_hz * t - np.pi * fwhm * t)
+
+
+@pytest.mark.parametrize("fwhm", [3.0, 8.0, 12.8, 20.0])
+def test_fwhm_of_lorentzian_matches_closed_form(fwhm):
+    axis = SpectralAxis(N, DT, 123.2, 4.65)
+    fid = lorentzian(freq_hz=0.0, fwhm=fwhm, phase=0.7)
+    # sampled (DFT) Lorentzian vs the continuous closed form: within 2 %
+    assert fwhm_hz(fid, axis, (4.3, 5.0), 8, None, 0.0) == pytest.approx(fwhm, rel=0.02)
+
+
+def test_fwhm_real_rejects_non_positive_peak():
+    assert math.isnan(kernels.fwhm_real(-np.ones(16), 8, 1.0))
+
+
+@pytest.mark.parametrize("shift", [-9.3, -2.0, 0.37, 4.5, 11.0])
+def test_register_recovers_known_shift_phase_amplitude(shift):
+    ref = lorentzian(0.0, 5.0) + lorentzian(-120.0, 5.0, 0.8)
+    fid = 0.6 * np.exp(1j * 0.5) * ref * np.exp(2j * np.pi * shift * np.arange(N) * DT)
+    m = 600
+    z = kernels.cross_product(fid, ref, m)
+    f, cr, ci, d, _, _ = kernels.register(z, np.abs(ref[:m]) ** 2, np.zeros(m), np.zeros(m), DT, 0.0, 12.0, 1.0, -4.0, 30.0)
+    assert f == pytest.approx(shift, abs=0.01)
+    assert math.atan2(ci, cr) == pytest.approx(0.5, abs=0.01)
+    assert math.hypot(cr, ci) == pytest.approx(0.6, rel=0.01)
+    assert d == pytest.approx(0.0, abs=0.1)
+
+
+def test_register_recovers_extra_broadening():
+    ref = lorentzian(0.0, 5.0)
+    fid = ref * np.exp(-np.pi * 10.0 * np.arange(N) * DT)
+    z = kernels.cross_product(fid, ref, 600)
+    out = kernels.register(z, np.abs(ref[:600]) ** 2, np.zeros(600), np.zeros(600), DT, 0.0, 12.0, 1.0, -4.0, 30.0)
+    assert out[3] == pytest.approx(10.0, abs=0.2)
+
+
+def test_correct_fid_undoes_shift_and_phase():
+    ref = lorentzian(0.0, 5.0)
+    moved = ref * np.exp(1j * 0.3 + 2j * np.pi * 3.3 * np.arange(N) * DT)
+    back = kernels.correct_fid(moved, DT, 3.3, 0.3)
+    assert np.allclose(back, ref, atol=1e-9)
+
+
+def test_detrended_sd_removes_quadratic_and_estimates_sd():
+    rng = np.random.default_rng(0)
+    x = np.linspace(-1, 1, 4000)
+    y = 5 + 3 * x - 7 * x ** 2 + rng.normal(0, 0.5, x.size)
+    assert kernels.detrended_sd(y, 0, y.size) == pytest.approx(0.5, rel=0.05)
+
+
+def test_combine_coils_weighted_sum():
+    rng = np.random.default_rng(1)
+    data = (rng.normal(size=(4, 32)) + 1j * rng.normal(size=(4, 32))).astype(np.complex64)
+    w = rng.normal(size=4) + 1j * rng.normal(size=4)
+    assert np.allclose(kernels.combine_coils(data, w), w @ data.astype(np.complex128), atol=1e-5)
+
+
+def test_spectrum_axis_places_peak_at_its_ppm():
+    axis = SpectralAxis(N, DT, 123.2, 4.65)
+    fid = lorentzian(freq_hz=(2.01 - 4.65) * 123.2, fwhm=4.0)
+    i = int(np.argmax(np.abs(spectrum(fid))))
+    assert axis.ppm_of_index(i) == pytest.approx(2.01, abs=0.01)
+
+
+def test_linear_fit_and_median_mad():
+    a, b = kernels.linear_fit(np.arange(10.0), 2.0 + 0.5 * np.arange(10.0))
+    assert (a, b) == (pytest.approx(2.0), pytest.approx(0.5))
+    med, mad = kernels.median_mad(np.array([1.0, 2.0, 3.0, 4.0, 100.0]))
+    assert med == 3.0 and mad == pytest.approx(1.4826)

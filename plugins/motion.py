@@ -8,7 +8,8 @@ Features of a metabolite transient (all from the engine's registration and spect
 - ``lipid_power``: mean |S|^2 in 0.9..1.8 ppm / (2 noise_sd^2).                      flag ``lipid``
 - ``residual_norm``: least-squares misfit of the registration (band-limited, ramped signals) over the noise
   energy expected there (1 = the transient matches the reference up to noise).     flag ``residual``
-Robust z = (x - median) / (1.4826 MAD) over the last ``history`` accepted transients of the set. A flag needs
+Robust z = (x - median) / (1.4826 MAD) over the last ``history`` scored transients of the set (flagged
+ones included, so the baseline can follow a real change instead of locking every later transient out). A flag needs
 |z| > ``z_limit`` (one-sided where only one direction is harmful) *and* an effect of at least the ``min_*``
 size. Before ``min_history`` accepted transients only absolute limits apply (``early_*``). The held first
 transients that seeded the reference are not scored (their fit is biased towards themselves).
@@ -109,9 +110,14 @@ class MotionCheck:
                 "lipid_power": lipid, "residual_norm": resid}
 
     def measure(self, ctx: TransientContext) -> CheckResult:
-        if ctx.transient.kind != METABOLITE or ctx.reg.is_reference or ctx.calibration:
+        if ctx.transient.kind != METABOLITE or ctx.reg.is_reference:
             return CheckResult()
         feat = self._features(ctx)
+        if ctx.calibration:  # self-biased fit: only the spectral lipid power seeds its baseline
+            h = self._hist(ctx.transient.set)
+            if math.isfinite(feat["lipid_power"]):
+                h["lipid_power"].append(feat["lipid_power"])
+            return CheckResult(metrics={"lipid_power": feat["lipid_power"]})
         self._last = feat
         self.all_feats.append((ctx.transient.index, ctx.transient.set, feat))
         base = self.hist.get(ctx.transient.set)
@@ -122,23 +128,35 @@ class MotionCheck:
             return CheckResult(metrics=metrics, flags=["unmeasurable"])
         if base is None or len(base["amplitude_rel"]) < cfg["min_history"]:
             flags = []
+            if abs(feat["freq_jump_hz"]) > cfg["early_max_freq_jump_hz"]:
+                flags.append("freq_jump")
             if abs(feat["phase_deg"]) > cfg["early_max_phase_deg"]:
                 flags.append("phase_jump")
             if feat["amplitude_rel"] < cfg["early_min_amplitude"]:
                 flags.append("amplitude")
             if feat["damping_hz"] > cfg["early_max_broadening_hz"]:
                 flags.append("linewidth")
+            if base is not None and len(base["lipid_power"]) >= 4:
+                med, mad = _robust(base["lipid_power"], "lipid_power")
+                if (feat["lipid_power"] - med) / mad > cfg["z_limit"] and \
+                        feat["lipid_power"] >= cfg["min_lipid_ratio"] * med:
+                    flags.append("lipid")
             return CheckResult(metrics=metrics, flags=flags)
         flags, z = evaluate(feat, base, cfg, cfg["z_limit"])
         metrics.update(z)
         return CheckResult(metrics=metrics, flags=flags)
 
     def update(self, ctx: TransientContext, qc: TransientQC) -> None:
-        if qc.kind != METABOLITE or ctx.reg.is_reference or ctx.calibration or not qc.accepted:
+        # every scored transient enters the baseline, flagged ones too: median/MAD tolerate the outliers, and
+        # excluding them would lock the check out after a real change (a baseline that can never follow it)
+        if qc.kind != METABOLITE or ctx.reg.is_reference or ctx.calibration:
             return
-        h = self.hist.setdefault(qc.set, {k: deque(maxlen=int(self.cfg["history"])) for k in FEATURES})
+        h = self._hist(qc.set)
         for k in FEATURES:
             h[k].append(self._last[k])
+
+    def _hist(self, s: int) -> dict[str, deque]:
+        return self.hist.setdefault(s, {k: deque(maxlen=int(self.cfg["history"])) for k in FEATURES})
 
     def finish(self, ctx: ScanContext) -> SummaryPart:
         """Non-causal pass: every transient against the whole scan of its set (median/MAD of all)."""

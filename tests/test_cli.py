@@ -1,0 +1,61 @@
+"""The public `mrsqc check` contract and clean failures."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from qc_daemon.cli import main
+from tests.conftest import FIXTURES
+
+TRANSIENT_KEYS = {"index", "average", "set", "kind", "time_s", "freq_hz", "phase_deg", "fwhm_hz", "snr",
+                  "snr_running", "flags", "accepted"}
+SUMMARY_KEYS = {"n_transients", "n_flagged", "flagged_indices", "drift_hz_per_min", "drift_total_hz",
+                "fwhm_water_hz", "fwhm_metab_hz", "snr_final", "verdict", "reasons"}
+
+
+def test_check_writes_the_documented_outputs(tmp_path, capsys):
+    assert main(["check", str(FIXTURES / "demo_drift_motion.dat"), "--out", str(tmp_path), "-q"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "transients.jsonl").read_text().splitlines()]
+    truth = json.loads((FIXTURES / "demo_drift_motion.truth.json").read_text())
+    assert [r["index"] for r in rows] == list(range(len(truth["transients"])))
+    assert all(TRANSIENT_KEYS <= set(r) for r in rows)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary) and summary["verdict"] in ("pass", "warn", "fail")
+    corrupted = {t["index"] for t in truth["transients"] if t["corrupted"]}
+    assert corrupted <= set(summary["flagged_indices"])
+    assert "VERDICT" in capsys.readouterr().out
+
+
+def test_check_dicom_folder_fixture(tmp_path):
+    assert main(["check", str(FIXTURES / "small_dicom_dicom"), "-q"]) == 0
+
+
+@pytest.mark.parametrize("name", ["sub-SiemensBrainPhantom_seq-svsse_ref-1_avg-2.twix", "SVS_30.IMA",
+                                  "SVS_XA60.dcm", "xa60_7t_svs_se_combined"])
+def test_check_every_real_file(real_dir, name, capsys):
+    assert main(["check", str(real_dir / name), "-q"]) == 0
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "qc_daemon.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_bad_inputs_exit_2_with_one_line_and_no_traceback(tmp_path, real_dir):
+    empty = tmp_path / "empty.dat"
+    empty.write_bytes(b"")
+    junk = tmp_path / "junk.dat"
+    junk.write_bytes(b"\x01\x02" * 4000)
+    for path in (real_dir / "sub-SiemensBrainPhantom_seq-svslcosy_incomplete.twix", empty, junk,
+                 tmp_path / "missing.dat"):
+        res = _run("check", str(path))
+        assert res.returncode == 2, res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and str(path.name) in lines[0] and "Traceback" not in res.stderr
+
+
+def test_help_explains_units():
+    res = _run("check", "--help")
+    assert res.returncode == 0 and "--water" in res.stdout
+    assert "Hz" in _run("--help").stdout

@@ -98,7 +98,7 @@ def check_vs_twixtools():
             path = write_simulation(Path(d), name="big", averages=128, n_coils=32, n_points=2048, seed=4)[0]
         t0 = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
-            scans = twixtools.read_twix(str(path), verbose=False)
+            scans = twixtools.read_twix(str(path), verbose=False, parse_pmu=False, parse_geometry=False)
         _ = [m.data for m in scans[-1]["mdb"] if m.is_image_scan()]
         t_read = time.perf_counter() - t0
         t0 = time.perf_counter()

@@ -47,7 +47,7 @@ def accuracy(seeds=(1, 2, 3)):
         trend = np.array([r.metrics["freq_trend_hz"] - truth[r.index]["freq_hz"] for r in clean
                           if r.metrics.get("freq_trend_hz") is not None])
         n_acc = metab[-1].metrics["n_accepted_set"]
-        snr_truth = p.naa_snr * math.sqrt(n_acc)
+        snr_truth = p.naa_snr * sim.truth["snr_running_truth_factor"] * math.sqrt(n_acc)
         rows.append({
             "seed": seed, "freq_rmse_hz": float(np.sqrt(np.mean(err ** 2))),
             "trend_rmse_hz": float(np.sqrt(np.mean(trend ** 2))),

@@ -39,6 +39,7 @@ class FrequencyCheck:
         return CheckResult(
             fields={"freq_hz": reg.freq_hz, "phase_deg": reg.phase_deg},
             metrics={"freq_pred_hz": ctx.freq_pred_hz, "amplitude_rel": reg.amplitude,
+                     "amplitude_matched": reg.matched_amplitude,
                      "damping_hz": reg.damping_hz, "is_reference": reg.is_reference})
 
     def update(self, ctx: TransientContext, qc: TransientQC) -> None:

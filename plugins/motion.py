@@ -3,7 +3,8 @@
 Features of a metabolite transient (all from the engine's registration and spectra):
 - ``freq_jump_hz``: freq_hz - causal trend prediction (Hz).                         flag ``freq_jump``
 - ``phase_dev_deg``: phase_deg - median phase of the baseline, wrapped to +-180.    flag ``phase_jump``
-- ``amplitude_rel``: |c| of the registration (1 = reference mean amplitude).        flag ``amplitude``
+- ``amplitude_rel``: matched-filter amplitude |c(d=0)| (1 = reference mean); drops for signal loss and for
+  line broadening alike, so it does not depend on the (noisy) damping fit.       flag ``amplitude``
 - ``damping_hz``: extra Lorentzian broadening vs the reference (Hz).                flag ``linewidth``
 - ``lipid_power``: mean |S|^2 in 0.9..1.8 ppm / (2 noise_sd^2).                      flag ``lipid``
 - ``residual_norm``: least-squares misfit of the registration (band-limited, ramped signals) over the noise
@@ -106,7 +107,7 @@ class MotionCheck:
         lipid = kernels.band_power(ctx.spec, lip_w[0], lip_w[1]) / var if lip_w else math.nan
         resid = ctx.reg.residual_norm
         return {"freq_jump_hz": ctx.reg.freq_hz - ctx.freq_pred_hz, "phase_deg": ctx.reg.phase_deg,
-                "amplitude_rel": ctx.reg.amplitude, "damping_hz": ctx.reg.damping_hz,
+                "amplitude_rel": ctx.reg.matched_amplitude, "damping_hz": ctx.reg.damping_hz,
                 "lipid_power": lipid, "residual_norm": resid}
 
     def measure(self, ctx: TransientContext) -> CheckResult:

@@ -133,11 +133,21 @@ class ScanQC:
         return [self._run(t, seeded_member=True) for t in held]
 
     def _seed_reference(self, ref: _Reference, fids: list[np.ndarray]) -> None:
-        total = np.sum(fids, axis=0)
-        ref.total = total.astype(np.complex128)
+        """Initial reference = mean of the held transients, aligned to that mean in ``seed_iterations`` passes
+        (each pass registers every member to the current mean and rebuilds it), so drift during the
+        calibration window does not broaden the template."""
         ref.n = len(fids)
-        ref.noise_var_sum = sum(2.0 * self._noise_sd(spectrum(f), f) ** 2 / self.scan.n_points for f in fids)
+        noise = [self._noise_sd(spectrum(f), f) for f in fids]
+        ref.noise_var_sum = sum(2.0 * sd ** 2 / self.scan.n_points for sd in noise)
+        ref.total = np.sum(fids, axis=0).astype(np.complex128)
         self._derive(ref, METABOLITE)
+        for _ in range(int(self.config["registration"]["seed_iterations"])):
+            aligned = []
+            for f, sd in zip(fids, noise):
+                reg = self._register(spectrum(f), ref, 0.0, METABOLITE, sd)
+                aligned.append(kernels.correct_fid(f, self.scan.dwell_s, reg.freq_hz, math.radians(reg.phase_deg)))
+            ref.total = np.sum(aligned, axis=0)
+            self._derive(ref, METABOLITE)
 
     def finish(self, status: str = "complete") -> tuple[list[TransientQC], ScanSummary]:
         """Flush held transients and build the summary. ``status``: complete | incomplete | interrupted."""
@@ -271,13 +281,13 @@ class ScanQC:
         if out[5] > 0.0:  # optimum outside the seeded window: search three times wider around the seed
             out = kernels.register(z, ref.band_abs2, ref_noise, trans_noise, self.scan.dwell_s, seed,
                                    3.0 * r["search_half_width_hz"], r["grid_step_hz"], d_lo, d_hi)
-        f, cr, ci, d, j_best, _ = out
+        f, cr, ci, d, j_best, _, c0r, c0i = out
         # misfit of the model: ||b||^2 - J, over the noise energy expected in b (band-limited, ramped) plus
         # the reference's noise carried through the fit; ~1 for a transient that matches the reference
         expected = v_point * float(np.sum(self._ramp ** 2)) * (1.0 + 1.0 / ref.n)
         resid = (float(np.vdot(band, band).real) - j_best) / expected if expected > 0 else math.nan
         return Registration(freq_hz=f, phase_deg=math.degrees(math.atan2(ci, cr)), amplitude=math.hypot(cr, ci),
-                            damping_hz=d, residual_norm=resid)
+                            damping_hz=d, residual_norm=resid, matched_amplitude=math.hypot(c0r, c0i))
 
     def _predict(self, ref: _Reference, t: float) -> float:
         """Causal trend prediction of the frequency at time t (Hz) from the accepted transients of the last

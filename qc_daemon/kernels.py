@@ -122,8 +122,9 @@ def register(z, ref_abs2, ref_noise_var, trans_noise_var, dt, f_seed, half_width
     J(f, d) = |P|^2 / E. We search f on a grid f_seed +- half_width_hz, refine by successive parabolic steps,
     then fit d (extra Lorentzian broadening, Hz) on [d_lo, d_hi] the same way, and re-refine f.
 
-    Returns (f_hz, c_real, c_imag, d_hz, j_best, at_edge); at_edge = 1.0 when the best grid frequency lies on
-    the search boundary (the seed window did not contain the optimum).
+    Returns (f_hz, c_real, c_imag, d_hz, j_best, at_edge, c0_real, c0_imag); at_edge = 1.0 when the best grid
+    frequency lies on the search boundary (the seed window did not contain the optimum); c0 is the amplitude
+    with d = 0 (the matched-filter amplitude: it drops for signal loss and for broadening alike).
     """
     # --- frequency: grid then parabolic refinement (d = 0)
     n_grid = int(2.0 * half_width_hz / grid_step_hz + 0.5) + 1
@@ -140,6 +141,7 @@ def register(z, ref_abs2, ref_noise_var, trans_noise_var, dt, f_seed, half_width
     at_edge = 1.0 if (best_i == 0 or best_i == n_grid - 1) else 0.0
     f_best = f_seed - half_width_hz + best_i * grid_step_hz
     f_best = _refine_frequency(z, dt, f_best, grid_step_hz, 0.0, e0)
+    c0 = _projection(z, dt, f_best, 0.0) / e0  # matched-filter amplitude without extra damping
     # --- damping: grid then parabolic refinement at f_best
     d_step = 1.0
     n_d = int((d_hi - d_lo) / d_step + 0.5) + 1
@@ -165,7 +167,7 @@ def register(z, ref_abs2, ref_noise_var, trans_noise_var, dt, f_seed, half_width
     p = _projection(z, dt, f_best, d_best)
     c = p / e_d
     j_best = (p.real * p.real + p.imag * p.imag) / e_d
-    return f_best, c.real, c.imag, d_best, j_best, at_edge
+    return f_best, c.real, c.imag, d_best, j_best, at_edge, c0.real, c0.imag
 
 
 @nb.njit(cache=True)

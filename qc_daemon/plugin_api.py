@@ -46,6 +46,7 @@ class Registration:
     damping_hz: float
     is_reference: bool = False  # True for the first transient of a set: it *is* the reference
     residual_norm: float = float("nan")  # least-squares misfit / expected noise energy (1 = noise only)
+    matched_amplitude: float = 1.0  # |c| with d = 0: peak-height-like ratio to the reference
 
 
 @dataclass

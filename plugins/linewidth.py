@@ -1,6 +1,7 @@
 """Linewidth (FWHM, Hz): water from unsuppressed reference transients, tCr of the running average otherwise.
 
-Definition (FID-A ``op_getLW`` window, spant ``peak_info`` crossing): zero-fill the FID x``zero_fill``,
+Definition (FID-A ``op_getLW`` window, spant ``peak_info`` crossing): zero-fill the FID (x8 for water as
+FID-A does, x4 for the running metabolite average as spant interpolates, recomputed per accepted transient),
 phase the spectrum so the largest |S| in the window is absorptive, take the maximum of Re S in the window and
 the two half-height crossings by linear interpolation; FWHM = distance between them (Hz).
 - water_ref transients: window 3.7..5.7 ppm, on the single transient. -> ``fwhm_hz``
@@ -19,15 +20,27 @@ from qc_daemon.plugin_api import FAIL, OK, WARN, CheckResult, Finding, ScanConte
 from qc_daemon.spectral import SpectralAxis, spectrum
 
 
+def zero_filled(fid: np.ndarray, axis: SpectralAxis, zero_fill: int) -> tuple[np.ndarray, SpectralAxis]:
+    """The spectrum of ``fid`` zero-filled x``zero_fill`` and its axis."""
+    n = fid.shape[0] * zero_fill
+    return spectrum(fid, n), SpectralAxis(n, axis.dwell_s, axis.f0_mhz, axis.centre_ppm)
+
+
 def fwhm_hz(fid: np.ndarray, axis: SpectralAxis, window_ppm, zero_fill: int, noise_sd: float | None,
             min_peak_snr: float) -> float | None:
     """FWHM (Hz) of the largest peak of ``fid`` in ``window_ppm``, per the module definition; None if not measurable."""
-    n = fid.shape[0] * zero_fill
-    zf_axis = SpectralAxis(n, axis.dwell_s, axis.f0_mhz, axis.centre_ppm)
+    return fwhm_in_window(*zero_filled(fid, axis, zero_fill), window_ppm, noise_sd, min_peak_snr)
+
+
+def fwhm_in_window(spec: np.ndarray, zf_axis: SpectralAxis, window_ppm, noise_sd: float | None,
+                   min_peak_snr: float) -> float | None:
+    """FWHM (Hz) of the largest peak of a (zero-filled) spectrum in ``window_ppm``; None if not measurable.
+
+    The peak height of a zero-filled spectrum equals that of the unfilled one, so the unfilled noise SD applies.
+    """
     win = zf_axis.clipped_window(*window_ppm)
     if win is None:
         return None
-    spec = spectrum(fid, n)
     i = kernels.argmax_abs(spec, win[0], win[1])
     y = np.ascontiguousarray((spec * np.exp(-1j * np.angle(spec[i]))).real)
     height, peak = kernels.max_real(y.astype(np.complex128), win[0], win[1])
@@ -61,12 +74,10 @@ class LinewidthCheck:
             return
         s = qc.set
         if qc.accepted or s not in self.metab:
-            zf, snr_min = self.cfg["zero_fill"], self.cfg["min_peak_snr"]
-            # the zero-filled spectrum's peak height equals the unfilled one, so the same noise SD applies
-            self.metab[s] = fwhm_hz(ctx.running_fid, ctx.axis, self.cfg["metab_window_ppm"], zf,
-                                    ctx.running_noise_sd, snr_min)
-            self.naa[s] = fwhm_hz(ctx.running_fid, ctx.axis, self.cfg["naa_window_ppm"], zf,
-                                  ctx.running_noise_sd, snr_min)
+            spec, zf_axis = zero_filled(ctx.running_fid, ctx.axis, self.cfg["metab_zero_fill"])
+            snr_min, noise = self.cfg["min_peak_snr"], ctx.running_noise_sd
+            self.metab[s] = fwhm_in_window(spec, zf_axis, self.cfg["metab_window_ppm"], noise, snr_min)
+            self.naa[s] = fwhm_in_window(spec, zf_axis, self.cfg["naa_window_ppm"], noise, snr_min)
         qc.fwhm_hz = self.metab[s]
         qc.metrics["fwhm_metab_hz"] = self.metab[s]
         qc.metrics["fwhm_naa_hz"] = self.naa[s]

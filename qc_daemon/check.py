@@ -25,7 +25,8 @@ class CheckRun:
 def merge_water(recording: Recording, water: Recording, water_path: str | Path) -> Recording:
     """Put a separate water-reference scan's transients before the metabolite transients (indices renumbered)."""
     s, w = recording.scan, water.scan
-    if (w.n_coils, w.n_points) != (s.n_coils, s.n_points) or abs(w.dwell_s - s.dwell_s) > 1e-9:
+    if (w.n_coils, w.n_points, w.oversampling) != (s.n_coils, s.n_points, s.oversampling) or \
+            abs(w.dwell_s - s.dwell_s) > 1e-9:
         raise InputError(water_path, f"water reference has {w.n_coils} coils x {w.n_points} points, dwell "
                                      f"{w.dwell_s * 1e6:.1f} us; the scan has {s.n_coils} x {s.n_points}, "
                                      f"{s.dwell_s * 1e6:.1f} us")

@@ -36,7 +36,7 @@ from .plugin_api import (
     TransientContext,
     discover_checks,
 )
-from .spectral import SpectralAxis, band_limited_fid, band_mask, spectrum
+from .spectral import SpectralAxis, band_limited, band_mask, decimate, fftshift, ifftshift, spectrum
 
 
 @dataclass
@@ -44,7 +44,8 @@ class _Reference:
     """Running aligned mean of the accepted transients of one (kind, set) and its band-limited copy."""
 
     n: int = 0
-    total: np.ndarray | None = None
+    total: np.ndarray | None = None  # sum of aligned member FIDs (raw phase frame)
+    total_fft: np.ndarray | None = None  # fft of total (FFT order), kept in step without extra FFTs
     mean: np.ndarray | None = None
     mean_spec: np.ndarray | None = None  # spectrum of the mean in the phase frame of the reference
     band: np.ndarray | None = None  # first m points of the band-limited mean
@@ -74,14 +75,19 @@ class ScanQC:
         reg = self.config["registration"]
         self._m = max(8, min(scan.n_points, int(reg["fit_window_s"] / scan.dwell_s)))
         self._notes: list[str] = []
-        self._masks = {kind: band_mask(self.axis, *self._band(kind), *reg["band_taper_ppm"])
+        # band masks in FFT (unshifted) order, and their mean power (the band's share of white noise)
+        self._masks = {kind: ifftshift(band_mask(self.axis, *self._band(kind), *reg["band_taper_ppm"]))
                        for kind in (METABOLITE, WATER_REF)}
+        self._mask_power = {kind: float(np.mean(m ** 2)) for kind, m in self._masks.items()}
+        self._rolled: dict[tuple[str, int], np.ndarray] = {}
         # raised-cosine ramp over the first baseline_skip_s: broad in-band features (tails of residual water,
         # macromolecules) live in the first few ms of the band-limited FID; narrow metabolite lines last longer
         t = np.arange(self._m) * scan.dwell_s
         skip = float(reg["baseline_skip_s"])
         self._ramp = np.where(t < skip, 0.5 - 0.5 * np.cos(np.pi * t / max(skip, 1e-12)), 1.0) if skip > 0 \
             else np.ones(self._m)
+        self._ramp2 = self._ramp ** 2
+        self._ramp2_sum = float(self._ramp2.sum())
         snr = self.config["snr"]
         self._noise_win = self.axis.window(*snr["noise_window_ppm"])
         if self._noise_win is None:
@@ -101,10 +107,10 @@ class ScanQC:
     def process(self, transient: Transient) -> list[TransientQC]:
         """Run every check on one transient; return the results that are now final (acquisition order)."""
         data = np.asarray(transient.data)
-        if data.shape != (self.scan.n_coils, self.scan.n_points):
+        if data.shape != (self.scan.n_coils, self.scan.samples_per_transient):
             raise ValueError(
-                f"transient {transient.index}: shape {data.shape} != (coils, points) = "
-                f"({self.scan.n_coils}, {self.scan.n_points}) from scan_start")
+                f"transient {transient.index}: shape {data.shape} != (coils, samples) = "
+                f"({self.scan.n_coils}, {self.scan.samples_per_transient}) from scan_start")
         if self._weights is None and transient.kind == WATER_REF:
             self._set_weights(transient.data[None])
         if transient.kind == METABOLITE and not self._seeded:
@@ -127,8 +133,7 @@ class ScanQC:
         self._seeded = True
         for s in sorted({t.set for t in held}):
             members = [t for t in held if t.set == s]
-            fids = [kernels.combine_coils(np.ascontiguousarray(t.data, dtype=np.complex64), self._weights)
-                    for t in members]
+            fids = [self._combine(t) for t in members]
             self._seed_reference(self._refs.setdefault((METABOLITE, s), _Reference()), fids)
         return [self._run(t, seeded_member=True) for t in held]
 
@@ -140,13 +145,16 @@ class ScanQC:
         noise = [self._noise_sd(spectrum(f), f) for f in fids]
         ref.noise_var_sum = sum(2.0 * sd ** 2 / self.scan.n_points for sd in noise)
         ref.total = np.sum(fids, axis=0).astype(np.complex128)
+        ref.total_fft = np.fft.fft(ref.total)
         self._derive(ref, METABOLITE)
+        ffts = [np.fft.fft(f) for f in fids]
         for _ in range(int(self.config["registration"]["seed_iterations"])):
             aligned = []
-            for f, sd in zip(fids, noise):
-                reg = self._register(spectrum(f), ref, 0.0, METABOLITE, sd)
+            for f, f_fft, sd in zip(fids, ffts, noise):
+                reg = self._register(f_fft, ref, 0.0, METABOLITE, sd)
                 aligned.append(kernels.correct_fid(f, self.scan.dwell_s, reg.freq_hz, math.radians(reg.phase_deg)))
             ref.total = np.sum(aligned, axis=0)
+            ref.total_fft = np.fft.fft(ref.total)
             self._derive(ref, METABOLITE)
 
     def finish(self, status: str = "complete") -> tuple[list[TransientQC], ScanSummary]:
@@ -211,8 +219,16 @@ class ScanQC:
 
     # ------------------------------------------------------------------ internals
     def _set_weights(self, data: np.ndarray) -> None:
+        """Coil weights from calibration data (transients x coils x samples), after oversampling removal."""
         c = self.config["coils"]
+        data = decimate(np.asarray(data, dtype=np.complex128), self.scan.oversampling)
         self._weights = combination_weights(data, self.scan.dwell_s, c["signal_window_s"], c["noise_tail_fraction"])
+
+    def _combine(self, transient: Transient) -> np.ndarray:
+        """Coil-combined FID at the output rate: weighted coil sum, then oversampling removal (both linear,
+        so one FID is decimated instead of every coil)."""
+        fid = kernels.combine_coils(np.ascontiguousarray(transient.data, dtype=np.complex64), self._weights)
+        return decimate(fid, self.scan.oversampling)
 
     def _band(self, kind: str) -> tuple[float, float]:
         reg = self.config["registration"]
@@ -221,19 +237,21 @@ class ScanQC:
     def _run(self, transient: Transient, seeded_member: bool = False) -> TransientQC:
         scan, cfg = self.scan, self.config
         dt = scan.dwell_s
-        fid = kernels.combine_coils(np.ascontiguousarray(transient.data, dtype=np.complex64), self._weights)
+        fid = self._combine(transient)
         key = (transient.kind, transient.set)
         ref = self._refs.setdefault(key, _Reference())
         seed = self._predict(ref, transient.time_s)
-        raw_spec = spectrum(fid)
+        fid_fft = np.fft.fft(fid)
+        raw_spec = fftshift(fid_fft)
         noise_sd = self._noise_sd(raw_spec, fid)
         if ref.n == 0:
             reg = Registration(0.0, 0.0, 1.0, 0.0, is_reference=True)
             ref.phase_rad = self._peak_phase(raw_spec, transient.kind)
         else:
-            reg = self._register(raw_spec, ref, seed, transient.kind, noise_sd)
+            reg = self._register(fid_fft, ref, seed, transient.kind, noise_sd)
         corrected = kernels.correct_fid(fid, dt, reg.freq_hz, math.radians(reg.phase_deg) + ref.phase_rad)
-        spec = spectrum(corrected)
+        corrected_fft = np.fft.fft(corrected)
+        spec = fftshift(corrected_fft)
         ctx = TransientContext(
             scan=scan, config=cfg, transient=transient, axis=self.axis, fid=fid, reg=reg, freq_pred_hz=seed,
             spec=spec, ref_spec=ref.mean_spec, noise_sd=noise_sd, noise_window=self.noise_window_label,
@@ -253,7 +271,7 @@ class ScanQC:
                 ref.freqs.append(reg.freq_hz)
         elif qc.accepted or ref.n == 0:
             ref.noise_var_sum += 2.0 * noise_sd ** 2 / scan.n_points
-            self._add_to_reference(ref, transient, corrected, reg)
+            self._add_to_reference(ref, transient, corrected, corrected_fft, reg)
         ctx.running_fid = ref.mean
         ctx.running_spec = ref.mean_spec
         ctx.running_noise_sd = self._noise_sd(ref.mean_spec, ref.mean) if ref.mean_spec is not None else None
@@ -263,18 +281,22 @@ class ScanQC:
         self.results.append(qc)
         return qc
 
-    def _register(self, raw_spec: np.ndarray, ref: _Reference, seed: float, kind: str,
+    def _register(self, fid_fft: np.ndarray, ref: _Reference, seed: float, kind: str,
                   noise_sd: float) -> Registration:
+        """Register one transient (its FFT, FFT order) to the reference of its (kind, set)."""
         r = self.config["registration"]
-        mask = self._masks[kind]
         # mask the transient in its own (seed-shifted) frame, so the tapers cut it where they cut the reference
-        mask = np.roll(mask, int(round(seed / self.axis.hz_per_point)))
-        band = np.fft.ifft(np.fft.ifftshift(raw_spec * mask))[: self._m] * self._ramp
+        shift = int(round(seed / self.axis.hz_per_point))
+        mask = self._rolled.get((kind, shift))
+        if mask is None:
+            mask = self._rolled[(kind, shift)] = np.roll(self._masks[kind], shift)
+        band = band_limited(fid_fft, mask, self._m) * self._ramp
         z = kernels.cross_product(band, ref.band, self._m)
         # expected noise energy per point of the band-limited, ramped reference mean
-        ref_noise = (ref.noise_var_sum / ref.n) * float(np.mean(mask ** 2)) / ref.n * self._ramp ** 2
-        v_point = 2.0 * noise_sd ** 2 / self.scan.n_points * float(np.mean(mask ** 2))
-        trans_noise = v_point * self._ramp ** 2
+        power = self._mask_power[kind]
+        ref_noise = (ref.noise_var_sum / ref.n) * power / ref.n * self._ramp2
+        v_point = 2.0 * noise_sd ** 2 / self.scan.n_points * power
+        trans_noise = v_point * self._ramp2
         d_lo, d_hi = r["damping_range_hz"]
         out = kernels.register(z, ref.band_abs2, ref_noise, trans_noise, self.scan.dwell_s, seed,
                                r["search_half_width_hz"], r["grid_step_hz"], d_lo, d_hi)
@@ -284,7 +306,7 @@ class ScanQC:
         f, cr, ci, d, j_best, _, c0r, c0i = out
         # misfit of the model: ||b||^2 - J, over the noise energy expected in b (band-limited, ramped) plus
         # the reference's noise carried through the fit; ~1 for a transient that matches the reference
-        expected = v_point * float(np.sum(self._ramp ** 2)) * (1.0 + 1.0 / ref.n)
+        expected = v_point * self._ramp2_sum * (1.0 + 1.0 / ref.n)
         resid = (float(np.vdot(band, band).real) - j_best) / expected if expected > 0 else math.nan
         return Registration(freq_hz=f, phase_deg=math.degrees(math.atan2(ci, cr)), amplitude=math.hypot(cr, ci),
                             damping_hz=d, residual_norm=resid, matched_amplitude=math.hypot(c0r, c0i))
@@ -308,12 +330,14 @@ class ScanQC:
         return float(np.median(fs))
 
     def _add_to_reference(self, ref: _Reference, transient: Transient, corrected: np.ndarray,
-                          reg: Registration) -> None:
+                          corrected_fft: np.ndarray, reg: Registration) -> None:
         # store the transient in the reference frame *without* the reference's display phase
-        aligned = corrected * np.exp(1j * ref.phase_rad)
+        rot = np.exp(1j * ref.phase_rad)
         if ref.total is None:
-            ref.total = np.zeros_like(aligned)
-        kernels.accumulate(ref.total, aligned)
+            ref.total = np.zeros(corrected.shape[0], dtype=np.complex128)
+            ref.total_fft = np.zeros(corrected.shape[0], dtype=np.complex128)
+        kernels.accumulate(ref.total, corrected * rot)
+        kernels.accumulate(ref.total_fft, corrected_fft * rot)
         ref.n += 1
         self._derive(ref, transient.kind)
         ref.times.append(transient.time_s)
@@ -322,9 +346,10 @@ class ScanQC:
     def _derive(self, ref: _Reference, kind: str) -> None:
         """Recompute the reference's mean, band-limited copy, display phase and spectrum from its total."""
         mean = ref.total / ref.n
-        ref.band = band_limited_fid(mean, self._masks[kind], self._m) * self._ramp
-        ref.band_abs2 = np.abs(ref.band) ** 2
-        raw_spec = spectrum(mean)
+        mean_fft = ref.total_fft / ref.n
+        ref.band = band_limited(mean_fft, self._masks[kind], self._m) * self._ramp
+        ref.band_abs2 = ref.band.real ** 2 + ref.band.imag ** 2
+        raw_spec = fftshift(mean_fft)
         ref.phase_rad = self._peak_phase(raw_spec, kind)
         rot = np.exp(-1j * ref.phase_rad)
         ref.mean = mean * rot

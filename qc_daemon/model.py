@@ -29,7 +29,8 @@ class ScanInfo:
 
     Attributes carry their unit in the name: ``f0_hz`` spectrometer frequency (Hz), ``dwell_s`` time between
     points after oversampling removal (s), ``te_ms``/``tr_ms`` (ms). ``scan_id`` is an anonymous hash, never a
-    patient identifier.
+    patient identifier. ``oversampling``: transients carry ``n_points * oversampling`` samples per coil (raw
+    ADC rate, as a scanner streams them); the engine removes the oversampling after coil combination.
     """
 
     scan_id: str
@@ -47,6 +48,12 @@ class ScanInfo:
     combined: bool = False  # True when the file holds data already averaged on the scanner
     source: str = ""  # e.g. "twix VE", "dicom mrs-storage"; never a path with patient data
     voxel_mm: tuple[float, float, float] | None = None
+    oversampling: int = 1
+
+    @property
+    def samples_per_transient(self) -> int:
+        """Samples per coil in a Transient (before oversampling removal)."""
+        return self.n_points * self.oversampling
 
     @property
     def spectral_width_hz(self) -> float:
@@ -66,6 +73,8 @@ class ScanInfo:
             raise ValueError(f"{self.n_points} points per transient is outside 16..65536")
         if not (1 <= self.n_coils <= 256):
             raise ValueError(f"{self.n_coils} coils is outside 1..256")
+        if self.oversampling not in (1, 2, 4, 8):
+            raise ValueError(f"oversampling {self.oversampling} is not 1, 2, 4 or 8")
         if self.planned_averages < 1 or self.n_sets < 1:
             raise ValueError("planned averages and edit sets must be >= 1")
 
@@ -87,7 +96,7 @@ class ScanInfo:
 class Transient:
     """One acquired transient (one average of one edit set), all coils.
 
-    ``data``: complex64 array, coils x points, NIfTI-MRS convention. ``time_s``: acquisition time since the
+    ``data``: complex64 array, coils x (points x oversampling), NIfTI-MRS orientation. ``time_s``: acquisition time since the
     scan start (s). ``index``: acquisition order (0-based). ``average``: the average counter. ``set``: edit set.
     """
 

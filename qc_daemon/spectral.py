@@ -65,9 +65,33 @@ class SpectralAxis:
         return hz / self.f0_mhz
 
 
+def fftshift(x: np.ndarray) -> np.ndarray:
+    """np.fft.fftshift for 1-D arrays without np.roll's overhead (this runs several times per transient)."""
+    k = x.shape[0] - x.shape[0] // 2
+    return np.concatenate((x[k:], x[:k]))
+
+
+def ifftshift(x: np.ndarray) -> np.ndarray:
+    """np.fft.ifftshift for 1-D arrays."""
+    k = x.shape[0] // 2
+    return np.concatenate((x[k:], x[:k]))
+
+
+def decimate(x: np.ndarray, factor: int) -> np.ndarray:
+    """Remove ``factor``-times oversampling along the last axis: FFT, keep the central 1/factor of the band,
+    inverse FFT, divide by ``factor`` (so a sample of the signal keeps its value)."""
+    if factor == 1:
+        return x
+    n = x.shape[-1]
+    keep = n // factor
+    start = (n - keep) // 2
+    spec = np.fft.fftshift(np.fft.fft(x, axis=-1), axes=-1)[..., start:start + keep]
+    return np.fft.ifft(np.fft.ifftshift(spec, axes=-1), axis=-1) / factor
+
+
 def spectrum(fid: np.ndarray, n: int | None = None) -> np.ndarray:
     """fftshift(fft(fid, n)): zero-filled to n points when n > len(fid)."""
-    return np.fft.fftshift(np.fft.fft(fid, n))
+    return fftshift(np.fft.fft(fid, n))
 
 
 def band_mask(axis: SpectralAxis, lo_ppm: float, hi_ppm: float, taper_lo_ppm: float = 0.08,
@@ -88,11 +112,10 @@ def band_mask(axis: SpectralAxis, lo_ppm: float, hi_ppm: float, taper_lo_ppm: fl
     return mask
 
 
-def band_limited_fid(fid: np.ndarray, mask: np.ndarray, m: int) -> np.ndarray:
-    """First m points of the FID whose spectrum is that of ``fid`` times ``mask`` (see :func:`band_mask`).
+def band_limited(spec_fft_order: np.ndarray, mask_fft_order: np.ndarray, m: int) -> np.ndarray:
+    """First m points of the FID whose spectrum is ``spec`` times ``mask``, both in FFT (unshifted) order.
 
     Registration works on band-limited copies of both the transient and its reference, so residual water
     and lipids outside the band cannot steer the fit, even through the truncation to the first m points.
     """
-    out = np.fft.ifft(np.fft.ifftshift(np.fft.fftshift(np.fft.fft(fid)) * mask))
-    return np.ascontiguousarray(out[:m])
+    return np.ascontiguousarray(np.fft.ifft(spec_fft_order * mask_fft_order)[:m])

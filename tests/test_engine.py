@@ -101,3 +101,20 @@ def test_shape_mismatch_is_a_clear_error():
     bad.data = bad.data[:, :100]
     with pytest.raises(ValueError, match="shape"):
         qc.process(bad)
+
+
+def test_warm_up_covers_every_kernel_signature_the_check_uses():
+    """After warm_up(), a whole check compiles nothing new: the first transient is as fast as the rest."""
+    import numba
+
+    from qc_daemon import kernels
+    from qc_daemon.check import run_check
+    from tests.conftest import FIXTURES
+
+    kernels.warm_up()
+    dispatchers = {n: getattr(kernels, n) for n in dir(kernels)
+                   if isinstance(getattr(kernels, n), numba.core.registry.CPUDispatcher)}
+    before = {n: len(d.signatures) for n, d in dispatchers.items()}
+    run_check(FIXTURES / "demo_drift_motion.dat")
+    run_check(FIXTURES / "small_dicom_dicom")
+    assert {n: len(d.signatures) for n, d in dispatchers.items()} == before

@@ -14,13 +14,14 @@ from qc_daemon.sources.dicom_write import write_dicom_folder
 from qc_daemon.sources.open import open_recording
 from qc_daemon.sources.simulate import SimulationParams, simulate_scan
 from qc_daemon.sources.twix_write import write_twix
-from qc_daemon.spectral import SpectralAxis, spectrum
+from qc_daemon.spectral import SpectralAxis, decimate, spectrum
 
 
 def test_real_twix_reference_and_averages(real_dir):
     rec = open_recording(real_dir / "sub-SiemensBrainPhantom_seq-svsse_ref-1_avg-2.twix")
     s = rec.scan
-    assert (s.n_coils, s.n_points, s.te_ms, s.tr_ms) == (34, 1024, 40.0, 2000.0)
+    assert (s.n_coils, s.n_points, s.te_ms, s.tr_ms, s.oversampling) == (34, 1024, 40.0, 2000.0, 2)
+    assert rec.transients[0].data.shape == (34, 2048)
     assert s.dwell_s == pytest.approx(2 * 416.7e-6)
     assert [t.kind for t in rec.transients] == [WATER_REF, METABOLITE, METABOLITE]
     assert [t.average for t in rec.transients[1:]] == [0, 1]
@@ -56,9 +57,10 @@ def test_twix_round_trip(tmp_path_factory, coils, points, averages, seed):
     assert rec.scan.dwell_s == pytest.approx(0.5e-3, rel=1e-3)
     assert rec.scan.f0_hz == pytest.approx(sim.scan.f0_hz, abs=1)
     assert len(rec.transients) == len(sim.transients)
+    assert rec.scan.oversampling == 2
     for a, b in zip(rec.transients, sim.transients):
         scale = np.abs(b.data).max()
-        assert np.allclose(a.data, b.data, atol=1e-5 * scale)  # float32 storage
+        assert np.allclose(decimate(a.data, 2), b.data, atol=1e-5 * scale)  # float32 storage
 
 
 def test_dicom_folder_is_ordered_by_instance_number(tmp_path):

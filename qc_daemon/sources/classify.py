@@ -15,9 +15,9 @@ from ..model import METABOLITE, WATER_REF
 WATER_ENERGY_FACTOR = 5.0
 
 
-def classify_water(data: np.ndarray) -> list[str]:
-    """Kinds for data (transients x coils x points)."""
-    energy = (np.abs(data[:, :, :16]) ** 2).sum(axis=(1, 2))
+def classify_water(data: np.ndarray, oversampling: int = 1) -> list[str]:
+    """Kinds for data (transients x coils x samples); the first 16 output points = 16 x oversampling samples."""
+    energy = (np.abs(data[:, :, :16 * oversampling]) ** 2).sum(axis=(1, 2))
     med = float(np.median(energy))
     if med <= 0:
         return [METABOLITE] * data.shape[0]

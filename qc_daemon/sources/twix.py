@@ -3,9 +3,10 @@
 What it does to each transient, in order (spec2nii / FID-A conventions):
 1. keep image-scan MDBs only (noise adjust, PHASCOR, SYNCDATA, ACQEND and other non-image MDBs are skipped);
 2. trim ``mdh.CutOff`` pre/post samples;
-3. remove oversampling (FFT, keep the central 1/os of the band, inverse FFT) when the trimmed length is a
-   multiple of ``sSpecPara.lVectorSize``; the output dwell is ``alDwellTime x os`` (alDwellTime is the ADC dwell);
-4. conjugate, so the ppm axis grows with frequency (NIfTI-MRS convention).
+3. conjugate, so the ppm axis grows with frequency (NIfTI-MRS convention);
+4. declare the oversampling factor (trimmed length / ``sSpecPara.lVectorSize``) in ScanInfo: the engine
+   removes it after coil combination (one FID instead of every coil); the output dwell is
+   ``alDwellTime x os`` (alDwellTime is the ADC dwell).
 Averages are counted in ``Ave`` (VD/VE) or ``Rep`` (older VB sequences): whichever counter varies.
 Unsuppressed water-reference transients inside the measurement are recognised from the signal
 (:mod:`.classify`), not from header flags. Patient fields are never read into the result.
@@ -132,11 +133,10 @@ def read_twix(path: str | Path, measurement: int = -1, role: str | None = None) 
     sets = ides if len(set(ides)) > 1 else [m.mdh.Counter.Set for m in mdbs]
     set_values = sorted(set(sets))
     set_index = {v: i for i, v in enumerate(set_values)}
-    data = np.empty((len(mdbs), n_coils, n_points), dtype=np.complex64)
+    data = np.empty((len(mdbs), n_coils, n_trim), dtype=np.complex64)
     times = np.empty(len(mdbs))
     for i, m in enumerate(mdbs):
-        raw = np.asarray(m.data)[:, pre:samples - post]
-        data[i] = _remove_oversampling(raw, os_factor).conj()
+        np.conjugate(np.asarray(m.data)[:, pre:samples - post], out=data[i])
         times[i] = m.mdh.TimeStamp * 2.5e-3  # mdh time stamps tick every 2.5 ms
     if not np.isfinite(data).all():
         raise InputError(path, "data contain NaN or Inf")
@@ -151,7 +151,7 @@ def read_twix(path: str | Path, measurement: int = -1, role: str | None = None) 
     if role == "water":
         kinds = [WATER_REF] * len(mdbs)
     else:
-        kinds = classify_water(data)
+        kinds = classify_water(data, os_factor)
     n_metab = sum(1 for k in kinds if k == METABOLITE)
     voi = _get(yaps, "sSpecPara", "sVoI") or {}
     voxel = tuple(float(voi.get(k, 0.0) or 0.0) for k in ("dReadoutFOV", "dPhaseFOV", "dThickness"))
@@ -165,7 +165,7 @@ def read_twix(path: str | Path, measurement: int = -1, role: str | None = None) 
         planned_averages=max(planned, n_metab, 1) if role != "water" else max(len(mdbs), 1),
         te_ms=float(te) / 1000.0 if te else None, tr_ms=float(tr) / 1000.0 if tr else None,
         sequence=seq, n_sets=len(set_values), source=f"twix {version}",
-        voxel_mm=voxel if all(v > 0 for v in voxel) else None)
+        voxel_mm=voxel if all(v > 0 for v in voxel) else None, oversampling=os_factor)
     tr_s = (scan.tr_ms or 0.0) / 1000.0
     if not np.all(np.diff(times) > 0) and tr_s > 0:
         times = np.arange(len(mdbs)) * tr_s
@@ -173,7 +173,7 @@ def read_twix(path: str | Path, measurement: int = -1, role: str | None = None) 
                             time_s=float(times[i]), data=data[i]) for i in range(len(mdbs))]
     notes = []
     if os_factor > 1:
-        notes.append(f"removed {os_factor}x oversampling")
+        notes.append(f"{os_factor}x oversampling (removed after coil combination)")
     n_ref = len(mdbs) - n_metab
     if n_ref and role != "water":
         notes.append(f"{n_ref} unsuppressed water-reference transient(s) recognised from the signal")
@@ -184,14 +184,3 @@ def _is_ve(path: Path) -> bool:
     with open(path, "rb") as f:
         first, second = np.frombuffer(f.read(8), dtype="<u4")
     return bool(first < 10000 and second <= 64)
-
-
-def _remove_oversampling(raw: np.ndarray, factor: int) -> np.ndarray:
-    """Keep the central 1/factor of the spectrum (coils x points) and return to the time domain."""
-    if factor == 1:
-        return raw
-    n = raw.shape[-1]
-    keep = n // factor
-    spec = np.fft.fftshift(np.fft.fft(raw, axis=-1), axes=-1)
-    start = (n - keep) // 2
-    return np.fft.ifft(np.fft.ifftshift(spec[:, start:start + keep], axes=-1), axis=-1) / factor

@@ -101,9 +101,9 @@ def write_twix(path: str | Path, scan: ScanInfo, transients: list[Transient], pa
     hdr = build_header(scan, patient, spectroscopy)
     mdbs = []
     for tr in transients:
-        # conjugate first, then oversample: conjugation mirrors the spectrum, and with an even-length crop the
-        # Nyquist bin would mirror out of the band the reader keeps
-        raw = oversample(np.asarray(tr.data, dtype=np.complex128).conj())
+        # the reader conjugates and the engine then removes the oversampling: the inverse order here makes the
+        # round trip exact (with an even-length crop, conjugation and decimation do not commute at Nyquist)
+        raw = oversample(np.asarray(tr.data, dtype=np.complex128)).conj()
         noise_sd = float(np.std(raw[:, -raw.shape[1] // 8:])) or 1e-6
         edge = lambda k: noise_sd * (rng.standard_normal((raw.shape[0], k)) + 1j * rng.standard_normal((raw.shape[0], k)))  # noqa: E731
         full = np.concatenate([edge(pre), raw, edge(post)], axis=1).astype(np.complex64)

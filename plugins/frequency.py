@@ -15,6 +15,7 @@ vs time; ``drift_total_hz`` = trend at the last accepted metabolite transient (t
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import numpy as np
 
@@ -29,9 +30,11 @@ class FrequencyCheck:
     def start(self, scan, config) -> None:
         self.scan = scan
         self.cfg = config["frequency"]
-        self.t: list[float] = []
-        self.f: list[float] = []
-        self.trend: list[float] = []
+        self.window: deque[tuple[float, float]] = deque()  # (t, f) of accepted metabolites in the trend window
+        self.sums = np.zeros(5)  # n, sum t, sum f, sum t^2, sum t f over all accepted metabolites (O(1) slope)
+        self.last_trend: float | None = None
+        self.min_trend = math.inf
+        self.max_trend = -math.inf
         self.max_abs_trend = 0.0
 
     def measure(self, ctx: TransientContext) -> CheckResult:
@@ -45,17 +48,20 @@ class FrequencyCheck:
     def update(self, ctx: TransientContext, qc: TransientQC) -> None:
         if qc.kind != METABOLITE or not qc.accepted:
             return
-        self.t.append(qc.time_s)
-        self.f.append(qc.freq_hz)
-        t = np.asarray(self.t)
-        sel = t >= qc.time_s - self.cfg["trend_window_s"]
-        ts, fs = t[sel], np.asarray(self.f)[sel]
+        t, f = qc.time_s, qc.freq_hz
+        self.sums += (1.0, t, f, t * t, t * f)
+        self.window.append((t, f))
+        while self.window and self.window[0][0] < t - self.cfg["trend_window_s"]:
+            self.window.popleft()
+        ts = np.fromiter((p[0] for p in self.window), float, len(self.window))
+        fs = np.fromiter((p[1] for p in self.window), float, len(self.window))
         trend, rate = float(np.median(fs)), math.nan
         if ts.size >= 4 and ts[-1] - ts[0] >= 5.0:
             a, b = kernels.linear_fit(ts, fs)
             if math.isfinite(b):
-                trend, rate = float(a + b * qc.time_s), float(b * 60.0)
-        self.trend.append(trend)
+                trend, rate = float(a + b * t), float(b * 60.0)
+        self.last_trend = trend
+        self.min_trend, self.max_trend = min(self.min_trend, trend), max(self.max_trend, trend)
         self.max_abs_trend = max(self.max_abs_trend, abs(trend))
         ppm = trend / self.scan.f0_mhz
         state = "fail" if abs(ppm) > self.cfg["fail_ppm"] else "warn" if abs(ppm) > self.cfg["warn_band_ppm"] else "ok"
@@ -64,23 +70,22 @@ class FrequencyCheck:
 
     def finish(self, ctx: ScanContext) -> SummaryPart:
         part = SummaryPart()
-        if len(self.t) < 2:
+        n, st, sf, stt, stf = self.sums
+        if n < 2 or self.last_trend is None:
             return part
-        a, b = kernels.linear_fit(np.asarray(self.t), np.asarray(self.f))
-        rate = float(b * 60.0) if math.isfinite(b) else None
-        total = self.trend[-1]
-        part.fields = {"drift_hz_per_min": rate, "drift_total_hz": total}
+        sxx = stt - st * st / n
+        rate = float((stf - st * sf / n) / sxx * 60.0) if sxx > 0 else None
+        part.fields = {"drift_hz_per_min": rate, "drift_total_hz": self.last_trend}
         f0 = self.scan.f0_mhz
         peak_ppm = self.max_abs_trend / f0
-        part.details = {"max_abs_trend_hz": self.max_abs_trend, "trend_range_hz": max(self.trend) - min(self.trend)}
+        part.details = {"max_abs_trend_hz": self.max_abs_trend, "trend_range_hz": self.max_trend - self.min_trend}
+        text = f"frequency drift {peak_ppm:.3f} ppm ({self.max_abs_trend:.1f} Hz)"
         if peak_ppm > self.cfg["fail_ppm"]:
-            part.findings.append(Finding(FAIL, f"frequency drift {peak_ppm:.3f} ppm ({self.max_abs_trend:.1f} Hz)",
-                                         "drift_max_ppm", peak_ppm))
+            part.findings.append(Finding(FAIL, text, "drift_max_ppm", peak_ppm))
         elif peak_ppm > self.cfg["warn_band_ppm"]:
-            part.findings.append(Finding(WARN, f"frequency drift {peak_ppm:.3f} ppm ({self.max_abs_trend:.1f} Hz)",
-                                         "drift_max_ppm", peak_ppm))
+            part.findings.append(Finding(WARN, text, "drift_max_ppm", peak_ppm))
         else:
-            part.findings.append(Finding(OK, f"frequency drift {peak_ppm:.3f} ppm", "drift_max_ppm", peak_ppm))
+            part.findings.append(Finding(OK, text, "drift_max_ppm", peak_ppm))
         if rate is not None and abs(rate) > self.cfg["warn_rate_hz_per_min"]:
             part.findings.append(Finding(WARN, f"drift rate {rate:+.2f} Hz/min", "drift_hz_per_min", rate))
         return part

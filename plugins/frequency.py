@@ -6,7 +6,8 @@ Definitions (docs/results.md):
   1.85..4.05 ppm (water band 3.7..5.7 ppm for water references), seeded by the trend prediction.
 - ``phase_deg``: zero-order phase vs the reference (degrees, -180..180).
 - ``freq_trend_hz``: least-squares line through the accepted metabolite transients of the last
-  ``trend_window_s`` (this one included), evaluated at this transient's time.
+  ``trend_window_s`` (this one included; at least 4 points spanning 5 s, else their median), evaluated at this
+  transient's time.
 - ``drift_rate_hz_per_min``: slope of that line (Hz/min).
 Summary: ``drift_hz_per_min`` = slope of a least-squares line through all accepted metabolite frequencies
 vs time; ``drift_total_hz`` = trend at the last accepted metabolite transient (the reference is at 0 Hz).
@@ -31,6 +32,7 @@ class FrequencyCheck:
         self.scan = scan
         self.cfg = config["frequency"]
         self.window: deque[tuple[float, float]] = deque()  # (t, f) of accepted metabolites in the trend window
+        self.wsums = np.zeros(5)  # the same five sums over the window (added and removed as points come and go)
         self.sums = np.zeros(5)  # n, sum t, sum f, sum t^2, sum t f over all accepted metabolites (O(1) slope)
         self.last_trend: float | None = None
         self.min_trend = math.inf
@@ -49,17 +51,24 @@ class FrequencyCheck:
         if qc.kind != METABOLITE or not qc.accepted:
             return
         t, f = qc.time_s, qc.freq_hz
-        self.sums += (1.0, t, f, t * t, t * f)
+        row = np.array((1.0, t, f, t * t, t * f))
+        self.sums += row
         self.window.append((t, f))
-        while self.window and self.window[0][0] < t - self.cfg["trend_window_s"]:
-            self.window.popleft()
-        ts = np.fromiter((p[0] for p in self.window), float, len(self.window))
-        fs = np.fromiter((p[1] for p in self.window), float, len(self.window))
-        trend, rate = float(np.median(fs)), math.nan
-        if ts.size >= 4 and ts[-1] - ts[0] >= 5.0:
-            a, b = kernels.linear_fit(ts, fs)
-            if math.isfinite(b):
-                trend, rate = float(a + b * t), float(b * 60.0)
+        self.wsums += row
+        while self.window[0][0] < t - self.cfg["trend_window_s"]:
+            t0, f0 = self.window.popleft()
+            self.wsums -= (1.0, t0, f0, t0 * t0, t0 * f0)
+        n = len(self.window)
+        trend, rate = math.nan, math.nan
+        if n >= 4 and t - self.window[0][0] >= 5.0:
+            _, st, sf, stt, stf = self.wsums
+            # centred sums: subtracting the window mean time keeps them well conditioned
+            sxx = stt - st * st / n
+            if sxx > 1e-9 * max(stt, 1.0):
+                b = (stf - st * sf / n) / sxx
+                trend, rate = float(sf / n + b * (t - st / n)), float(b * 60.0)
+        if not math.isfinite(trend):
+            trend = float(np.median([p[1] for p in self.window]))
         self.last_trend = trend
         self.min_trend, self.max_trend = min(self.min_trend, trend), max(self.max_trend, trend)
         self.max_abs_trend = max(self.max_abs_trend, abs(trend))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config
@@ -11,7 +11,7 @@ from .engine import ScanQC
 from .errors import InputError
 from .model import ScanInfo, ScanSummary, TransientQC
 from .sources.open import open_recording
-from .sources.recording import Recording
+from .sources.recording import Chained, Recording
 
 
 @dataclass
@@ -30,11 +30,10 @@ def merge_water(recording: Recording, water: Recording, water_path: str | Path) 
         raise InputError(water_path, f"water reference has {w.n_coils} coils x {w.n_points} points, dwell "
                                      f"{w.dwell_s * 1e6:.1f} us; the scan has {s.n_coils} x {s.n_points}, "
                                      f"{s.dwell_s * 1e6:.1f} us")
-    refs = [replace(t, index=i, time_s=0.0) for i, t in enumerate(water.transients)]
-    offset = len(refs)
-    body = [replace(t, index=t.index + offset) for t in recording.transients]
-    return Recording(recording.scan, refs + body, recording.notes + [f"{offset} water-reference transient(s) "
-                                                                      "from the --water file come first"])
+    n = len(water.transients)
+    merged = Chained(water.transients, recording.transients, time_zero=(True, False))
+    return Recording(recording.scan, merged, recording.notes + [f"{n} water-reference transient(s) from the "
+                                                                 "--water file come first"])
 
 
 def run_check(path: str | Path, water: str | Path | None = None, config: Config | None = None,

@@ -36,7 +36,7 @@ from .plugin_api import (
     TransientContext,
     discover_checks,
 )
-from .spectral import SpectralAxis, band_limited, band_mask, decimate, fftshift, ifftshift, spectrum
+from .spectral import SpectralAxis, band_limited, band_mask, decimate, decimated_fft, fftshift, ifftshift, spectrum
 
 
 @dataclass
@@ -214,10 +214,15 @@ class ScanQC:
         self._weights = combination_weights(data, self.scan.dwell_s, c["signal_window_s"], c["noise_tail_fraction"])
 
     def _combine(self, transient: Transient) -> np.ndarray:
-        """Coil-combined FID at the output rate: weighted coil sum, then oversampling removal (both linear,
-        so one FID is decimated instead of every coil)."""
-        fid = kernels.combine_coils(np.ascontiguousarray(transient.data, dtype=np.complex64), self._weights)
-        return decimate(fid, self.scan.oversampling)
+        """Coil-combined FID at the output rate (see :meth:`_combine_fft`)."""
+        return self._combine_fft(transient)[0]
+
+    def _combine_fft(self, transient: Transient) -> tuple[np.ndarray, np.ndarray]:
+        """(FID, its FFT in FFT order) after coil combination and oversampling removal. Both are linear, so
+        one FID is decimated instead of every coil, and the decimated spectrum comes out of that FFT."""
+        fid_os = kernels.combine_coils(np.ascontiguousarray(transient.data, dtype=np.complex64), self._weights)
+        fid_fft = decimated_fft(fid_os, self.scan.oversampling)
+        return np.fft.ifft(fid_fft) if self.scan.oversampling > 1 else fid_os, fid_fft
 
     def _band(self, kind: str) -> tuple[float, float]:
         reg = self.config["registration"]
@@ -226,11 +231,10 @@ class ScanQC:
     def _run(self, transient: Transient, seeded_member: bool = False) -> TransientQC:
         scan, cfg = self.scan, self.config
         dt = scan.dwell_s
-        fid = self._combine(transient)
+        fid, fid_fft = self._combine_fft(transient)
         key = (transient.kind, transient.set)
         ref = self._refs.setdefault(key, _Reference())
         seed = self._predict(ref, transient.time_s)
-        fid_fft = np.fft.fft(fid)
         raw_spec = fftshift(fid_fft)
         noise_sd = self._noise_sd(raw_spec, fid)
         if ref.n == 0:

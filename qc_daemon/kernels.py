@@ -7,7 +7,7 @@ Conventions shared by every kernel:
   sigma_t per real component.
 - Frequencies in Hz, damping (extra Lorentzian broadening) in Hz FWHM, phases in radians inside kernels.
 
-All kernels are compiled with ``cache=True``; :func:`warm_up` compiles (or loads) every signature the engine
+All kernels are compiled with ``cache=True`` and ``nogil=True`` (file reading overlaps QC in another thread); :func:`warm_up` compiles (or loads) every signature the engine
 uses, so the first real transient is as fast as the rest.
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 _TWO_PI = 2.0 * math.pi
 
 
-@nb.njit(cache=True, fastmath=False)
+@nb.njit(cache=True, nogil=True)
 def combine_coils(data, weights):
     """Weighted coil sum y[k] = sum_c weights[c] * data[c, k] (data: coils x points) -> complex128[points]."""
     n_coils, n_points = data.shape
@@ -33,7 +33,7 @@ def combine_coils(data, weights):
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def correct_fid(fid, dt, freq_hz, phase_rad):
     """Undo a measured shift: fid * exp(-i (2 pi freq_hz t + phase_rad)). Returns a new complex128 array."""
     n = fid.shape[0]
@@ -48,7 +48,7 @@ def correct_fid(fid, dt, freq_hz, phase_rad):
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def cross_product(fid, ref, m):
     """z[k] = fid[k] * conj(ref[k]) for the first m points: the integrand of spectral registration."""
     z = np.empty(m, dtype=np.complex128)
@@ -57,7 +57,7 @@ def cross_product(fid, ref, m):
     return z
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _projection(z, dt, freq_hz, damp_hz):
     """sum_k z[k] exp(-i 2 pi f t_k) exp(-pi d t_k): inner product of the transient with a shifted, damped
     reference (the numerator of the spectral-registration least-squares amplitude)."""
@@ -71,7 +71,7 @@ def _projection(z, dt, freq_hz, damp_hz):
     return acc
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _ref_energy(ref_abs2, dt, damp_hz, noise_var):
     """sum_k (|ref[k]|^2 - noise_var) exp(-2 pi d t_k): the *signal* energy of the damped reference.
 
@@ -90,7 +90,7 @@ def _ref_energy(ref_abs2, dt, damp_hz, noise_var):
     return max(acc, 0.05 * raw)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _noise_bias(ref_abs2, trans_noise_var, dt, damp_hz):
     """Expected |P|^2 contributed by the transient's noise: sum_k v_k |ref_k|^2 exp(-2 pi d t_k)."""
     decay = math.exp(-2.0 * math.pi * damp_hz * dt)
@@ -102,7 +102,7 @@ def _noise_bias(ref_abs2, trans_noise_var, dt, damp_hz):
     return acc
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _jd(z, ref_abs2, ref_noise_var, trans_noise_var, dt, f, d):
     """De-biased fit quality at damping d: (|P|^2 - noise bias) / reference signal energy."""
     p = _projection(z, dt, f, d)
@@ -110,7 +110,7 @@ def _jd(z, ref_abs2, ref_noise_var, trans_noise_var, dt, f, d):
         _ref_energy(ref_abs2, dt, d, ref_noise_var)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def register(z, ref_abs2, ref_noise_var, trans_noise_var, dt, f_seed, half_width_hz, grid_step_hz, d_lo, d_hi):
     """Spectral registration of one transient against a band-limited reference (Near 2015, closed-form
     amplitude).
@@ -170,7 +170,7 @@ def register(z, ref_abs2, ref_noise_var, trans_noise_var, dt, f_seed, half_width
     return f_best, c.real, c.imag, d_best, j_best, at_edge, c0.real, c0.imag
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _refine_frequency(z, dt, f0, step, damp, energy):
     f_best = f0
     for _ in range(6):
@@ -186,7 +186,7 @@ def _refine_frequency(z, dt, f0, step, damp, energy):
     return f_best
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _parabola_vertex(x0, x1, x2, y0, y1, y2, lo, hi):
     """Vertex of the parabola through three points, clipped to [lo, hi]; the best sample if degenerate."""
     den = (x0 - x1) * (x0 - x2) * (x1 - x2)
@@ -208,7 +208,7 @@ def _parabola_vertex(x0, x1, x2, y0, y1, y2, lo, hi):
     return v
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def max_real(spec, i0, i1):
     """(max Re spec[i0:i1], its index). The FID-A/Osprey SNR signal."""
     best = -np.inf
@@ -221,7 +221,7 @@ def max_real(spec, i0, i1):
     return best, best_i
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def argmax_abs(spec, i0, i1):
     """Index of max |spec| in [i0, i1)."""
     best = -1.0
@@ -234,7 +234,7 @@ def argmax_abs(spec, i0, i1):
     return best_i
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def detrended_sd(y, i0, i1):
     """SD of y[i0:i1] (real) after removing its least-squares quadratic (FID-A op_getSNR noise).
 
@@ -281,7 +281,7 @@ def detrended_sd(y, i0, i1):
     return math.sqrt(ss / (n - 3))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def tail_sd(fid, frac):
     """SD of the real part of the last ``frac`` of the FID points (time-domain noise, per real component)."""
     n = fid.shape[0]
@@ -297,7 +297,7 @@ def tail_sd(fid, frac):
     return math.sqrt(ss / (m - 1))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def fwhm_real(y, peak, hz_per_point):
     """Full width at half maximum (Hz) of the peak of real array y at index ``peak``.
 
@@ -325,7 +325,7 @@ def fwhm_real(y, peak, hz_per_point):
     return (right - left) * hz_per_point
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def band_residual(spec, ref, c, i0, i1):
     """mean over [i0, i1) of |spec - c * ref|^2: misfit of a transient to the scaled reference in a band."""
     acc = 0.0
@@ -335,7 +335,7 @@ def band_residual(spec, ref, c, i0, i1):
     return acc / (i1 - i0)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def band_power(spec, i0, i1):
     """mean over [i0, i1) of |spec|^2."""
     acc = 0.0
@@ -344,14 +344,14 @@ def band_power(spec, i0, i1):
     return acc / (i1 - i0)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def accumulate(acc, fid):
     """acc += fid in place (running sum of aligned transients)."""
     for k in range(acc.shape[0]):
         acc[k] += fid[k]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def median_mad(x):
     """(median, MAD * 1.4826) of a 1-D float array: a robust centre and a Gaussian-consistent SD."""
     med = np.median(x)
@@ -359,7 +359,7 @@ def median_mad(x):
     return med, 1.4826 * np.median(dev)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def linear_fit(t, y):
     """Least-squares line y = a + b t; returns (a, b). b is NaN for fewer than 2 distinct t."""
     n = t.shape[0]

@@ -77,16 +77,24 @@ def ifftshift(x: np.ndarray) -> np.ndarray:
     return np.concatenate((x[k:], x[:k]))
 
 
+def decimated_fft(x: np.ndarray, factor: int) -> np.ndarray:
+    """FFT (FFT order) of ``x`` with ``factor``-times oversampling removed along the last axis: the central
+    1/factor of the band, divided by ``factor`` (so a time-domain sample keeps its value). In FFT order the
+    central band of ``keep`` bins is the first ``keep - keep // 2`` bins and the last ``keep // 2``."""
+    spec = np.fft.fft(x, axis=-1)
+    if factor == 1:
+        return spec
+    n = spec.shape[-1]
+    keep = n // factor
+    lo, hi = keep - keep // 2, keep // 2
+    return np.concatenate((spec[..., :lo], spec[..., n - hi:]), axis=-1) / factor
+
+
 def decimate(x: np.ndarray, factor: int) -> np.ndarray:
-    """Remove ``factor``-times oversampling along the last axis: FFT, keep the central 1/factor of the band,
-    inverse FFT, divide by ``factor`` (so a sample of the signal keeps its value)."""
+    """Remove ``factor``-times oversampling along the last axis (FFT, keep the central 1/factor, inverse FFT)."""
     if factor == 1:
         return x
-    n = x.shape[-1]
-    keep = n // factor
-    start = (n - keep) // 2
-    spec = np.fft.fftshift(np.fft.fft(x, axis=-1), axes=-1)[..., start:start + keep]
-    return np.fft.ifft(np.fft.ifftshift(spec, axes=-1), axis=-1) / factor
+    return np.fft.ifft(decimated_fft(x, factor), axis=-1)
 
 
 def spectrum(fid: np.ndarray, n: int | None = None) -> np.ndarray:

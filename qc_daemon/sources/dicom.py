@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..model import WATER_REF, ScanInfo, Transient
-from .classify import classify_water
+from .classify import classify_water, early_energy
 from .csa import csa_float, parse_csa
 from .recording import Recording
 
@@ -151,7 +151,7 @@ def read_dicom(path: str | Path, role: str | None = None) -> Recording:
     tr_ms = float(params["tr_ms"]) if params["tr_ms"] else None
     ds0 = datasets[0][1]
     uid = str(getattr(ds0, "SeriesInstanceUID", "") or getattr(ds0, "SOPInstanceUID", "") or src.name)
-    kinds = [WATER_REF] * data.shape[0] if role == "water" else classify_water(data[:, None, :])
+    kinds = [WATER_REF] * data.shape[0] if role == "water" else classify_water(early_energy(data[:, None, :]))
     scan = ScanInfo(
         scan_id=hashlib.sha256(uid.encode()).hexdigest()[:16], f0_hz=float(params["f0_hz"]),
         dwell_s=float(params["dwell_s"]), n_points=int(data.shape[1]), n_coils=1,

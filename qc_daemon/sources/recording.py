@@ -2,13 +2,47 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 
 from ..model import ScanInfo, Transient
 
 
 @dataclass
 class Recording:
+    """``transients`` may be lazy (read on demand, e.g. twix): use len() and iteration."""
+
     scan: ScanInfo
-    transients: list[Transient]
+    transients: Sequence[Transient]
     notes: list[str] = field(default_factory=list)
+
+
+class Chained(Sequence):
+    """Transients of several sequences one after another, renumbered 0..n-1 (e.g. a water file, then a scan)."""
+
+    def __init__(self, *parts: Sequence[Transient], time_zero: tuple[bool, ...] = ()):
+        self._parts = parts
+        self._time_zero = time_zero or tuple(False for _ in parts)
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self._parts)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        offset = 0
+        for part, zero in zip(self._parts, self._time_zero):
+            if i < offset + len(part):
+                t = part[i - offset]
+                return replace(t, index=i, time_s=0.0 if zero else t.time_s)
+            offset += len(part)
+        raise IndexError(i)
+
+    def __iter__(self) -> Iterator[Transient]:
+        offset = 0
+        for part, zero in zip(self._parts, self._time_zero):
+            for t in part:
+                yield replace(t, index=t.index + offset, time_s=0.0 if zero else t.time_s)
+            offset += len(part)

@@ -17,7 +17,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import queue
+import threading
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -133,16 +136,10 @@ def read_twix(path: str | Path, measurement: int = -1, role: str | None = None) 
     sets = ides if len(set(ides)) > 1 else [m.mdh.Counter.Set for m in mdbs]
     set_values = sorted(set(sets))
     set_index = {v: i for i, v in enumerate(set_values)}
-    data = np.empty((len(mdbs), n_coils, n_trim), dtype=np.complex64)
-    times = np.empty(len(mdbs))
-    for i, m in enumerate(mdbs):
-        np.conjugate(np.asarray(m.data)[:, pre:samples - post], out=data[i])
-        times[i] = m.mdh.TimeStamp * 2.5e-3  # mdh time stamps tick every 2.5 ms
-    if not np.isfinite(data).all():
-        raise InputError(path, "data contain NaN or Inf")
-    if not np.any(data):
-        raise InputError(path, "data are all zero")
+    times = np.array([m.mdh.TimeStamp * 2.5e-3 for m in mdbs])  # mdh time stamps tick every 2.5 ms
     times -= times[0]
+    ve = _is_ve(path)
+    early = _early_energy(path, mdbs, ve, pre, 16 * os_factor)
     te = _get(yaps, "alTE", 0)
     tr = _get(yaps, "alTR", 0)
     planned = int(_get(yaps, "lAverages", default=0) or 0)
@@ -151,14 +148,14 @@ def read_twix(path: str | Path, measurement: int = -1, role: str | None = None) 
     if role == "water":
         kinds = [WATER_REF] * len(mdbs)
     else:
-        kinds = classify_water(data, os_factor)
+        kinds = classify_water(early)
     n_metab = sum(1 for k in kinds if k == METABOLITE)
     voi = _get(yaps, "sSpecPara", "sVoI") or {}
     voxel = tuple(float(voi.get(k, 0.0) or 0.0) for k in ("dReadoutFOV", "dPhaseFOV", "dThickness"))
     uid = f"{_get(hdr, 'Config', 'MeasUID', default='')}/{_get(hdr, 'Config', 'ExamMemoryUID', default='')}"
     if uid == "/":
         uid = hashlib.sha256(path.read_bytes()[:65536]).hexdigest()
-    version = "VB" if not _is_ve(path) else "VD/VE"
+    version = "VD/VE" if ve else "VB"
     scan = ScanInfo(
         scan_id=hashlib.sha256(uid.encode()).hexdigest()[:16],
         f0_hz=float(f0), dwell_s=dwell_s, n_points=n_points, n_coils=n_coils,
@@ -169,8 +166,8 @@ def read_twix(path: str | Path, measurement: int = -1, role: str | None = None) 
     tr_s = (scan.tr_ms or 0.0) / 1000.0
     if not np.all(np.diff(times) > 0) and tr_s > 0:
         times = np.arange(len(mdbs)) * tr_s
-    transients = [Transient(index=i, average=int(avg_counter[i]), set=set_index[sets[i]], kind=kinds[i],
-                            time_s=float(times[i]), data=data[i]) for i in range(len(mdbs))]
+    headers = [(int(avg_counter[i]), set_index[sets[i]], kinds[i], float(times[i])) for i in range(len(mdbs))]
+    transients = TwixTransients(path, mdbs, headers, pre, post)
     notes = []
     if os_factor > 1:
         notes.append(f"{os_factor}x oversampling (removed after coil combination)")
@@ -178,6 +175,90 @@ def read_twix(path: str | Path, measurement: int = -1, role: str | None = None) 
     if n_ref and role != "water":
         notes.append(f"{n_ref} unsuppressed water-reference transient(s) recognised from the signal")
     return Recording(scan=scan, transients=transients, notes=notes)
+
+
+class TwixTransients(Sequence):
+    """The transients of a twix measurement, read on demand (one MDB per transient: trim CutOff, conjugate).
+
+    Iterating reads ahead in a background thread (a bounded queue of ``READ_AHEAD`` transients), so reading
+    overlaps the QC of the previous transients; memory stays flat for large files. A block with NaN/Inf or
+    only zeros raises :class:`InputError` naming the transient when it is reached.
+    """
+
+    READ_AHEAD = 8
+
+    def __init__(self, path: Path, mdbs: list, headers: list[tuple[int, int, str, float]], pre: int, post: int):
+        self.path, self._mdbs, self._headers, self._pre, self._post = path, mdbs, headers, pre, post
+
+    def __len__(self) -> int:
+        return len(self._mdbs)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        m = self._mdbs[i]
+        samples = m.mdh.SamplesInScan
+        data = np.conjugate(np.asarray(m.data)[:, self._pre:samples - self._post]).astype(np.complex64, copy=False)
+        flat = data.ravel()
+        energy = float(np.vdot(flat, flat).real)  # NaN/Inf propagate; 0 means all zero
+        if not np.isfinite(energy):
+            raise InputError(self.path, f"transient {i} contains NaN or Inf")
+        if energy == 0.0:
+            raise InputError(self.path, f"transient {i} is all zero")
+        average, set_, kind, time_s = self._headers[i]
+        return Transient(index=i, average=average, set=set_, kind=kind, time_s=time_s, data=data)
+
+    def __iter__(self):
+        q: queue.Queue = queue.Queue(maxsize=self.READ_AHEAD)
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for i in range(len(self)):
+                    if stop.is_set():
+                        return
+                    q.put(self[i])
+            except BaseException as exc:  # handed to the consumer, raised there
+                q.put(exc)
+                return
+            q.put(None)
+
+        worker = threading.Thread(target=produce, name="twix-read-ahead", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = q.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while worker.is_alive():  # unblock a producer waiting on a full queue
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    worker.join(0.01)
+
+
+def _early_energy(path: Path, mdbs: list, ve: bool, pre: int, n: int) -> np.ndarray:
+    """Energy of the first ``n`` samples (after CutOff) of the first coil of each MDB, read straight from the
+    file at the MDB's position (VD/VE: scan header + first channel header before the samples; VB: one
+    channel header). Enough to tell unsuppressed water references (~10^3 x) without reading every block."""
+    import ctypes
+
+    from twixtools import mdh_def
+
+    skip = (ctypes.sizeof(mdh_def.Scan_header) + ctypes.sizeof(mdh_def.Channel_header)) if ve \
+        else ctypes.sizeof(mdh_def.VB17_header)
+    out = np.empty(len(mdbs))
+    with open(path, "rb") as f:
+        for i, m in enumerate(mdbs):
+            f.seek(int(m.mem_pos) + skip + 8 * pre)
+            x = np.frombuffer(f.read(8 * n), dtype="<c8")
+            out[i] = float(np.vdot(x, x).real) if x.size == n else 0.0
+    return out
 
 
 def _is_ve(path: Path) -> bool:

@@ -326,16 +326,6 @@ def fwhm_real(y, peak, hz_per_point):
 
 
 @nb.njit(cache=True, nogil=True)
-def band_residual(spec, ref, c, i0, i1):
-    """mean over [i0, i1) of |spec - c * ref|^2: misfit of a transient to the scaled reference in a band."""
-    acc = 0.0
-    for k in range(i0, i1):
-        d = spec[k] - c * ref[k]
-        acc += d.real * d.real + d.imag * d.imag
-    return acc / (i1 - i0)
-
-
-@nb.njit(cache=True, nogil=True)
 def band_power(spec, i0, i1):
     """mean over [i0, i1) of |spec|^2."""
     acc = 0.0
@@ -402,7 +392,6 @@ def warm_up() -> float:
     detrended_sd(spec.real, 0, 32)  # the engine passes the strided .real view of a spectrum
     tail_sd(fid2, 0.25)
     fwhm_real(np.abs(spec), 10, 1.0)
-    band_residual(spec, spec, 1.0 + 0j, 0, 64)
     band_power(spec, 0, 64)
     accumulate(np.zeros(64, dtype=np.complex128), fid2)
     median_mad(np.arange(5.0))

@@ -118,3 +118,19 @@ def test_warm_up_covers_every_kernel_signature_the_check_uses():
     run_check(FIXTURES / "demo_drift_motion.dat")
     run_check(FIXTURES / "small_dicom_dicom")
     assert {n: len(d.signatures) for n, d in dispatchers.items()} == before
+
+
+def test_mega_edit_sets_have_their_own_reference_and_statistics():
+    p = SimulationParams(n_coils=4, n_points=1024, dwell_s=0.5e-3, averages=48, naa_snr=6.0, seed=12, mega=True,
+                         events=[Event(30, "freq_jump", 8.0)])
+    sim = simulate_scan(p)
+    results, summary = run(sim)
+    metab = [r for r in results if r.kind == METABOLITE]
+    assert {r.set for r in metab} == {0, 1}
+    # ON and OFF differ by design (NAA partly saturated, GABA inverted): per-set references keep them clean
+    truth = {t["index"]: t for t in sim.truth["transients"]}
+    false = [r.index for r in metab if not r.accepted and not truth[r.index]["corrupted"]]
+    assert len(false) <= 2, false
+    event = next(r for r in metab if truth[r.index]["corrupted"])
+    assert "freq_jump" in event.flags
+    assert set(summary.details["snr"]["per_set"]) == {"0", "1"}

@@ -84,3 +84,22 @@ def test_linear_fit_and_median_mad():
     assert (a, b) == (pytest.approx(2.0), pytest.approx(0.5))
     med, mad = kernels.median_mad(np.array([1.0, 2.0, 3.0, 4.0, 100.0]))
     assert med == 3.0 and mad == pytest.approx(1.4826)
+
+
+def test_tail_sd_scaled_is_the_spectral_noise_sd():
+    rng = np.random.default_rng(3)
+    noise = (rng.normal(0, 2.0, N) + 1j * rng.normal(0, 2.0, N))
+    assert kernels.tail_sd(noise, 0.25) == pytest.approx(2.0, rel=0.06)
+    spec_sd = np.std(spectrum(noise).real)
+    assert kernels.tail_sd(noise, 0.25) * math.sqrt(N) == pytest.approx(spec_sd, rel=0.08)
+
+
+def test_band_power_max_real_argmax_accumulate():
+    spec = np.array([1 + 1j, 3 - 4j, -7 + 0j, 2 + 0j])
+    assert kernels.band_power(spec, 0, 2) == pytest.approx((2 + 25) / 2)
+    assert kernels.max_real(spec, 0, 4) == (3.0, 1)
+    assert kernels.argmax_abs(spec, 0, 4) == 2
+    acc = np.zeros(4, dtype=np.complex128)
+    kernels.accumulate(acc, spec)
+    kernels.accumulate(acc, spec)
+    assert np.allclose(acc, 2 * spec)

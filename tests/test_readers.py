@@ -120,3 +120,48 @@ def test_dicom_without_spectroscopy_is_refused(tmp_path):
     pydicom.dcmwrite(str(p), ds, enforce_file_format=True)
     with pytest.raises(InputError, match="no spectroscopy data"):
         open_recording(p)
+
+
+def _sim(n=6, coils=3, points=256, seed=4):
+    return simulate_scan(SimulationParams(n_coils=coils, n_points=points, averages=n, seed=seed, dwell_s=0.5e-3,
+                                          water_refs_before=1, events=[]))
+
+
+def _same(rec, sim):
+    assert len(rec.transients) == len(sim.transients)
+    for a, b in zip(rec.transients, sim.transients):
+        assert np.allclose(decimate(a.data, rec.scan.oversampling), b.data, atol=1e-5 * np.abs(b.data).max())
+
+
+def test_vb_twix_with_rep_counter_noise_and_phascor_blocks(tmp_path):
+    from qc_daemon.sources.twix_write import write_twix_vb
+
+    sim = _sim()
+    rec = open_recording(write_twix_vb(tmp_path / "vb.dat", sim.scan, sim.transients))
+    assert rec.scan.source == "twix VB" and rec.scan.oversampling == 2
+    assert [t.kind for t in rec.transients] == [WATER_REF] + [METABOLITE] * 6
+    assert [t.average for t in rec.transients][1:] == list(range(6))  # counted in Rep
+    _same(rec, sim)
+
+
+def test_ve_twix_skips_noise_and_phascor_and_takes_the_last_measurement(tmp_path):
+    sim = _sim(seed=5)
+    path = write_twix(tmp_path / "ve.dat", sim.scan, sim.transients, extra_blocks=True, leading_measurement=True)
+    rec = open_recording(path)
+    assert rec.scan.n_coils == 3 and [t.average for t in rec.transients][1:] == list(range(6))
+    _same(rec, sim)
+
+
+def test_check_with_separate_water_reference_file(tmp_path):
+    from qc_daemon.check import run_check
+
+    p = SimulationParams(n_coils=4, n_points=1024, dwell_s=0.5e-3, averages=24, seed=6, events=[],
+                         water_refs_before=0)
+    sim = simulate_scan(p)
+    water = simulate_scan(SimulationParams(n_coils=4, n_points=1024, dwell_s=0.5e-3, averages=0, seed=6,
+                                           water_refs_before=2, events=[]))
+    scan_path = write_twix(tmp_path / "metab.dat", sim.scan, sim.transients)
+    water_path = write_twix(tmp_path / "water.dat", water.scan, water.transients)
+    run = run_check(scan_path, water=water_path)
+    assert [r.kind for r in run.results[:2]] == [WATER_REF, WATER_REF]
+    assert len(run.results) == 26 and run.summary.fwhm_water_hz == pytest.approx(p.water_lw_hz, abs=1.0)

@@ -8,6 +8,9 @@ Fake patient fields can be filled in so tests can prove that they never leak.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import io
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,9 +89,29 @@ def oversample(fid: np.ndarray, factor: int = 2) -> np.ndarray:
     return np.fft.ifft(np.fft.ifftshift(spec, axes=-1), axis=-1) * factor
 
 
+def _raw_blocks(transients: list[Transient], cutoff: tuple[int, int], rng: np.random.Generator) -> list[np.ndarray]:
+    """Scanner-style raw data per transient: 2x oversampled, conjugated, CutOff samples of noise at both ends."""
+    pre, post = cutoff
+    out = []
+    for tr in transients:
+        # the reader conjugates and the engine then removes the oversampling: the inverse order here makes the
+        # round trip exact (with an even-length crop, conjugation and decimation do not commute at Nyquist)
+        raw = oversample(np.asarray(tr.data, dtype=np.complex128)).conj()
+        noise_sd = float(np.std(raw[:, -raw.shape[1] // 8:])) or 1e-6
+        rows = raw.shape[0]
+        edge = [noise_sd * (rng.standard_normal((rows, k)) + 1j * rng.standard_normal((rows, k))) for k in (pre, post)]
+        out.append(np.concatenate([edge[0], raw, edge[1]], axis=1).astype(np.complex64))
+    return out
+
+
 def write_twix(path: str | Path, scan: ScanInfo, transients: list[Transient], patient: FakePatient | None = None,
-               cutoff: tuple[int, int] = (12, 20), spectroscopy: bool = True, seed: int = 0) -> Path:
-    """Write transients (NIfTI-MRS orientation, coils x points) as a VE twix file; returns the path."""
+               cutoff: tuple[int, int] = (12, 20), spectroscopy: bool = True, seed: int = 0,
+               extra_blocks: bool = False, leading_measurement: bool = False) -> Path:
+    """Write transients (NIfTI-MRS orientation, coils x points) as a VE twix file; returns the path.
+
+    ``extra_blocks``: a noise-adjust block first and a PHASCOR block after each transient (must be skipped).
+    ``leading_measurement``: a multi-raid file whose first measurement is a short unrelated one (2 coils).
+    """
     import twixtools
     import twixtools.mdb
 
@@ -100,13 +123,12 @@ def write_twix(path: str | Path, scan: ScanInfo, transients: list[Transient], pa
     pre, post = cutoff
     hdr = build_header(scan, patient, spectroscopy)
     mdbs = []
-    for tr in transients:
-        # the reader conjugates and the engine then removes the oversampling: the inverse order here makes the
-        # round trip exact (with an even-length crop, conjugation and decimation do not commute at Nyquist)
-        raw = oversample(np.asarray(tr.data, dtype=np.complex128)).conj()
-        noise_sd = float(np.std(raw[:, -raw.shape[1] // 8:])) or 1e-6
-        edge = lambda k: noise_sd * (rng.standard_normal((raw.shape[0], k)) + 1j * rng.standard_normal((raw.shape[0], k)))  # noqa: E731
-        full = np.concatenate([edge(pre), raw, edge(post)], axis=1).astype(np.complex64)
+    blocks = _raw_blocks(transients, cutoff, rng)
+    if extra_blocks:
+        noise = twixtools.mdb.Mdb_local((rng.standard_normal(blocks[0].shape) + 0j).astype(np.complex64))
+        noise.add_flag("NOISEADJSCAN")
+        mdbs.append(noise)
+    for tr, full in zip(transients, blocks):
         m = twixtools.mdb.Mdb_local(full)
         m.mdh.CutOff.Pre, m.mdh.CutOff.Post = pre, post
         m.mdh.Counter.Ave = tr.average if tr.kind != WATER_REF else 0
@@ -118,8 +140,65 @@ def write_twix(path: str | Path, scan: ScanInfo, transients: list[Transient], pa
         m.mdh.MeasUID = 101
         m.add_flag("ONLINE")
         mdbs.append(m)
+        if extra_blocks:
+            pc = twixtools.mdb.Mdb_local(full[:, : full.shape[1] // 4].copy())
+            pc.add_flag("PHASCOR")
+            mdbs.append(pc)
     scan_dict = {"hdr_str": np.frombuffer(hdr, dtype="S1"), "mdb": mdbs,
                  "hdr": {"Config": {"tPatientName": patient.name, "SequenceDescription": "mrsqc_sim",
                                     "MeasUID": 101}}}
-    twixtools.write_twix([scan_dict], str(path), version_is_ve=True)
+    scans = [scan_dict]
+    if leading_measurement:
+        first = twixtools.mdb.Mdb_local((rng.standard_normal((2, 64)) + 0j).astype(np.complex64))
+        first.add_flag("ONLINE")
+        scans.insert(0, {"hdr_str": np.frombuffer(build_header(scan, patient, spectroscopy=False, meas_uid=100),
+                                                  dtype="S1"), "mdb": [first],
+                         "hdr": {"Config": {"tPatientName": patient.name, "SequenceDescription": "adjust",
+                                            "MeasUID": 100}}})
+    with contextlib.redirect_stdout(io.StringIO()):  # twixtools prints a note about the ACQEND it adds
+        twixtools.write_twix(scans, str(path), version_is_ve=True)
+    return path
+
+
+def write_twix_vb(path: str | Path, scan: ScanInfo, transients: list[Transient], patient: FakePatient | None = None,
+                  cutoff: tuple[int, int] = (12, 20), seed: int = 0, extra_blocks: bool = True) -> Path:
+    """Write a VB-style twix file (one 128-byte header per channel, no multi-raid header). Averages are
+    counted in ``Rep`` as older VB sequences do; ``extra_blocks`` adds noise-adjust and PHASCOR blocks."""
+    from twixtools import mdh_def
+
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    pre, post = cutoff
+    hdr = build_header(scan, patient or FakePatient())
+    # a real VB header is hundreds of kB; its length (first uint32) >= 10000 is how readers tell VB from VE
+    hdr_len = max(len(hdr), 10240)
+    hdr = struct.pack("<I", hdr_len) + hdr[4:].ljust(hdr_len - 4, b"\0")
+
+    def block(data: np.ndarray, flags: list[str], counters: dict, time_s: float) -> bytes:
+        out = bytearray()
+        n_cha, n_col = data.shape
+        for c in range(n_cha):
+            h = mdh_def.VB17_header()
+            h.SamplesInScan, h.UsedChannels, h.ChannelId = n_col, n_cha, c
+            h.CutOff.Pre, h.CutOff.Post = (pre, post) if "PHASCOR" not in flags else (0, 0)
+            h.MeasUID, h.TimeStamp = 101, int(round(time_s / 2.5e-3))
+            for k, v in counters.items():
+                setattr(h.Counter, k, v)
+            for f in flags:
+                mdh_def.add_flag(h, f)
+            mdh_def.set_dma_len(h, n_cha * (ctypes.sizeof(mdh_def.VB17_header) + 8 * n_col))
+            out += bytes(h) + np.ascontiguousarray(data[c], dtype="<c8").tobytes()
+        return bytes(out)
+
+    blocks = _raw_blocks(transients, cutoff, rng)
+    with open(path, "wb") as f:
+        f.write(hdr)
+        if extra_blocks:
+            f.write(block((rng.standard_normal(blocks[0].shape) + 0j).astype(np.complex64), ["NOISEADJSCAN"], {}, 0))
+        for tr, full in zip(transients, blocks):
+            counters = {"Rep": tr.average if tr.kind != WATER_REF else 0, "Ide": tr.set,
+                        "Phs": 0 if tr.kind == WATER_REF else 1}
+            f.write(block(full, ["ONLINE"], counters, tr.time_s))
+            if extra_blocks:
+                f.write(block(full[:, : full.shape[1] // 4], ["PHASCOR"], counters, tr.time_s))
     return path

@@ -21,7 +21,6 @@ At scan end a non-causal pass (FSL-MRS/FID-A style) z-scores every transient aga
 from __future__ import annotations
 
 import math
-from collections import deque
 
 import numpy as np
 
@@ -40,52 +39,61 @@ def wrap_deg(x):
     return (np.asarray(x) + 180.0) % 360.0 - 180.0
 
 
-def _robust(values, key: str) -> tuple[float, float]:
-    arr = np.asarray(values, dtype=float)
-    med, mad = kernels.median_mad(arr)
-    floor = MIN_SCALE[key] * (max(abs(med), 1.0) if key in ("lipid_power", "residual_norm") else 1.0)
-    return float(med), float(max(mad, floor))
+PHASE_ROW = FEATURES.index("phase_deg")
 
 
-def _phase_centre(values) -> tuple[float, float]:
-    """Circular-safe median and MAD of phases (deg): deviations are wrapped around a first median."""
-    arr = np.asarray(values, dtype=float)
-    c0 = float(np.degrees(np.angle(np.exp(1j * np.radians(arr)).mean())))
-    dev = wrap_deg(arr - c0)
-    med, mad = kernels.median_mad(dev)
-    return float(wrap_deg(c0 + med)), float(max(mad, MIN_SCALE["phase_deg"]))
+class Baseline:
+    """The last ``capacity`` values of each feature (a ring buffer per row), and their robust statistics."""
+
+    def __init__(self, capacity: int):
+        self.buf = np.zeros((len(FEATURES), capacity))
+        self.counts = np.zeros(len(FEATURES), dtype=np.int64)
+        self.pos = np.zeros(len(FEATURES), dtype=np.int64)
+
+    def add(self, row: int, value: float) -> None:
+        cap = self.buf.shape[1]
+        self.buf[row, self.pos[row]] = value
+        self.pos[row] = (self.pos[row] + 1) % cap
+        self.counts[row] = min(self.counts[row] + 1, cap)
+
+    def add_all(self, feat: dict) -> None:
+        for row, key in enumerate(FEATURES):
+            self.add(row, feat[key])
+
+    def stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """(median, robust scale) per feature: 1.4826 MAD, floored at MIN_SCALE (relative for power ratios)."""
+        med, mad = kernels.robust_rows(self.buf, self.counts, PHASE_ROW)
+        return med, scale_floor(med, mad)
 
 
-def evaluate(feat: dict, base: dict, cfg: dict, zl: float) -> tuple[list[str], dict]:
-    """Flags and z-scores for one transient's features ``feat`` against baseline lists ``base``."""
+def scale_floor(med: np.ndarray, mad: np.ndarray) -> np.ndarray:
+    floor = np.array([MIN_SCALE[k] * (max(abs(m), 1.0) if k in ("lipid_power", "residual_norm") else 1.0)
+                      for k, m in zip(FEATURES, med)])
+    return np.maximum(np.nan_to_num(mad, nan=0.0), floor)
+
+
+def evaluate(feat: dict, med: np.ndarray, scale: np.ndarray, cfg: dict, zl: float) -> tuple[list[str], dict]:
+    """Flags and z-scores for one transient's features against baseline medians and robust scales."""
+    x = [feat[k] for k in FEATURES]
+    dev = [x[i] - med[i] for i in range(len(FEATURES))]
+    dev[PHASE_ROW] = float(wrap_deg(dev[PHASE_ROW]))
+    z = [dev[i] / scale[i] for i in range(len(FEATURES))]
+    jump, phase, amp, damp, lipid, resid = range(6)
     flags: list[str] = []
-    z: dict[str, float] = {}
-    med, mad = _robust(base["freq_jump_hz"], "freq_jump_hz")
-    z["z_freq_jump"] = (feat["freq_jump_hz"] - med) / mad
-    if abs(z["z_freq_jump"]) > zl and abs(feat["freq_jump_hz"] - med) >= cfg["min_freq_jump_hz"]:
+    if abs(z[jump]) > zl and abs(dev[jump]) >= cfg["min_freq_jump_hz"]:
         flags.append("freq_jump")
-    pc, pmad = _phase_centre(base["phase_deg"])
-    dev = float(wrap_deg(feat["phase_deg"] - pc))
-    z["z_phase"] = dev / pmad
-    if abs(z["z_phase"]) > zl and abs(dev) >= cfg["min_phase_jump_deg"]:
+    if abs(z[phase]) > zl and abs(dev[phase]) >= cfg["min_phase_jump_deg"]:
         flags.append("phase_jump")
-    med, mad = _robust(base["amplitude_rel"], "amplitude_rel")
-    z["z_amplitude"] = (feat["amplitude_rel"] - med) / mad
-    if abs(z["z_amplitude"]) > zl and abs(feat["amplitude_rel"] / med - 1.0) >= cfg["min_amplitude_change"]:
+    if abs(z[amp]) > zl and abs(x[amp] / med[amp] - 1.0) >= cfg["min_amplitude_change"]:
         flags.append("amplitude")
-    med, mad = _robust(base["damping_hz"], "damping_hz")
-    z["z_linewidth"] = (feat["damping_hz"] - med) / mad
-    if z["z_linewidth"] > zl and feat["damping_hz"] - med >= cfg["min_broadening_hz"]:
+    if z[damp] > zl and dev[damp] >= cfg["min_broadening_hz"]:
         flags.append("linewidth")
-    med, mad = _robust(base["lipid_power"], "lipid_power")
-    z["z_lipid"] = (feat["lipid_power"] - med) / mad
-    if z["z_lipid"] > zl and feat["lipid_power"] >= cfg["min_lipid_ratio"] * med:
+    if z[lipid] > zl and x[lipid] >= cfg["min_lipid_ratio"] * med[lipid]:
         flags.append("lipid")
-    med, mad = _robust(base["residual_norm"], "residual_norm")
-    z["z_residual"] = (feat["residual_norm"] - med) / mad
-    if z["z_residual"] > zl and feat["residual_norm"] >= cfg["min_residual_ratio"] * med:
+    if z[resid] > zl and x[resid] >= cfg["min_residual_ratio"] * med[resid]:
         flags.append("residual")
-    return flags, z
+    names = ("z_freq_jump", "z_phase", "z_amplitude", "z_linewidth", "z_lipid", "z_residual")
+    return flags, dict(zip(names, z))
 
 
 class MotionCheck:
@@ -94,7 +102,7 @@ class MotionCheck:
     def start(self, scan, config) -> None:
         self.cfg = config["motion"]
         self.band = config["registration"]["band_ppm"]
-        self.hist: dict[int, dict[str, deque]] = {}
+        self.hist: dict[int, Baseline] = {}
         self.all_feats: list[tuple[int, int, dict]] = []  # (index, set, features) for the non-causal pass
         self._windows = None
 
@@ -115,9 +123,8 @@ class MotionCheck:
             return CheckResult()
         feat = self._features(ctx)
         if ctx.calibration:  # self-biased fit: only the spectral lipid power seeds its baseline
-            h = self._hist(ctx.transient.set)
             if math.isfinite(feat["lipid_power"]):
-                h["lipid_power"].append(feat["lipid_power"])
+                self._hist(ctx.transient.set).add(FEATURES.index("lipid_power"), feat["lipid_power"])
             return CheckResult(metrics={"lipid_power": feat["lipid_power"]})
         self._last = feat
         self.all_feats.append((ctx.transient.index, ctx.transient.set, feat))
@@ -127,7 +134,7 @@ class MotionCheck:
                    "residual_norm": feat["residual_norm"]}
         if not all(math.isfinite(v) for v in feat.values()):
             return CheckResult(metrics=metrics, flags=["unmeasurable"])
-        if base is None or len(base["amplitude_rel"]) < cfg["min_history"]:
+        if base is None or base.counts[FEATURES.index("amplitude_rel")] < cfg["min_history"]:
             flags = []
             if abs(feat["freq_jump_hz"]) > cfg["early_max_freq_jump_hz"]:
                 flags.append("freq_jump")
@@ -137,13 +144,14 @@ class MotionCheck:
                 flags.append("amplitude")
             if feat["damping_hz"] > cfg["early_max_broadening_hz"]:
                 flags.append("linewidth")
-            if base is not None and len(base["lipid_power"]) >= 4:
-                med, mad = _robust(base["lipid_power"], "lipid_power")
-                if (feat["lipid_power"] - med) / mad > cfg["z_limit"] and \
-                        feat["lipid_power"] >= cfg["min_lipid_ratio"] * med:
+            lip = FEATURES.index("lipid_power")
+            if base is not None and base.counts[lip] >= 4:
+                med, scale = base.stats()
+                if (feat["lipid_power"] - med[lip]) / scale[lip] > cfg["z_limit"] and \
+                        feat["lipid_power"] >= cfg["min_lipid_ratio"] * med[lip]:
                     flags.append("lipid")
             return CheckResult(metrics=metrics, flags=flags)
-        flags, z = evaluate(feat, base, cfg, cfg["z_limit"])
+        flags, z = evaluate(feat, *base.stats(), cfg, cfg["z_limit"])
         metrics.update(z)
         return CheckResult(metrics=metrics, flags=flags)
 
@@ -152,12 +160,12 @@ class MotionCheck:
         # excluding them would lock the check out after a real change (a baseline that can never follow it)
         if qc.kind != METABOLITE or ctx.reg.is_reference or ctx.calibration:
             return
-        h = self._hist(qc.set)
-        for k in FEATURES:
-            h[k].append(self._last[k])
+        self._hist(qc.set).add_all(self._last)
 
-    def _hist(self, s: int) -> dict[str, deque]:
-        return self.hist.setdefault(s, {k: deque(maxlen=int(self.cfg["history"])) for k in FEATURES})
+    def _hist(self, s: int) -> Baseline:
+        if s not in self.hist:
+            self.hist[s] = Baseline(int(self.cfg["history"]))
+        return self.hist[s]
 
     def finish(self, ctx: ScanContext) -> SummaryPart:
         """Non-causal pass: every transient against the whole scan of its set (median/MAD of all)."""
@@ -168,14 +176,15 @@ class MotionCheck:
             rows = [(i, f) for i, ss, f in self.all_feats if ss == s and all(math.isfinite(v) for v in f.values())]
             if len(rows) < self.cfg["min_history"]:
                 continue
-            base = {k: [f[k] for _, f in rows] for k in FEATURES}
             # non-causal jump: deviation from a centred running median (9 transients) of the frequency
             fr = np.array([freq_of[i] for i, _ in rows])
             smooth = np.array([np.median(fr[max(0, j - 4):j + 5]) for j in range(len(fr))])
-            base["freq_jump_hz"] = list(fr - smooth)
-            for j, (i, f) in enumerate(rows):
-                feat = dict(f, freq_jump_hz=float(fr[j] - smooth[j]))
-                fl, _ = evaluate(feat, base, self.cfg, self.cfg["noncausal_z_limit"])
+            feats = [dict(f, freq_jump_hz=float(fr[j] - smooth[j])) for j, (_, f) in enumerate(rows)]
+            whole = np.array([[f[k] for f in feats] for k in FEATURES])
+            med, mad = kernels.robust_rows(whole, np.full(len(FEATURES), whole.shape[1], dtype=np.int64), PHASE_ROW)
+            scale = scale_floor(med, mad)
+            for (i, _), feat in zip(rows, feats):
+                fl, _ = evaluate(feat, med, scale, self.cfg, self.cfg["noncausal_z_limit"])
                 if fl:
                     flagged.append(i)
                     reasons[str(i)] = fl

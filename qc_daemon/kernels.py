@@ -7,7 +7,7 @@ Conventions shared by every kernel:
   sigma_t per real component.
 - Frequencies in Hz, damping (extra Lorentzian broadening) in Hz FWHM, phases in radians inside kernels.
 
-All kernels are compiled with ``cache=True`` and ``nogil=True`` (file reading overlaps QC in another thread); :func:`warm_up` compiles (or loads) every signature the engine
+All kernels are compiled with ``cache=True`` and ``nogil=True`` (the daemon's I/O threads keep running); :func:`warm_up` compiles (or loads) every signature the engine
 uses, so the first real transient is as fast as the rest.
 """
 
@@ -19,18 +19,6 @@ import numba as nb
 import numpy as np
 
 _TWO_PI = 2.0 * math.pi
-
-
-@nb.njit(cache=True, nogil=True)
-def combine_coils(data, weights):
-    """Weighted coil sum y[k] = sum_c weights[c] * data[c, k] (data: coils x points) -> complex128[points]."""
-    n_coils, n_points = data.shape
-    out = np.zeros(n_points, dtype=np.complex128)
-    for c in range(n_coils):
-        w = weights[c]
-        for k in range(n_points):
-            out[k] += w * data[c, k]
-    return out
 
 
 @nb.njit(cache=True, nogil=True)
@@ -350,6 +338,39 @@ def median_mad(x):
 
 
 @nb.njit(cache=True, nogil=True)
+def robust_rows(buf, counts, circular_row):
+    """Per row r of buf (rows x capacity, the first counts[r] entries valid): (median, 1.4826 MAD).
+
+    Row ``circular_row`` holds angles in degrees: deviations are wrapped to +-180 around the circular mean
+    before the median and MAD are taken, and its median is returned wrapped. Rows with no entries give NaN.
+    """
+    n_rows = buf.shape[0]
+    med = np.full(n_rows, np.nan)
+    mad = np.full(n_rows, np.nan)
+    for r in range(n_rows):
+        n = counts[r]
+        if n == 0:
+            continue
+        x = buf[r, :n].copy()
+        centre = 0.0
+        if r == circular_row:
+            sc = 0.0
+            cc = 0.0
+            for k in range(n):
+                sc += math.sin(math.radians(x[k]))
+                cc += math.cos(math.radians(x[k]))
+            centre = math.degrees(math.atan2(sc, cc))
+            for k in range(n):
+                x[k] = (x[k] - centre + 180.0) % 360.0 - 180.0
+        m = np.median(x)
+        mad[r] = 1.4826 * np.median(np.abs(x - m))
+        med[r] = m
+        if r == circular_row:
+            med[r] = (centre + m + 180.0) % 360.0 - 180.0
+    return med, mad
+
+
+@nb.njit(cache=True, nogil=True)
 def linear_fit(t, y):
     """Least-squares line y = a + b t; returns (a, b). b is NaN for fewer than 2 distinct t."""
     n = t.shape[0]
@@ -379,9 +400,7 @@ def warm_up() -> float:
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(0)
-    data = (rng.standard_normal((2, 64)) + 1j * rng.standard_normal((2, 64))).astype(np.complex64)
-    w = np.ones(2, dtype=np.complex128)
-    fid = combine_coils(data, w)
+    fid = rng.standard_normal(64) + 1j * rng.standard_normal(64)
     fid2 = correct_fid(fid, 1e-3, 1.0, 0.1)
     z = cross_product(fid, fid2, 32)
     register(z, np.abs(fid2[:32]) ** 2, np.zeros(32), np.zeros(32), 1e-3, 0.0, 4.0, 1.0, -2.0, 4.0)
@@ -395,5 +414,6 @@ def warm_up() -> float:
     band_power(spec, 0, 64)
     accumulate(np.zeros(64, dtype=np.complex128), fid2)
     median_mad(np.arange(5.0))
+    robust_rows(np.ones((6, 8)), np.array([8, 8, 8, 8, 8, 0], dtype=np.int64), 1)
     linear_fit(np.arange(5.0), np.arange(5.0))
     return time.perf_counter() - t0

@@ -134,3 +134,14 @@ def test_mega_edit_sets_have_their_own_reference_and_statistics():
     event = next(r for r in metab if truth[r.index]["corrupted"])
     assert "freq_jump" in event.flags
     assert set(summary.details["snr"]["per_set"]) == {"0", "1"}
+
+
+def test_coil_combination_is_the_weighted_sum_of_coils():
+    p = SimulationParams(n_coils=4, n_points=256, averages=8, seed=2, events=[])
+    sim = simulate_scan(p)
+    qc = ScanQC(sim.scan)
+    for t in sim.transients:
+        qc.process(t)
+    data = sim.transients[-1].data
+    expect = qc._weights @ data.astype(np.complex128)
+    assert np.allclose(qc._combine(sim.transients[-1]), expect, rtol=0, atol=1e-5 * np.abs(expect).max())

@@ -65,13 +65,6 @@ def test_detrended_sd_removes_quadratic_and_estimates_sd():
     assert kernels.detrended_sd(y, 0, y.size) == pytest.approx(0.5, rel=0.05)
 
 
-def test_combine_coils_weighted_sum():
-    rng = np.random.default_rng(1)
-    data = (rng.normal(size=(4, 32)) + 1j * rng.normal(size=(4, 32))).astype(np.complex64)
-    w = rng.normal(size=4) + 1j * rng.normal(size=4)
-    assert np.allclose(kernels.combine_coils(data, w), w @ data.astype(np.complex128), atol=1e-5)
-
-
 def test_spectrum_axis_places_peak_at_its_ppm():
     axis = SpectralAxis(N, DT, 123.2, 4.65)
     fid = lorentzian(freq_hz=(2.01 - 4.65) * 123.2, fwhm=4.0)

@@ -17,8 +17,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import queue
-import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -167,7 +165,7 @@ def read_twix(path: str | Path, measurement: int = -1, role: str | None = None) 
     if not np.all(np.diff(times) > 0) and tr_s > 0:
         times = np.arange(len(mdbs)) * tr_s
     headers = [(int(avg_counter[i]), set_index[sets[i]], kinds[i], float(times[i])) for i in range(len(mdbs))]
-    transients = TwixTransients(path, mdbs, headers, pre, post)
+    transients = TwixTransients(path, mdbs, headers, pre, post, ve)
     notes = []
     if os_factor > 1:
         notes.append(f"{os_factor}x oversampling (removed after coil combination)")
@@ -180,15 +178,15 @@ def read_twix(path: str | Path, measurement: int = -1, role: str | None = None) 
 class TwixTransients(Sequence):
     """The transients of a twix measurement, read on demand (one MDB per transient: trim CutOff, conjugate).
 
-    Iterating reads ahead in a background thread (a bounded queue of ``READ_AHEAD`` transients), so reading
-    overlaps the QC of the previous transients; memory stays flat for large files. A block with NaN/Inf or
-    only zeros raises :class:`InputError` naming the transient when it is reached.
+    Blocks are read straight from one open file, so QC starts before the file is read and memory stays flat
+    for large files. (A read-ahead thread was measured: once blocks are read this way it gains nothing.)
+    A block with NaN/Inf or only zeros raises :class:`InputError` naming the transient when it is reached.
     """
 
-    READ_AHEAD = 8
-
-    def __init__(self, path: Path, mdbs: list, headers: list[tuple[int, int, str, float]], pre: int, post: int):
+    def __init__(self, path: Path, mdbs: list, headers: list[tuple[int, int, str, float]], pre: int, post: int,
+                 ve: bool):
         self.path, self._mdbs, self._headers, self._pre, self._post = path, mdbs, headers, pre, post
+        self._layout = _block_layout(ve, mdbs[0].mdh.UsedChannels, mdbs[0].mdh.SamplesInScan)
 
     def __len__(self) -> int:
         return len(self._mdbs)
@@ -196,9 +194,19 @@ class TwixTransients(Sequence):
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
+        with open(self.path, "rb") as f:
+            return self._read(f, i)
+
+    def _read(self, f, i: int) -> Transient:
+        """Transient i, its block read straight from the open file ``f`` at the MDB position."""
         m = self._mdbs[i]
-        samples = m.mdh.SamplesInScan
-        data = np.conjugate(np.asarray(m.data)[:, self._pre:samples - self._post]).astype(np.complex64, copy=False)
+        offset, dtype, n_bytes = self._layout
+        f.seek(int(m.mem_pos) + offset)
+        buf = f.read(n_bytes)
+        if len(buf) != n_bytes:
+            raise InputError(self.path, f"transient {i}: data block truncated ({len(buf)} of {n_bytes} bytes)")
+        raw = np.frombuffer(buf, dtype=dtype)["d"]  # coils x samples
+        data = np.conjugate(raw[:, self._pre:raw.shape[1] - self._post])
         flat = data.ravel()
         energy = float(np.vdot(flat, flat).real)  # NaN/Inf propagate; 0 means all zero
         if not np.isfinite(energy):
@@ -209,37 +217,25 @@ class TwixTransients(Sequence):
         return Transient(index=i, average=average, set=set_, kind=kind, time_s=time_s, data=data)
 
     def __iter__(self):
-        q: queue.Queue = queue.Queue(maxsize=self.READ_AHEAD)
-        stop = threading.Event()
+        with open(self.path, "rb") as f:  # one open file for every block
+            for i in range(len(self)):
+                yield self._read(f, i)
 
-        def produce() -> None:
-            try:
-                for i in range(len(self)):
-                    if stop.is_set():
-                        return
-                    q.put(self[i])
-            except BaseException as exc:  # handed to the consumer, raised there
-                q.put(exc)
-                return
-            q.put(None)
 
-        worker = threading.Thread(target=produce, name="twix-read-ahead", daemon=True)
-        worker.start()
-        try:
-            while True:
-                item = q.get()
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            while worker.is_alive():  # unblock a producer waiting on a full queue
-                try:
-                    q.get_nowait()
-                except queue.Empty:
-                    worker.join(0.01)
+def _block_layout(ve: bool, channels: int, samples: int) -> tuple[int, np.dtype, int]:
+    """(offset from the MDB position, dtype of one channel record, bytes of all channels) of a data block:
+    VD/VE: a 192-byte scan header, then per channel a 32-byte channel header and the samples; VB: per channel a
+    128-byte header and the samples (the layout twixtools reads, here with one open file for all blocks)."""
+    import ctypes
+
+    from twixtools import mdh_def
+
+    if ve:
+        offset, head = ctypes.sizeof(mdh_def.Scan_header), ctypes.sizeof(mdh_def.Channel_header)
+    else:
+        offset, head = 0, ctypes.sizeof(mdh_def.VB17_header)
+    dtype = np.dtype([("h", f"V{head}"), ("d", "<c8", (samples,))])
+    return offset, dtype, channels * dtype.itemsize
 
 
 def _early_energy(path: Path, mdbs: list, ve: bool, pre: int, n: int) -> np.ndarray:

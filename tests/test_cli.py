@@ -59,3 +59,18 @@ def test_help_explains_units():
     res = _run("check", "--help")
     assert res.returncode == 0 and "--water" in res.stdout
     assert "Hz" in _run("--help").stdout
+
+
+@pytest.mark.parametrize("name", ["demo_drift_motion.dat", "small_dicom_dicom"])
+def test_patient_identifiers_never_reach_the_outputs(tmp_path, capsys, name):
+    from qc_daemon.sources.twix_write import FakePatient
+
+    fake = FakePatient()
+    source = FIXTURES / name
+    header_bytes = source.read_bytes() if source.is_file() else next(source.iterdir()).read_bytes()
+    assert fake.name.encode() in header_bytes  # the input really carries them
+    assert main(["check", str(source), "--out", str(tmp_path), "-q"]) == 0
+    printed = capsys.readouterr()
+    outputs = printed.out + printed.err + "".join(p.read_text() for p in tmp_path.iterdir())
+    for secret in (fake.name, fake.name.split("^")[0], fake.patient_id, fake.birth_date):
+        assert secret not in outputs

@@ -27,8 +27,14 @@ sys.path.insert(0, str(ROOT))
 from qc_daemon import kernels  # noqa: E402
 from qc_daemon.engine import ScanQC  # noqa: E402
 from qc_daemon.model import METABOLITE  # noqa: E402
-from qc_daemon.sources.simulate import (SimulationParams, _voigt, default_events, metabolite_fid,  # noqa: E402
-                                        naa_height, simulate_scan)
+from qc_daemon.sources.simulate import (  # noqa: E402
+    SimulationParams,
+    _voigt,
+    default_events,
+    metabolite_fid,
+    naa_height,
+    simulate_scan,
+)
 
 SEEDS = (1, 2, 3, 4, 5, 6)
 
@@ -139,7 +145,8 @@ def check_vs_twixtools(repeats: int = 7) -> tuple[float, float]:
             t0 = time.perf_counter()
             run_check(path)
             t_check.append(time.perf_counter() - t0)
-    return statistics.median(t_read), statistics.median(t_check), (min(t_read), max(t_read)), (min(t_check), max(t_check))
+    spans = (min(t_read), max(t_read)), (min(t_check), max(t_check))
+    return statistics.median(t_read), statistics.median(t_check), *spans
 
 
 def warm_up_cached_s() -> float:
@@ -202,7 +209,8 @@ def main() -> None:
             "Sensitivity by event kind (SNR 4): " + ", ".join(
                 f"{k} {sum(v)}/{len(v)}" for k, v in sorted(kinds.items())), "",
             "Other SNRs (pooled over the same seeds):", "",
-            "| NAA SNR | single-shot RMSE (Hz) | trend RMSE (Hz) | sensitivity | false flags |", "|---|---|---|---|---|"]
+            "| NAA SNR | single-shot RMSE (Hz) | trend RMSE (Hz) | sensitivity | false flags |",
+            "|---|---|---|---|---|"]
     for snr in (3.0, 4.0, 5.0):
         rs = rows[snr]
         out.append(f"| {snr:g} | {rms(rs, 'freq_rmse_hz'):.3f} | {rms(rs, 'trend_rmse_hz'):.3f} | "

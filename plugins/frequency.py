@@ -20,7 +20,6 @@ from collections import deque
 
 import numpy as np
 
-from qc_daemon import kernels
 from qc_daemon.model import METABOLITE, TransientQC
 from qc_daemon.plugin_api import FAIL, OK, WARN, CheckResult, Finding, ScanContext, SummaryPart, TransientContext
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -95,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "checked (whatever the verdict), 2 = the input could not be read.")
     c.add_argument("path", help="Siemens twix .dat, MRS DICOM file, or a folder of per-transient DICOM files")
     c.add_argument("--water", metavar="FILE", help="separate unsuppressed water-reference scan (twix or DICOM)")
-    c.add_argument("--config", metavar="FILE", help="TOML file overriding defaults (every key, unit and source: qc_daemon/default_config.toml)")
+    c.add_argument("--config", metavar="FILE",
+                   help="TOML file overriding defaults (every key, unit and source: qc_daemon/default_config.toml)")
     c.add_argument("--out", metavar="DIR", help="write DIR/transients.jsonl and DIR/summary.json")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_check)

@@ -14,7 +14,8 @@ import numpy as np
 
 
 def noise_covariance(data: np.ndarray, tail_fraction: float) -> np.ndarray:
-    """Coil noise covariance (coils x coils) from the last ``tail_fraction`` of the points of data (..., coils, points)."""
+    """Coil noise covariance (coils x coils) from the last ``tail_fraction`` of the points of data
+    (..., coils, points)."""
     arr = np.asarray(data)
     if arr.ndim == 2:
         arr = arr[None]

@@ -7,7 +7,8 @@ Conventions shared by every kernel:
   sigma_t per real component.
 - Frequencies in Hz, damping (extra Lorentzian broadening) in Hz FWHM, phases in radians inside kernels.
 
-All kernels are compiled with ``cache=True`` and ``nogil=True`` (the daemon's I/O threads keep running); :func:`warm_up` compiles (or loads) every signature the engine
+All kernels are compiled with ``cache=True`` and ``nogil=True`` (the daemon's I/O threads keep running);
+:func:`warm_up` compiles (or loads) every signature the engine
 uses, so the first real transient is as fast as the rest.
 """
 
@@ -104,8 +105,9 @@ def register(z, ref_abs2, ref_noise_var, trans_noise_var, dt, f_seed, half_width
     amplitude).
 
     Model: fid(t) = c * ref(t) * exp(i 2 pi f t) * exp(-pi d t) + noise, over the first m points
-    (z = fid * conj(ref), ref_abs2 = |ref|^2, ref_noise_var[k] / trans_noise_var[k] = expected |noise|^2 of ref[k] / of the transient's point k;
-    both noise terms are subtracted when fitting d, which would otherwise be biased). For fixed (f, d) the least-squares complex amplitude is
+    (z = fid * conj(ref), ref_abs2 = |ref|^2, ref_noise_var[k] / trans_noise_var[k] = expected |noise|^2 of
+    ref[k] / of the transient's point k; both noise terms are subtracted when fitting d, which would otherwise
+    be biased). For fixed (f, d) the least-squares complex amplitude is
     c = P(f, d) / E(d) with P the projection and E the reference energy, and the fit quality is
     J(f, d) = |P|^2 / E. We search f on a grid f_seed +- half_width_hz, refine by successive parabolic steps,
     then fit d (extra Lorentzian broadening, Hz) on [d_lo, d_hi] the same way, and re-refine f.

@@ -84,7 +84,7 @@ class ScanInfo:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ScanInfo":
+    def from_dict(cls, d: dict[str, Any]) -> ScanInfo:
         d = dict(d)
         if d.get("voxel_mm") is not None:
             d["voxel_mm"] = tuple(float(v) for v in d["voxel_mm"])
@@ -96,7 +96,8 @@ class ScanInfo:
 class Transient:
     """One acquired transient (one average of one edit set), all coils.
 
-    ``data``: complex64 array, coils x (points x oversampling), NIfTI-MRS orientation. ``time_s``: acquisition time since the
+    ``data``: complex64 array, coils x (points x oversampling), NIfTI-MRS orientation. ``time_s``: acquisition
+    time since the
     scan start (s). ``index``: acquisition order (0-based). ``average``: the average counter. ``set``: edit set.
     """
 
@@ -155,7 +156,7 @@ class TransientQC:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TransientQC":
+    def from_dict(cls, d: dict[str, Any]) -> TransientQC:
         names = cls.__dataclass_fields__.keys()
         return cls(**{k: v for k, v in d.items() if k in names})
 

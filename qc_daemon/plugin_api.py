@@ -55,7 +55,7 @@ class TransientContext:
     """What the engine hands to each check for one transient."""
 
     scan: ScanInfo
-    config: "Config"
+    config: Config
     transient: Transient
     axis: SpectralAxis
     fid: np.ndarray  # coil-combined FID, complex128 (noise ~unit variance)
@@ -98,7 +98,7 @@ class ScanContext:
     """What ``finish`` sees: the scan, config and every result so far (acquisition order)."""
 
     scan: ScanInfo
-    config: "Config"
+    config: Config
     results: list[TransientQC]
 
 
@@ -114,7 +114,7 @@ class Check(Protocol):
 
     name: str
 
-    def start(self, scan: ScanInfo, config: "Config") -> None: ...
+    def start(self, scan: ScanInfo, config: Config) -> None: ...
 
     def measure(self, ctx: TransientContext) -> CheckResult: ...
 

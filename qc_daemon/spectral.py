@@ -23,7 +23,7 @@ class SpectralAxis:
     centre_ppm: float
 
     @classmethod
-    def of(cls, scan: ScanInfo, n: int | None = None) -> "SpectralAxis":
+    def of(cls, scan: ScanInfo, n: int | None = None) -> SpectralAxis:
         return cls(n or scan.n_points, scan.dwell_s, scan.f0_mhz, scan.centre_ppm)
 
     @property

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
+from plugins.linewidth import fwhm_hz
 from qc_daemon import kernels
 from qc_daemon.spectral import SpectralAxis, spectrum
-from plugins.linewidth import fwhm_hz
 
 DT = 0.5e-3
 N = 2048
@@ -36,7 +36,8 @@ def test_register_recovers_known_shift_phase_amplitude(shift):
     fid = 0.6 * np.exp(1j * 0.5) * ref * np.exp(2j * np.pi * shift * np.arange(N) * DT)
     m = 600
     z = kernels.cross_product(fid, ref, m)
-    f, cr, ci, d, *_ = kernels.register(z, np.abs(ref[:m]) ** 2, np.zeros(m), np.zeros(m), DT, 0.0, 12.0, 1.0, -4.0, 30.0)
+    f, cr, ci, d, *_ = kernels.register(z, np.abs(ref[:m]) ** 2, np.zeros(m), np.zeros(m), DT, 0.0, 12.0, 1.0,
+                                        -4.0, 30.0)
     assert f == pytest.approx(shift, abs=0.01)
     assert math.atan2(ci, cr) == pytest.approx(0.5, abs=0.01)
     assert math.hypot(cr, ci) == pytest.approx(0.6, rel=0.01)

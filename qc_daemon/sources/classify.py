@@ -26,5 +26,5 @@ def classify_water(energy: np.ndarray) -> list[str]:
     energy = np.asarray(energy, dtype=float)
     med = float(np.median(energy))
     if med <= 0:
-        return [METABOLITE] * data.shape[0]
+        return [METABOLITE] * len(energy)
     return [WATER_REF if e > WATER_ENERGY_FACTOR * med else METABOLITE for e in energy]

@@ -23,7 +23,7 @@ def write_dicom_folder(folder: str | Path, scan: ScanInfo, fids: list[np.ndarray
     folder.mkdir(parents=True, exist_ok=True)
     patient = patient or FakePatient()
     series = generate_uid(entropy_srcs=["mrsqc", scan.scan_id])
-    for i, (fid, tr) in enumerate(zip(fids, transients)):
+    for i, fid in enumerate(fids[: len(transients)]):
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = MRS_STORAGE
         meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=["mrsqc", scan.scan_id, str(i)])

@@ -74,3 +74,17 @@ def test_patient_identifiers_never_reach_the_outputs(tmp_path, capsys, name):
     outputs = printed.out + printed.err + "".join(p.read_text() for p in tmp_path.iterdir())
     for secret in (fake.name, fake.name.split("^")[0], fake.patient_id, fake.birth_date):
         assert secret not in outputs
+
+
+def test_all_zero_twix_exits_2_naming_the_transient(tmp_path):
+    import numpy as np
+
+    from qc_daemon.sources.simulate import SimulationParams, simulate_scan
+    from qc_daemon.sources.twix_write import write_twix
+
+    sim = simulate_scan(SimulationParams(n_coils=2, n_points=256, averages=4, seed=1, events=[]))
+    for t in sim.transients:
+        t.data = np.zeros_like(t.data)
+    path = write_twix(tmp_path / "zeros.dat", sim.scan, sim.transients, cutoff=(0, 0))
+    res = _run("check", str(path))
+    assert res.returncode == 2 and "all zero" in res.stderr and "Traceback" not in res.stderr

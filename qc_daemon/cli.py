@@ -1,8 +1,9 @@
-"""The ``mrsqc`` command: check, simulate, demo (daemon, replay and tui arrive with their issues)."""
+"""The ``mrsqc`` command: check, simulate, daemon, replay, demo."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -51,6 +52,57 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                              drift_hz_per_min=args.drift, events=not args.no_events, mega=args.mega)
     for p in paths:
         print(f"wrote {p}")
+    return 0
+
+
+def _key(path: str | None) -> bytes | None:
+    from .protocol import load_key
+
+    try:
+        return load_key(path)
+    except (OSError, ValueError) as exc:
+        raise InputError(path or "?", f"HMAC key unusable ({exc})") from None
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    """Run the QC daemon until SIGINT/SIGTERM."""
+    import signal
+    import threading
+
+    from .config import load_config
+    from .daemon import Daemon, Endpoints
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        daemon = Daemon(Endpoints(args.ingest, args.feed, args.snapshot), data_dir=args.data_dir,
+                        config=load_config(args.config), key=_key(args.key_file), heartbeat_s=args.heartbeat,
+                        fsync=not args.no_fsync, allow_remote=args.allow_remote)
+        bound = daemon.bind()
+    except ValueError as exc:
+        raise InputError("daemon", str(exc)) from None
+    except Exception as exc:  # zmq errors: address in use, bad endpoint
+        raise InputError("daemon", f"cannot bind ({exc})") from None
+    warm = daemon.warm_up()
+    print(json.dumps({"ingest": bound.ingest, "feed": bound.feed, "snapshot": bound.snapshot,
+                      "data_dir": str(daemon.data_dir), "warm_up_s": round(warm, 3)}), flush=True)
+    try:
+        daemon.serve(stop)
+    finally:
+        daemon.close()
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .replay import replay
+
+    speed = None if args.speed == "max" else float(args.speed)
+    if speed is not None and speed <= 0:
+        raise InputError("--speed", "must be a positive number or 'max'")
+    n = replay(args.path, args.to, speed, key=_key(args.key_file),
+               on_sent=(lambda t, total: _progress(t, total)) if sys.stderr.isatty() else None)
+    print(f"replayed {n} transients to {args.to}")
     return 0
 
 
@@ -116,6 +168,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-events", action="store_true", help="no motion/corruption events")
     s.add_argument("--mega", action="store_true", help="MEGA-edited: alternate edit OFF/ON sets")
     s.set_defaults(func=cmd_simulate)
+
+    dm = sub.add_parser("daemon", help="run the live QC daemon (ZeroMQ ingest, results feed, journal)",
+                        description="Receive transients over ZeroMQ, run the QC engine on each, publish results "
+                                    "and journal them. Binds to 127.0.0.1 unless --allow-remote. Prints the "
+                                    "bound endpoints as one JSON line; stops cleanly on SIGINT/SIGTERM.")
+    dm.add_argument("--ingest", default="tcp://127.0.0.1:5555", help="PULL endpoint for producers")
+    dm.add_argument("--feed", default="tcp://127.0.0.1:5556", help="PUB endpoint for viewers")
+    dm.add_argument("--snapshot", default="tcp://127.0.0.1:5557", help="ROUTER endpoint for late joiners")
+    dm.add_argument("--data-dir", type=Path, help="journal folder (default $MRSQC_DATA_DIR or ~/.local/share/mrsqc)")
+    dm.add_argument("--config", metavar="FILE", help="TOML file overriding QC defaults")
+    dm.add_argument("--key-file", help="shared HMAC-SHA256 key: every message must be signed with it")
+    dm.add_argument("--allow-remote", action="store_true", help="allow binding to addresses other than 127.0.0.1")
+    dm.add_argument("--no-fsync", action="store_true", help="flush journal records without fsync (faster, less safe)")
+    dm.add_argument("--heartbeat", type=float, default=1.0, help="heartbeat period on the feed, s (default 1)")
+    dm.set_defaults(func=cmd_daemon)
+
+    rp = sub.add_parser("replay", help="stream a recorded scan to a daemon",
+                        description="Send a twix file, DICOM file or folder through the protocol, at scan pace "
+                                    "(--speed 1, from the transients' times), N times faster, or max.")
+    rp.add_argument("path")
+    rp.add_argument("--to", default="tcp://127.0.0.1:5555", help="the daemon's ingest endpoint")
+    rp.add_argument("--speed", default="max", help="1 = scan pace, N = N times faster, max = as fast as taken")
+    rp.add_argument("--key-file", help="shared HMAC key file (when the daemon requires signatures)")
+    rp.set_defaults(func=cmd_replay)
 
     d = sub.add_parser("demo", help="run the QC on the bundled demo scan with a live text view")
     d.add_argument("--delay", type=float, default=0.0, help="seconds to pause per transient (default 0)")

@@ -1,0 +1,252 @@
+"""The live QC daemon: sockets and the event loop; all numerics live in the engine (ScanQC).
+
+    producer --PUSH--> [ingest PULL] --> ScanQC --> [feed PUB]  topic = scan id (b"_daemon" for status)
+                                          |    \\--> journal (per scan, fsync'd)
+                                          \\------> [snapshot ROUTER]  late joiners get the scan so far
+
+Feed messages are JSON objects with a ``type`` (scan_start, result, summary, status, heartbeat) and a
+``feed_seq``: the snapshot carries the last feed_seq it includes, so a viewer that subscribed first and then
+asked for the snapshot drops live messages with feed_seq <= that value (zguide "Clone" pattern): no gap and
+no duplicate. Bad input is rejected, counted by reason and logged, never fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from . import kernels, protocol
+from .config import Config, load_config
+from .engine import ScanQC
+from .journal import Journal, default_data_dir, recover
+from .model import ScanInfo, TransientQC
+
+log = logging.getLogger("mrsqc.daemon")
+
+DAEMON_TOPIC = b"_daemon"
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # ZMQ_MAXMSGSIZE on ingest: a bad peer cannot exhaust memory
+
+
+def is_local(endpoint: str) -> bool:
+    """True for tcp endpoints on the loopback interface (and for ipc/inproc)."""
+    if not endpoint.startswith("tcp://"):
+        return True
+    host = endpoint[len("tcp://"):].rsplit(":", 1)[0]
+    return host in LOCAL_HOSTS
+
+
+@dataclass
+class Endpoints:
+    ingest: str = "tcp://127.0.0.1:5555"
+    feed: str = "tcp://127.0.0.1:5556"
+    snapshot: str = "tcp://127.0.0.1:5557"
+
+
+@dataclass
+class _OpenScan:
+    scan: ScanInfo
+    engine: ScanQC
+    journal: Journal | None
+    results: list[TransientQC] = field(default_factory=list)
+    last_message_at: float = 0.0
+
+
+class Daemon:
+    """Bind with :meth:`bind`, run :meth:`serve` until ``stop`` is set (another thread or a signal handler)."""
+
+    def __init__(self, endpoints: Endpoints | None = None, data_dir: Path | None = None,
+                 config: Config | None = None, key: bytes | None = None, heartbeat_s: float = 1.0,
+                 fsync: bool = True, allow_remote: bool = False, context: zmq.Context | None = None):
+        self.endpoints = endpoints or Endpoints()
+        for name, ep in vars(self.endpoints).items():
+            if not allow_remote and not is_local(ep):
+                raise ValueError(f"{name} endpoint {ep} is not on 127.0.0.1: pass --allow-remote to bind it")
+        self.data_dir = Path(data_dir) if data_dir else default_data_dir()
+        self.config = config or load_config()
+        self.key = key
+        self.heartbeat_s = heartbeat_s
+        self.fsync = fsync
+        self.ctx = context or zmq.Context.instance()
+        self.stream = protocol.StreamState()
+        self.rejected: Counter[str] = Counter()
+        self.counters: Counter[str] = Counter()
+        self.feed_seq = 0
+        self.snapshot: list[dict] = []  # feed messages of the current (or last) scan
+        self.open: _OpenScan | None = None
+        self.error_state: str | None = None
+        self.bound: Endpoints | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def bind(self) -> Endpoints:
+        """Create and bind the sockets; returns the actual endpoints (ports resolved for ``:*``)."""
+        self.pull = self.ctx.socket(zmq.PULL)
+        self.pull.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        self.pull.setsockopt(zmq.LINGER, 0)
+        self.pub = self.ctx.socket(zmq.PUB)
+        self.pub.setsockopt(zmq.LINGER, 0)
+        self.router = self.ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        bound = []
+        for sock, ep in ((self.pull, self.endpoints.ingest), (self.pub, self.endpoints.feed),
+                         (self.router, self.endpoints.snapshot)):
+            sock.bind(ep)
+            bound.append(sock.getsockopt_string(zmq.LAST_ENDPOINT))
+        self.bound = Endpoints(*bound)
+        return self.bound
+
+    def warm_up(self) -> float:
+        """Compile/load every kernel and close journals a crash left open; returns seconds."""
+        t0 = time.perf_counter()
+        kernels.warm_up()
+        for folder in recover(self.data_dir):
+            self._status("warn", f"closed interrupted scan {folder.name} found at start-up")
+        return time.perf_counter() - t0
+
+    def close(self) -> None:
+        if self.open is not None:
+            self._end_scan("interrupted")
+        for s in (self.pull, self.pub, self.router):
+            s.close(0)
+
+    # ------------------------------------------------------------------ loop
+    def serve(self, stop: threading.Event) -> None:
+        poller = zmq.Poller()
+        poller.register(self.pull, zmq.POLLIN)
+        poller.register(self.router, zmq.POLLIN)
+        next_beat = time.monotonic()
+        while not stop.is_set():
+            timeout_ms = max(0, int((next_beat - time.monotonic()) * 1000))
+            events = dict(poller.poll(min(timeout_ms, 200)))
+            if self.pull in events:
+                for _ in range(64):  # drain a burst before looking at snapshots/heartbeats again
+                    try:
+                        frames = self.pull.recv_multipart(zmq.NOBLOCK, copy=True)
+                    except zmq.Again:
+                        break
+                    self.handle(frames)
+            if self.router in events:
+                self._serve_snapshot()
+            if time.monotonic() >= next_beat:
+                self._heartbeat()
+                next_beat = time.monotonic() + self.heartbeat_s
+
+    def handle(self, frames: list[bytes]) -> None:
+        """Validate and act on one ingest message; never raises for bad input."""
+        try:
+            msg = protocol.decode(frames, self.key)
+            self.stream.check_seq(msg)
+            if msg.kind == "scan_start":
+                self._start_scan(ScanInfo.from_dict(msg.header["scan"]))
+            elif msg.kind == "transient":
+                transient = self.stream.to_transient(msg)
+                self._transient(transient)
+            elif msg.kind == "scan_end":
+                if self.open is None or msg.header["scan_id"] != self.open.scan.scan_id:
+                    raise protocol.ProtocolError("no_scan", f"scan_end for {msg.header['scan_id']!r}")
+                self._end_scan(msg.header.get("status", "complete"))
+            self.counters[msg.kind] += 1
+        except protocol.ProtocolError as exc:
+            self.rejected[exc.reason] += 1
+            log.warning("rejected message: %s", exc)
+        except ValueError as exc:  # engine-level validation (e.g. shape)
+            self.rejected["invalid"] += 1
+            log.warning("rejected message: %s", exc)
+
+    # ------------------------------------------------------------------ scans
+    def _start_scan(self, scan: ScanInfo) -> None:
+        if self.open is not None:
+            self._end_scan("incomplete")
+        self.stream.scan = scan
+        journal = self._journal(scan)
+        self.open = _OpenScan(scan, ScanQC(scan, self.config), journal, last_message_at=time.monotonic())
+        self.snapshot = []
+        self._publish(scan.scan_id, {"type": "scan_start", "scan": scan.to_dict()})
+        log.info("scan %s started: %s, %d coils x %d points", scan.scan_id, scan.sequence, scan.n_coils,
+                 scan.n_points)
+
+    def _transient(self, transient) -> None:
+        scan = self.open
+        if scan is None:
+            raise protocol.ProtocolError("no_scan")
+        scan.last_message_at = time.monotonic()
+        for qc in scan.engine.process(transient):
+            self._result(scan, qc)
+
+    def _result(self, scan: _OpenScan, qc: TransientQC) -> None:
+        scan.results.append(qc)
+        self._publish(scan.scan.scan_id, {"type": "result", "result": qc.to_dict()})
+        if scan.journal is not None:
+            try:
+                scan.journal.result(qc)
+            except OSError as exc:
+                self._journal_failed(scan, exc)
+
+    def _end_scan(self, status: str) -> None:
+        scan, self.open = self.open, None
+        if scan is None:
+            return
+        self.stream.scan = None
+        tail, summary = scan.engine.finish(status)
+        for qc in tail:
+            self._result(scan, qc)
+        self._publish(scan.scan.scan_id, {"type": "summary", "summary": summary.to_dict()})
+        if scan.journal is not None:
+            try:
+                scan.journal.close(scan.results, summary)
+            except OSError as exc:
+                self._journal_failed(scan, exc)
+        log.info("scan %s %s: %d transients, verdict %s", scan.scan.scan_id, status, summary.n_transients,
+                 summary.verdict)
+
+    def _journal(self, scan: ScanInfo) -> Journal | None:
+        try:
+            return Journal(self.data_dir, scan, fsync=self.fsync)
+        except OSError as exc:
+            self.error_state = f"journal not writable: {exc}"
+            self._status("error", self.error_state)
+            log.error("%s (QC continues without a journal)", self.error_state)
+            return None
+
+    def _journal_failed(self, scan: _OpenScan, exc: OSError) -> None:
+        scan.journal = None
+        self.error_state = f"journal write failed: {exc}"
+        self._status("error", self.error_state)
+        log.error("%s (QC continues without a journal)", self.error_state)
+
+    # ------------------------------------------------------------------ feed
+    def _publish(self, scan_id: str, message: dict[str, Any]) -> None:
+        self.feed_seq += 1
+        message = dict(message, feed_seq=self.feed_seq, scan_id=scan_id)
+        self.snapshot.append(message)
+        self.pub.send_multipart([scan_id.encode(), json.dumps(message, allow_nan=False).encode()])
+
+    def _status(self, state: str, detail: str) -> None:
+        self.pub.send_multipart([DAEMON_TOPIC, json.dumps({"type": "status", "state": state, "detail": detail,
+                                                           "feed_seq": self.feed_seq}).encode()])
+
+    def _heartbeat(self) -> None:
+        beat = {"type": "heartbeat", "time": time.time(), "feed_seq": self.feed_seq,
+                "scan_id": self.open.scan.scan_id if self.open else None, "error": self.error_state,
+                "received": dict(self.counters), "rejected": dict(self.rejected), "seq_gaps": self.stream.gaps}
+        self.pub.send_multipart([DAEMON_TOPIC, json.dumps(beat).encode()])
+
+    def _serve_snapshot(self) -> None:
+        try:
+            frames = self.router.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        identity = frames[0]
+        if len(frames) < 2 or frames[-1] != b"snapshot":
+            self.rejected["bad_snapshot_request"] += 1
+            return
+        reply = {"feed_seq": self.feed_seq, "messages": self.snapshot}
+        self.router.send_multipart([identity, json.dumps(reply, allow_nan=False).encode()])

@@ -1,0 +1,151 @@
+"""End-to-end over loopback: random ports, linger 0, time-outs everywhere."""
+
+import json
+import threading
+import time
+
+import pytest
+import zmq
+
+from qc_daemon import protocol
+from qc_daemon.check import run_check
+from qc_daemon.client import FeedClient, Producer
+from qc_daemon.daemon import Daemon, Endpoints
+from qc_daemon.replay import replay
+from tests.conftest import FIXTURES
+
+FIXTURE = FIXTURES / "demo_drift_motion.dat"
+RANDOM = Endpoints("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*")
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    ctx = zmq.Context()
+    d = Daemon(RANDOM, data_dir=tmp_path / "data", heartbeat_s=0.2, fsync=False, context=ctx)
+    eps = d.bind()
+    d.warm_up()
+    stop = threading.Event()
+    thread = threading.Thread(target=d.serve, args=(stop,), daemon=True)
+    thread.start()
+    yield d, eps, ctx
+    stop.set()
+    thread.join(5)
+    d.close()
+    ctx.destroy(linger=0)
+
+
+def offline():
+    return [r.to_dict() for r in run_check(FIXTURE).results]
+
+
+def test_replayed_scan_gives_results_identical_to_check(daemon):
+    d, eps, ctx = daemon
+    viewer = FeedClient(eps.feed, eps.snapshot, ctx)
+    viewer.sync(5)
+    sent = replay(FIXTURE, eps.ingest, speed=None)
+    msgs = list(viewer.messages("summary", timeout_s=60))
+    viewer.close()
+    results = [m["result"] for m in msgs if m["type"] == "result"]
+    assert sent == 50 and len(results) == 50
+    assert results == offline()
+    summary = next(m["summary"] for m in msgs if m["type"] == "summary")
+    assert summary["flagged_indices"] == run_check(FIXTURE).summary.flagged_indices
+    # the journal holds the same, and the end-of-scan files match `mrsqc check --out` in form
+    folder = d.data_dir / summary["scan_id"]
+    rows = [json.loads(line) for line in (folder / "transients.jsonl").read_text().splitlines()]
+    assert rows == results and json.loads((folder / "summary.json").read_text())["verdict"] == summary["verdict"]
+
+
+def test_viewer_joining_mid_scan_gets_the_whole_scan_without_gaps_or_duplicates(daemon):
+    d, eps, ctx = daemon
+    from qc_daemon.sources.open import open_recording
+
+    rec = open_recording(FIXTURE)
+    transients = list(rec.transients)
+    with Producer(eps.ingest, context=ctx) as p:
+        p.start_scan(rec.scan)
+        for t in transients[:25]:
+            p.send(t)
+        # wait until the daemon has processed them, then a viewer joins
+        first = FeedClient(eps.feed, eps.snapshot, ctx)
+        first.sync(5)
+        late = FeedClient(eps.feed, eps.snapshot, ctx)
+        snap = late.sync(5)
+        for t in transients[25:]:
+            p.send(t)
+        p.end_scan()
+        live = list(late.messages("summary", timeout_s=60))
+    late.close()
+    first.close()
+    seqs = [m["feed_seq"] for m in snap + live]
+    assert seqs == list(range(1, len(seqs) + 1))  # contiguous: no gap, no duplicate
+    results = [m["result"] for m in snap + live if m["type"] == "result"]
+    assert results == offline()
+
+
+def test_bad_messages_are_rejected_counted_and_not_fatal(daemon):
+    d, eps, ctx = daemon
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 2000)  # deliver before closing
+    push.connect(eps.ingest)
+    push.send_multipart([b"nope"])
+    push.send_multipart([protocol.VERSION, b"{not json"])
+    push.send_multipart([protocol.VERSION, b'{"kind":"transient","scan_id":"x","seq":1}', b"\0" * 8])
+    push.close()
+    replay(FIXTURE, eps.ingest, speed=None)  # still serving
+    viewer = FeedClient(eps.feed, eps.snapshot, ctx)
+    snap = viewer.sync(5)
+    viewer.close()
+    assert any(m["type"] == "summary" for m in snap)
+    assert d.rejected["frame_count"] == 1 and d.rejected["bad_json"] == 1 and d.rejected["bad_field"] == 1
+
+
+def _start_daemon_process(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "qc_daemon.cli", "daemon", "--ingest", "tcp://127.0.0.1:*",
+                             "--feed", "tcp://127.0.0.1:*", "--snapshot", "tcp://127.0.0.1:*",
+                             "--data-dir", str(tmp_path / "data"), "--heartbeat", "0.2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    assert line, proc.stderr.read()
+    return proc, json.loads(line)
+
+
+def test_daemon_killed_mid_scan_keeps_its_journal_and_closes_the_scan_on_restart(tmp_path):
+    import signal
+
+    from qc_daemon.sources.open import open_recording
+
+    rec = open_recording(FIXTURE)
+    transients = list(rec.transients)
+    proc, eps = _start_daemon_process(tmp_path)
+    ctx = zmq.Context()
+    try:
+        viewer = FeedClient(eps["feed"], eps["snapshot"], ctx)
+        viewer.sync(10)
+        with Producer(eps["ingest"], context=ctx) as p:
+            p.start_scan(rec.scan)
+            for t in transients[:30]:
+                p.send(t)
+            got = []
+            deadline = time.monotonic() + 60
+            while len(got) < 30 and time.monotonic() < deadline:  # 30 results out (and journaled before)
+                got += [m for m in viewer.poll(200) if m.get("type") == "result"]
+            assert len(got) == 30 and proc.poll() is None
+            time.sleep(0.3)  # results are published first, journaled (fsync'd) right after
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        viewer.close()
+        folder = next((tmp_path / "data").iterdir())
+        lines = (folder / "journal.jsonl").read_text().splitlines()
+        assert len(lines) >= 31 and all(json.loads(x) for x in lines)  # intact to its last record
+        proc, eps = _start_daemon_process(tmp_path)  # restart: the open scan is closed as interrupted
+        summary = json.loads((folder / "summary.json").read_text())
+        assert summary["status"] == "interrupted" and summary["n_transients"] == len(lines) - 1
+        assert len((folder / "transients.jsonl").read_text().splitlines()) == len(lines) - 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0  # clean shutdown on SIGTERM
+        ctx.destroy(linger=0)

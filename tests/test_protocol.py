@@ -1,0 +1,120 @@
+"""The wire protocol: round trips, signatures, stream rules, and fuzzing of the decoder."""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qc_daemon import protocol
+from qc_daemon.protocol import ProtocolError, StreamState, decode
+from qc_daemon.sources.simulate import SimulationParams, simulate_scan
+
+KEY = b"0123456789abcdef-test-key"
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate_scan(SimulationParams(n_coils=2, n_points=128, averages=3, seed=1, events=[]))
+
+
+def test_round_trip_of_every_kind(sim):
+    scan = sim.scan
+    msg = decode(protocol.scan_start(scan, 0, "p"))
+    assert msg.kind == "scan_start" and msg.header["scan"] == scan.to_dict()
+    state = StreamState()
+    state.scan = scan
+    t = sim.transients[1]
+    got = state.to_transient(decode(protocol.transient(scan.scan_id, t, 1, "p")))
+    assert np.array_equal(got.data, t.data) and (got.index, got.kind, got.time_s) == (t.index, t.kind, t.time_s)
+    assert decode(protocol.scan_end(scan.scan_id, 2, "incomplete")).header["status"] == "incomplete"
+    assert decode(protocol.heartbeat(3)).kind == "heartbeat"
+
+
+def test_signature_covers_every_frame(sim):
+    frames = protocol.transient(sim.scan.scan_id, sim.transients[0], 0, key=KEY)
+    assert decode(frames, KEY).kind == "transient"
+    for i in range(len(frames) - 1):
+        bad = list(frames)
+        bad[i] = bad[i][:-1] + bytes([bad[i][-1] ^ 1])  # one flipped bit in any frame, payload included
+        with pytest.raises(ProtocolError, match="version" if i == 0 else "bad_signature"):
+            decode(bad, KEY)
+    with pytest.raises(ProtocolError, match="bad_signature"):
+        decode(protocol.transient(sim.scan.scan_id, sim.transients[0], 0), KEY)  # unsigned
+
+
+def test_stream_rules(sim):
+    state = StreamState()
+    t = decode(protocol.transient(sim.scan.scan_id, sim.transients[0], 0, "p"))
+    with pytest.raises(ProtocolError, match="no_scan"):
+        state.to_transient(t)
+    state.check_seq(decode(protocol.heartbeat(5, "p")))
+    with pytest.raises(ProtocolError, match="seq_order"):
+        state.check_seq(decode(protocol.heartbeat(5, "p")))  # duplicate
+    state.check_seq(decode(protocol.heartbeat(9, "p")))
+    assert state.gaps == 3
+    state.scan = sim.scan
+    nan = sim.transients[0].data.copy()
+    nan[0, 3] = np.nan
+    bad = protocol.transient(sim.scan.scan_id, type(sim.transients[0])(0, 0, 0, "metabolite", 0.0, nan), 10, "p")
+    with pytest.raises(ProtocolError, match="not_finite"):
+        state.to_transient(decode(bad))
+    wrong = protocol.transient(sim.scan.scan_id, type(sim.transients[0])(0, 0, 0, "metabolite", 0.0,
+                                                                          np.zeros((3, 8), np.complex64)), 11)
+    with pytest.raises(ProtocolError, match="bad_shape"):
+        state.to_transient(decode(wrong))
+
+
+@pytest.mark.parametrize("header,payload,reason", [
+    ({"kind": "transient", "scan_id": "s", "seq": 1, "index": 0, "average": 0, "set": 0,
+      "transient_kind": "metabolite", "time_s": 0.0, "shape": [2, 4], "dtype": "<c8"}, b"\0" * 63, "bad_size"),
+    ({"kind": "transient", "scan_id": "s", "seq": 1, "index": 0, "average": 0, "set": 0,
+      "transient_kind": "metabolite", "time_s": 0.0, "shape": [2, 4], "dtype": "<f8"}, b"\0" * 64, "bad_dtype"),
+    ({"kind": "transient", "scan_id": "s", "seq": "1"}, b"", "bad_field"),
+    ({"kind": "transient", "scan_id": "s", "seq": 1, "index": -1}, b"", "bad_field"),
+    ({"kind": "explode", "scan_id": "s", "seq": 1}, None, "unknown_kind"),
+    ({"kind": "scan_start", "scan_id": "s", "seq": 1, "scan": {"scan_id": "s"}}, None, "bad_scan"),
+    ({"kind": "heartbeat", "scan_id": "s", "seq": 1}, b"x", "frame_count"),
+    ({"kind": "transient", "scan_id": "s", "seq": 1, "index": 0, "average": 0, "set": 0,
+      "transient_kind": "metabolite", "time_s": float("inf"), "shape": [1, 1], "dtype": "<c8"}, b"\0" * 8,
+     "bad_json"),
+    ({"kind": "transient", "scan_id": "s", "seq": 1, "index": 0, "average": 0, "set": 0,
+      "transient_kind": "metabolite", "time_s": 0, "shape": [1 << 21, 1 << 21], "dtype": "<c8"}, b"\0" * 8,
+     "bad_shape"),
+])
+def test_malformed_headers_are_rejected_with_a_reason(header, payload, reason):
+    frames = [protocol.VERSION, json.dumps(header).encode()] + ([payload] if payload is not None else [])
+    with pytest.raises(ProtocolError) as err:
+        decode(frames)
+    assert err.value.reason == reason
+
+
+@given(st.lists(st.binary(max_size=300), min_size=0, max_size=5))
+@settings(max_examples=400, deadline=None)
+def test_decoder_never_fails_on_random_frames_except_with_protocol_error(frames):
+    try:
+        decode(frames)
+    except ProtocolError:
+        pass
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+                           lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
+                           max_leaves=10)
+
+
+@given(kind=st.sampled_from(protocol.MESSAGE_KINDS + ("x",)),
+       fields=st.dictionaries(st.sampled_from(["scan_id", "seq", "index", "average", "set", "transient_kind",
+                                               "time_s", "shape", "dtype", "scan", "status", "producer"]),
+                              json_values, max_size=8),
+       payload=st.one_of(st.none(), st.binary(max_size=64)),
+       cut=st.integers(0, 40))
+@settings(max_examples=400, deadline=None)
+def test_decoder_on_wrong_types_and_truncated_headers(kind, fields, payload, cut):
+    header = json.dumps(dict(fields, kind=kind)).encode()
+    for h in (header, header[:cut]):
+        try:
+            decode([protocol.VERSION, h] + ([payload] if payload is not None else []))
+        except ProtocolError:
+            pass

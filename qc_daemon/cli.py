@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 
 from . import __version__
@@ -107,27 +106,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Check the bundled demo fixture transient by transient and print a live line per transient."""
-    from .check import run_check
-    from .report import summary_text
+    """Daemon + accelerated replay of the bundled scan + live text view (qc_daemon/demo.py)."""
+    from .demo import run_demo
 
-    fixture = Path(__file__).resolve().parent.parent / "fixtures" / "demo_drift_motion.dat"
-    if not fixture.exists():
-        raise InputError(fixture, "bundled demo fixture missing (run `make fixtures`)")
-    print(f"mrsqc demo: offline check of {fixture.name} (simulated: drift + motion events)")
-    print(f"{'#':>4} {'kind':<10} {'t/s':>6} {'freq/Hz':>8} {'phase/deg':>9} {'SNR':>5} {'SNRrun':>6}  flags")
-
-    def line(r, total):
-        def f(v, w, d):
-            return f"{v:{w}.{d}f}" if v is not None else " " * (w - 3) + "n/a"
-        print(f"{r.index:4d} {r.kind:<10} {r.time_s:6.1f} {f(r.freq_hz, 8, 2)} {f(r.phase_deg, 9, 1)} "
-              f"{f(r.snr, 5, 1)} {f(r.snr_running, 6, 1)}  {','.join(r.flags)}", flush=True)
-        if args.delay:
-            time.sleep(args.delay)
-
-    run = run_check(fixture, on_result=line)
-    print()
-    print(summary_text(run.scan, run.summary))
+    run_demo(speed=args.speed)
     return 0
 
 
@@ -193,8 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--key-file", help="shared HMAC key file (when the daemon requires signatures)")
     rp.set_defaults(func=cmd_replay)
 
-    d = sub.add_parser("demo", help="run the QC on the bundled demo scan with a live text view")
-    d.add_argument("--delay", type=float, default=0.0, help="seconds to pause per transient (default 0)")
+    d = sub.add_parser("demo", help="live demo: daemon + replay of the bundled scan + live text view",
+                       description="Starts a daemon on random loopback ports, replays the bundled simulated scan "
+                                   "(drift and motion events) through it and shows each result as it arrives. "
+                                   "Ends at the scan summary, or on q / Ctrl-C; leaves no process behind.")
+    d.add_argument("--speed", type=float, default=10.0, help="times scan pace (default 10: about 10 s)")
     d.set_defaults(func=cmd_demo)
     return p
 

@@ -19,6 +19,7 @@ import itertools
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterator
 
 import zmq
@@ -39,7 +40,9 @@ class Producer:
         self.sock.setsockopt(zmq.LINGER, linger_ms)
         self.sock.connect(endpoint)
         self.key = key
-        self.id = producer_id or f"{os.uname().nodename}:{os.getpid()}"
+        # unique per Producer: a second producer in the same process (or a restarted bridge) starts its own
+        # seq at 0, which the daemon would otherwise reject as out of order
+        self.id = producer_id or f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._seq = itertools.count()
         self.scan: ScanInfo | None = None
 

@@ -149,3 +149,24 @@ def test_daemon_killed_mid_scan_keeps_its_journal_and_closes_the_scan_on_restart
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0  # clean shutdown on SIGTERM
         ctx.destroy(linger=0)
+
+
+def test_demo_runs_to_the_summary_and_leaves_no_thread_behind():
+    from qc_daemon.demo import run_demo
+
+    lines: list[str] = []
+    summary = run_demo(speed=1000.0, out=lines.append)
+    assert summary["flagged_indices"] == [15, 16, 39, 43] and len(lines) > 50
+    assert not [t for t in threading.enumerate() if t.name in ("mrsqc-daemon", "mrsqc-replay") and t.is_alive()]
+
+
+def test_consecutive_scans_from_new_producers_in_one_process(daemon):
+    d, eps, ctx = daemon
+    viewer = FeedClient(eps.feed, eps.snapshot, ctx)
+    viewer.sync(5)
+    for _ in range(2):
+        replay(FIXTURE, eps.ingest, speed=None)
+        summaries = [m for m in viewer.messages("summary", timeout_s=60) if m["type"] == "summary"]
+        assert summaries[-1]["summary"]["n_transients"] == 50
+    viewer.close()
+    assert not d.rejected

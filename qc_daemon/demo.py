@@ -1,0 +1,106 @@
+"""`mrsqc demo`: a daemon, a replay of the bundled scan at an accelerated pace, and a live text view of the feed.
+
+Everything runs in this process (daemon and replay in threads) on random loopback ports, with journals in a
+temporary folder; it ends by itself at the scan's summary, or on q / Ctrl-C, and leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import zmq
+
+from .client import FeedClient
+from .daemon import Daemon, Endpoints
+from .errors import InputError
+from .model import ScanSummary
+from .replay import replay
+
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "demo_drift_motion.dat"
+HEADER = f"{'#':>4} {'kind':<10} {'t/s':>6} {'freq/Hz':>8} {'trend/Hz':>8} {'phase/deg':>9} {'SNR':>5} " \
+         f"{'SNRrun':>6} {'tCr/Hz':>6}  flags"
+
+
+def result_line(r: dict) -> str:
+    """One line per TransientQC dict (units in the header)."""
+    def f(v, w, d):
+        return f"{v:{w}.{d}f}" if isinstance(v, (int, float)) else " " * (w - 3) + "n/a"
+    m = r.get("metrics", {})
+    flags = ",".join(r["flags"]) or ("" if r["accepted"] else "rejected")
+    return (f"{r['index']:4d} {r['kind']:<10} {r['time_s']:6.1f} {f(r['freq_hz'], 8, 2)} "
+            f"{f(m.get('freq_trend_hz'), 8, 2)} {f(r['phase_deg'], 9, 1)} {f(r['snr'], 5, 1)} "
+            f"{f(r['snr_running'], 6, 1)} {f(r['fwhm_hz'] if r['kind'] == 'metabolite' else None, 6, 1)}  {flags}")
+
+
+@contextlib.contextmanager
+def _keys():
+    """Yield a function returning True once 'q' was typed (stdin in cbreak mode when it is a terminal)."""
+    if not sys.stdin.isatty():
+        yield lambda: False
+        return
+    import termios
+    import tty
+
+    fd = sys.stdin.fileno()
+    old = termios.tcgetattr(fd)
+    tty.setcbreak(fd)
+    try:
+        yield lambda: bool(select.select([sys.stdin], [], [], 0)[0]) and sys.stdin.read(1).lower() == "q"
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, old)
+
+
+def run_demo(speed: float = 10.0, path: Path = FIXTURE, out=print) -> ScanSummary | None:
+    """Run the demo; returns the scan summary (None when stopped early)."""
+    if not path.exists():
+        raise InputError(path, "bundled demo fixture missing (run `make fixtures`)")
+    ctx = zmq.Context()
+    stop = threading.Event()
+    with tempfile.TemporaryDirectory(prefix="mrsqc-demo-") as data:
+        daemon = Daemon(Endpoints("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*"),
+                        data_dir=Path(data), fsync=False, heartbeat_s=0.5, context=ctx)
+        eps = daemon.bind()
+        daemon.warm_up()
+        serving = threading.Thread(target=daemon.serve, args=(stop,), name="mrsqc-daemon", daemon=True)
+        serving.start()
+        viewer = FeedClient(eps.feed, eps.snapshot, ctx)
+        feeder = None
+        summary = None
+        try:
+            viewer.sync(5)
+            out(f"mrsqc demo: daemon on {eps.ingest}; replaying {path.name} at {speed:g}x scan pace "
+                "(simulated: drift + one motion event of each kind). q or Ctrl-C stops.")
+            out(HEADER)
+            feeder = threading.Thread(target=replay, args=(path, eps.ingest, speed), name="mrsqc-replay",
+                                      daemon=True)
+            feeder.start()
+            with _keys() as quit_requested:
+                while summary is None and not quit_requested():
+                    for m in viewer.poll(100):
+                        if m.get("type") == "result":
+                            out(result_line(m["result"]))
+                        elif m.get("type") == "summary":
+                            summary = m["summary"]
+        except KeyboardInterrupt:
+            pass
+        finally:
+            viewer.close()
+            stop.set()
+            serving.join(5)
+            if feeder is not None:
+                feeder.join(2)
+            daemon.close()
+            ctx.destroy(linger=0)
+    if summary is None:
+        out("stopped.")
+        return None
+    reasons = "; ".join(summary["reasons"])
+    out(f"\nVERDICT: {summary['verdict'].upper()}" + (f"  ({reasons})" if reasons else ""))
+    out(f"flagged transients: {summary['flagged_indices']}   drift {summary['drift_hz_per_min']} Hz/min   "
+        f"water FWHM {summary['fwhm_water_hz']} Hz   final SNR {summary['snr_final']}")
+    return summary

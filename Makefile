@@ -23,6 +23,7 @@ demo: venv
 bench: venv
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/daemon_bench.py
 
 fixtures: venv
 	$(BIN)/mrsqc simulate --preset fixtures --out fixtures

@@ -10,9 +10,7 @@ Appends its section to bench/RESULTS.md (run after bench/run_all.py; `make bench
 from __future__ import annotations
 
 import json
-import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,12 +28,13 @@ from qc_daemon.client import FeedClient, Producer  # noqa: E402
 from qc_daemon.sources.simulate import SimulationParams, simulate_scan  # noqa: E402
 
 HELD = 8
+EXTRA: list[str] = []  # extra daemon flags (experiments)
 
 
 def start_daemon(data_dir: str) -> tuple[subprocess.Popen, dict]:
     proc = subprocess.Popen([sys.executable, "-m", "qc_daemon.cli", "daemon", "--ingest", "tcp://127.0.0.1:*",
                              "--feed", "tcp://127.0.0.1:*", "--snapshot", "tcp://127.0.0.1:*",
-                             "--data-dir", data_dir], stdout=subprocess.PIPE, text=True)
+                             "--data-dir", data_dir] + EXTRA, stdout=subprocess.PIPE, text=True)
     return proc, json.loads(proc.stdout.readline())
 
 
@@ -97,8 +96,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as data:
         proc, eps = start_daemon(data)
         try:
-            # scan pace: one transient per second for 40 s (a scanner sends one every ~1-2 s)
-            scan_pace = refs + [replace(t, index=i + len(refs)) for i, t in enumerate(pool[:40])]
+            # scan pace: one transient per second for 100 s (a scanner sends one every ~1-2 s)
+            scan_pace = refs + [replace(pool[i % len(pool)], index=i + len(refs), average=i, time_s=float(i))
+                                for i in range(100)]
             lat, _ = run(scan_pace, sim.scan, eps, ctx, interval_s=1.0)
             paced = [v for k, v in lat.items() if k >= len(refs) + HELD]
             # max speed: 2,000 transients as fast as the daemon takes them

@@ -8,8 +8,13 @@ Speed: medians of repeated timings, compared as ratios measured in the same run.
 
 from __future__ import annotations
 
-import contextlib
-import io
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # as the mrsqc command does
+    os.environ.setdefault(_var, "1")
+
+import contextlib  # noqa: E402
+import io  # noqa: E402
 import math
 import platform
 import statistics

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import sys
-from pathlib import Path
+import os
 
-from . import __version__
-from .errors import InputError
+# One BLAS/OpenMP thread, set before numpy loads: the only BLAS call is a small matrix-vector product (coil
+# combination), and worker threads competing for 2 cores put 8-10 ms stalls into 15 % of the daemon's
+# latencies (bench: scan-pace p99 10.9 ms -> 3.7 ms). An explicit setting in the environment wins.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .errors import InputError  # noqa: E402
 
 EXIT_BAD_INPUT = 2
 

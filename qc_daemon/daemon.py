@@ -12,11 +12,12 @@ no duplicate. Bad input is rejected, counted by reason and logged, never fatal.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,15 @@ log = logging.getLogger("mrsqc.daemon")
 DAEMON_TOPIC = b"_daemon"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # ZMQ_MAXMSGSIZE on ingest: a bad peer cannot exhaust memory
+INGEST_QUEUE = 32  # ZMQ_RCVHWM on ingest (messages)
+
+
+def _percentiles(values) -> dict[str, float] | None:
+    """p50/p99/max (ms) of the last handled messages (receive -> published and journaled)."""
+    if not values:
+        return None
+    v = sorted(values)
+    return {"p50": v[len(v) // 2], "p99": v[min(len(v) - 1, int(0.99 * len(v)))], "max": v[-1], "n": len(v)}
 
 
 def is_local(endpoint: str) -> bool:
@@ -84,12 +94,16 @@ class Daemon:
         self.open: _OpenScan | None = None
         self.error_state: str | None = None
         self.bound: Endpoints | None = None
+        self.handle_ms: deque[float] = deque(maxlen=1000)  # receive -> results published, per transient
 
     # ------------------------------------------------------------------ set-up
     def bind(self) -> Endpoints:
         """Create and bind the sockets; returns the actual endpoints (ports resolved for ``:*``)."""
         self.pull = self.ctx.socket(zmq.PULL)
         self.pull.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        # a short ingest queue: a producer faster than the QC is held back (its PUSH blocks) instead of
+        # piling up seconds of backlog and gigabytes of buffered transients in the daemon
+        self.pull.setsockopt(zmq.RCVHWM, INGEST_QUEUE)
         self.pull.setsockopt(zmq.LINGER, 0)
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.LINGER, 0)
@@ -107,8 +121,11 @@ class Daemon:
         """Compile/load every kernel and close journals a crash left open; returns seconds."""
         t0 = time.perf_counter()
         kernels.warm_up()
+        ScanQC.warm_up(self.config)
         for folder in recover(self.data_dir):
             self._status("warn", f"closed interrupted scan {folder.name} found at start-up")
+        gc.collect()
+        gc.freeze()  # start-up objects leave the collector's generations: shorter pauses while serving
         return time.perf_counter() - t0
 
     def close(self) -> None:
@@ -129,10 +146,12 @@ class Daemon:
             if self.pull in events:
                 for _ in range(64):  # drain a burst before looking at snapshots/heartbeats again
                     try:
-                        frames = self.pull.recv_multipart(zmq.NOBLOCK, copy=True)
+                        frames = self.pull.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
+                    t0 = time.perf_counter()
                     self.handle(frames)
+                    self.handle_ms.append((time.perf_counter() - t0) * 1e3)
             if self.router in events:
                 self._serve_snapshot()
             if time.monotonic() >= next_beat:
@@ -236,7 +255,8 @@ class Daemon:
     def _heartbeat(self) -> None:
         beat = {"type": "heartbeat", "time": time.time(), "feed_seq": self.feed_seq,
                 "scan_id": self.open.scan.scan_id if self.open else None, "error": self.error_state,
-                "received": dict(self.counters), "rejected": dict(self.rejected), "seq_gaps": self.stream.gaps}
+                "received": dict(self.counters), "rejected": dict(self.rejected), "seq_gaps": self.stream.gaps,
+                "handle_ms": _percentiles(self.handle_ms)}
         self.pub.send_multipart([DAEMON_TOPIC, json.dumps(beat).encode()])
 
     def _serve_snapshot(self) -> None:

@@ -104,6 +104,18 @@ class ScanQC:
             self._notes.append("data were averaged on the scanner: per-transient checks need per-transient data")
 
     # ------------------------------------------------------------------ public
+    @staticmethod
+    def warm_up(config: Config | None = None) -> None:
+        """Run a tiny simulated scan through every code path (kernels, FFT plans, plugins) so the first real
+        transient of a live scan is as fast as the rest."""
+        from .sources.simulate import SimulationParams, simulate_scan
+
+        sim = simulate_scan(SimulationParams(n_coils=2, n_points=256, averages=12, seed=0, events=[]))
+        qc = ScanQC(sim.scan, config)
+        for t in sim.transients:
+            qc.process(t)
+        qc.finish()
+
     def process(self, transient: Transient) -> list[TransientQC]:
         """Run every check on one transient; return the results that are now final (acquisition order)."""
         data = np.asarray(transient.data)

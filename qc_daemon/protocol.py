@@ -40,7 +40,7 @@ class ProtocolError(ValueError):
 class Message:
     kind: str
     header: dict[str, Any]
-    payload: bytes | None = None
+    payload: bytes | memoryview | None = None
 
 
 def _sign(frames: list[bytes], key: bytes) -> bytes:
@@ -102,7 +102,9 @@ def decode(frames: list[bytes], key: bytes | None = None) -> Message:
     """Parse and validate the *form* of one message (not its place in a stream; see :class:`StreamState`)."""
     if not isinstance(frames, (list, tuple)) or len(frames) < 2:
         raise ProtocolError("frame_count", f"{len(frames) if isinstance(frames, (list, tuple)) else '?'} frames")
-    frames = [bytes(f) for f in frames]
+    # zmq Frames (zero-copy receive) expose their buffer; the payload is only ever viewed, never copied
+    frames = [f.buffer if hasattr(f, "buffer") else f for f in frames]
+    frames[:2] = [bytes(f) for f in frames[:2]]
     if frames[0] != VERSION:
         raise ProtocolError("version", repr(frames[0][:16]))
     if key:

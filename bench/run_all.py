@@ -13,8 +13,8 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # as the mrsqc command does
     os.environ.setdefault(_var, "1")
 
-import contextlib  # noqa: E402
-import io  # noqa: E402
+import contextlib
+import io
 import math
 import platform
 import statistics

@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "linewidths as FWHM in Hz, SNR = NAA peak height / noise SD (docs/results.md).")
     p.add_argument("--version", action="version", version=f"mrsqc {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
+    p.add_argument("--log-json", action="store_true", help="log one JSON object per line (for log collectors)")
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("check", help="check a recorded scan offline (twix file, DICOM file or DICOM folder)",
@@ -192,10 +193,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per log line: time (ISO 8601, UTC), level, logger, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import datetime
+
+        out = {"time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(),
+               "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLogFormatter() if args.log_json else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO if args.command == "daemon"
+                        else logging.WARNING, handlers=[handler])
     try:
         return args.func(args)
     except InputError as exc:

@@ -88,3 +88,15 @@ def test_all_zero_twix_exits_2_naming_the_transient(tmp_path):
     path = write_twix(tmp_path / "zeros.dat", sim.scan, sim.transients, cutoff=(0, 0))
     res = _run("check", str(path))
     assert res.returncode == 2 and "all zero" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_json_logs_are_one_object_per_line():
+    res = _run("--log-json", "check", str(FIXTURES / "missing.dat"))
+    assert res.returncode == 2  # the error line itself is for people; logging setup must not break it
+    import logging
+
+    from qc_daemon.cli import JsonLogFormatter
+
+    rec = logging.LogRecord("mrsqc.daemon", logging.WARNING, __file__, 1, "rejected message: %s", ("bad_json",), None)
+    line = json.loads(JsonLogFormatter().format(rec))
+    assert line["level"] == "WARNING" and line["message"] == "rejected message: bad_json"

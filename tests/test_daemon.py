@@ -170,3 +170,28 @@ def test_consecutive_scans_from_new_producers_in_one_process(daemon):
         assert summaries[-1]["summary"]["n_transients"] == 50
     viewer.close()
     assert not d.rejected
+
+
+def test_new_scan_start_closes_the_open_scan_as_incomplete(daemon):
+    d, eps, ctx = daemon
+    from dataclasses import replace as dc_replace
+
+    from qc_daemon.sources.open import open_recording
+
+    rec = open_recording(FIXTURE)
+    transients = list(rec.transients)
+    viewer = FeedClient(eps.feed, eps.snapshot, ctx)
+    viewer.sync(5)
+    with Producer(eps.ingest, context=ctx) as p:
+        p.start_scan(rec.scan)
+        for t in transients[:20]:
+            p.send(t)
+        p.start_scan(dc_replace(rec.scan, scan_id="second"))
+        first = [m for m in viewer.messages("summary", timeout_s=60) if m["type"] == "summary"][0]
+        for t in transients:
+            p.send(t)
+        p.end_scan()
+        second = [m for m in viewer.messages("summary", timeout_s=60) if m["type"] == "summary"][0]
+    viewer.close()
+    assert first["summary"]["status"] == "incomplete" and first["summary"]["n_transients"] == 20
+    assert second["scan_id"] == "second" and second["summary"]["n_transients"] == 50

@@ -99,7 +99,7 @@ def run_closed(transients, scan, eps, ctx) -> tuple[dict, float]:
                     if m.get("type") == "result":
                         lat[m["result"]["index"]] = time.perf_counter() - sent[m["result"]["index"]]
         p.end_scan()
-        for m in viewer.messages("summary", timeout_s=60):
+        for _ in viewer.messages("summary", timeout_s=60):
             pass
     wall = time.perf_counter() - t0
     viewer.close()

@@ -195,3 +195,32 @@ def test_new_scan_start_closes_the_open_scan_as_incomplete(daemon):
     viewer.close()
     assert first["summary"]["status"] == "incomplete" and first["summary"]["n_transients"] == 20
     assert second["scan_id"] == "second" and second["summary"]["n_transients"] == 50
+
+
+def test_remote_binding_needs_the_explicit_flag(tmp_path):
+    remote = Endpoints("tcp://0.0.0.0:*", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*")
+    with pytest.raises(ValueError, match="--allow-remote"):
+        Daemon(remote, data_dir=tmp_path)
+    Daemon(remote, data_dir=tmp_path, allow_remote=True)  # allowed when asked for
+
+
+def test_heartbeat_and_the_replay_command(daemon):
+    import subprocess
+    import sys
+
+    d, eps, ctx = daemon
+    viewer = FeedClient(eps.feed, eps.snapshot, ctx)
+    viewer.sync(5)
+    res = subprocess.run([sys.executable, "-m", "qc_daemon.cli", "replay", str(FIXTURE), "--to", eps.ingest,
+                          "--speed", "max"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "replayed 50 transients" in res.stdout
+    beats, summary = [], None
+    deadline = time.monotonic() + 30
+    while (summary is None or not beats) and time.monotonic() < deadline:
+        for m in viewer.poll(100):
+            if m["type"] == "heartbeat":
+                beats.append(m)
+            elif m["type"] == "summary":
+                summary = m
+    viewer.close()
+    assert summary is not None and beats and beats[-1]["received"]["transient"] == 50

@@ -1,4 +1,4 @@
-"""The ``mrsqc`` command: check, simulate, daemon, replay, demo."""
+"""The ``mrsqc`` command: check, simulate, daemon, replay, keys, demo."""
 
 from __future__ import annotations
 
@@ -82,10 +82,17 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    from .security import CurveConfig
+
+    if args.curve_clients and not args.curve_secret:
+        raise InputError("--curve-clients", "needs --curve-secret (the daemon's own key)")
+    curve = CurveConfig(Path(args.curve_secret), Path(args.curve_clients) if args.curve_clients else None) \
+        if args.curve_secret else None
     try:
         daemon = Daemon(Endpoints(args.ingest, args.feed, args.snapshot), data_dir=args.data_dir,
                         config=load_config(args.config), key=_key(args.key_file), heartbeat_s=args.heartbeat,
-                        fsync=not args.no_fsync, allow_remote=args.allow_remote)
+                        fsync=not args.no_fsync, allow_remote=args.allow_remote,
+                        producer_timeout_s=args.producer_timeout, curve=curve)
         bound = daemon.bind()
     except ValueError as exc:
         raise InputError("daemon", str(exc)) from None
@@ -107,9 +114,29 @@ def cmd_replay(args: argparse.Namespace) -> int:
     speed = None if args.speed == "max" else float(args.speed)
     if speed is not None and speed <= 0:
         raise InputError("--speed", "must be a positive number or 'max'")
-    n = replay(args.path, args.to, speed, key=_key(args.key_file),
-               on_sent=(lambda t, total: _progress(t, total)) if sys.stderr.isatty() else None)
+    from .security import ClientCurve
+
+    if bool(args.curve_secret) != bool(args.server_key):
+        raise InputError("--curve-secret/--server-key", "give both for an encrypted connection")
+    curve = ClientCurve(Path(args.curve_secret), Path(args.server_key)) if args.curve_secret else None
+    try:
+        n = replay(args.path, args.to, speed, key=_key(args.key_file),
+                   on_sent=(lambda t, total: _progress(t, total)) if sys.stderr.isatty() else None, curve=curve,
+                   send_timeout_s=args.timeout)
+    except TimeoutError as exc:
+        raise InputError(args.to, str(exc)) from None
     print(f"replayed {n} transients to {args.to}")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from .security import generate_keys
+
+    try:
+        public, secret = generate_keys(args.out, args.name)
+    except FileExistsError as exc:
+        raise InputError(args.out, str(exc)) from None
+    print(f"public key (share it): {public}\nsecret key (keep it, mode 0600): {secret}")
     return 0
 
 
@@ -173,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--allow-remote", action="store_true", help="allow binding to addresses other than 127.0.0.1")
     dm.add_argument("--no-fsync", action="store_true", help="flush journal records without fsync (faster, less safe)")
     dm.add_argument("--heartbeat", type=float, default=1.0, help="heartbeat period on the feed, s (default 1)")
+    dm.add_argument("--producer-timeout", type=float, default=60.0,
+                    help="close an open scan as incomplete when its producer is silent this long, s (default 60; "
+                         "0 = never)")
+    dm.add_argument("--curve-secret", help="the daemon's secret key file (mrsqc keys): encrypt all three sockets")
+    dm.add_argument("--curve-clients", help="folder of allowed client public keys (*.key); others are refused")
     dm.set_defaults(func=cmd_daemon)
 
     rp = sub.add_parser("replay", help="stream a recorded scan to a daemon",
@@ -182,7 +214,18 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--to", default="tcp://127.0.0.1:5555", help="the daemon's ingest endpoint")
     rp.add_argument("--speed", default="max", help="1 = scan pace, N = N times faster, max = as fast as taken")
     rp.add_argument("--key-file", help="shared HMAC key file (when the daemon requires signatures)")
+    rp.add_argument("--timeout", type=float, default=30.0,
+                    help="give up when the daemon takes nothing for this long, s (default 30)")
+    rp.add_argument("--curve-secret", help="this client's secret key file (mrsqc keys), for a CURVE daemon")
+    rp.add_argument("--server-key", help="the daemon's public key file, for a CURVE daemon")
     rp.set_defaults(func=cmd_replay)
+
+    k = sub.add_parser("keys", help="generate a CURVE key pair (NAME.key public, NAME.key_secret secret)",
+                       description="Create a key pair for the daemon (--curve-secret) or a client. Copy client "
+                                   "public keys into the daemon's --curve-clients folder to allow them.")
+    k.add_argument("--out", required=True, help="folder for the key files")
+    k.add_argument("--name", required=True, help="key name, e.g. daemon or scanner-bridge")
+    k.set_defaults(func=cmd_keys)
 
     d = sub.add_parser("demo", help="live demo: daemon + replay of the bundled scan + live text view",
                        description="Starts a daemon on random loopback ports, replays the bundled simulated scan "

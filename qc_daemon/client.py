@@ -26,6 +26,7 @@ import zmq
 
 from . import protocol
 from .model import ScanInfo, Transient
+from .security import ClientCurve
 
 
 class Producer:
@@ -33,9 +34,14 @@ class Producer:
     messages wait for the daemon, so a fast producer is held back instead of buffering the whole scan."""
 
     def __init__(self, endpoint: str, key: bytes | None = None, producer_id: str | None = None,
-                 context: zmq.Context | None = None, hwm: int = 16, linger_ms: int = 5000):
+                 context: zmq.Context | None = None, hwm: int = 16, linger_ms: int = 5000,
+                 curve: ClientCurve | None = None, send_timeout_s: float | None = None):
         self.ctx = context or zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.PUSH)
+        if send_timeout_s is not None:  # default: wait for the daemon (PUSH reconnects by itself)
+            self.sock.setsockopt(zmq.SNDTIMEO, int(send_timeout_s * 1000))
+        if curve is not None:
+            curve.apply(self.sock)
         self.sock.setsockopt(zmq.SNDHWM, hwm)
         self.sock.setsockopt(zmq.LINGER, linger_ms)
         self.sock.connect(endpoint)
@@ -46,21 +52,27 @@ class Producer:
         self._seq = itertools.count()
         self.scan: ScanInfo | None = None
 
+    def _send(self, frames: list[bytes]) -> None:
+        try:
+            self.sock.send_multipart(frames, copy=False)
+        except zmq.Again:
+            raise TimeoutError("the daemon did not accept the message in time (not running, or refusing "
+                               "this client?)") from None
+
     def start_scan(self, scan: ScanInfo) -> None:
         self.scan = scan
-        self.sock.send_multipart(protocol.scan_start(scan, next(self._seq), self.id, self.key))
+        self._send(protocol.scan_start(scan, next(self._seq), self.id, self.key))
 
     def send(self, transient: Transient) -> None:
         assert self.scan is not None, "start_scan first"
-        self.sock.send_multipart(protocol.transient(self.scan.scan_id, transient, next(self._seq), self.id,
-                                                    self.key), copy=False)
+        self._send(protocol.transient(self.scan.scan_id, transient, next(self._seq), self.id, self.key))
 
     def end_scan(self, status: str = "complete") -> None:
         assert self.scan is not None, "start_scan first"
-        self.sock.send_multipart(protocol.scan_end(self.scan.scan_id, next(self._seq), status, self.id, self.key))
+        self._send(protocol.scan_end(self.scan.scan_id, next(self._seq), status, self.id, self.key))
 
     def heartbeat(self) -> None:
-        self.sock.send_multipart(protocol.heartbeat(next(self._seq), self.id, self.key))
+        self._send(protocol.heartbeat(next(self._seq), self.id, self.key))
 
     def close(self) -> None:
         self.sock.close()
@@ -75,14 +87,19 @@ class Producer:
 class FeedClient:
     """Subscribes to the feed and merges it with a snapshot. Use :meth:`sync` once, then :meth:`poll`."""
 
-    def __init__(self, feed: str, snapshot: str, context: zmq.Context | None = None):
+    def __init__(self, feed: str, snapshot: str, context: zmq.Context | None = None,
+                 curve: ClientCurve | None = None):
         self.ctx = context or zmq.Context.instance()
         self.sub = self.ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.LINGER, 0)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        if curve is not None:
+            curve.apply(self.sub)
         self.sub.connect(feed)
         self.dealer = self.ctx.socket(zmq.DEALER)
         self.dealer.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            curve.apply(self.dealer)
         self.dealer.connect(snapshot)
         self.last_seq = 0
         self._pending: list[dict] = []
@@ -91,8 +108,11 @@ class FeedClient:
         """Ask for the snapshot (buffering live messages meanwhile); returns the snapshot's messages.
         Raises TimeoutError when no daemon answers."""
         time.sleep(0.05)  # let the subscription reach the publisher before the snapshot is taken
-        self.dealer.send(b"snapshot")
         deadline = time.monotonic() + timeout_s
+        try:  # a DEALER without a connected peer (daemon down, or refusing us) would block forever
+            self._send_request(timeout_s)
+        except zmq.Again:
+            raise TimeoutError(f"no daemon accepted the snapshot request within {timeout_s} s") from None
         poller = zmq.Poller()
         poller.register(self.sub, zmq.POLLIN)
         poller.register(self.dealer, zmq.POLLIN)
@@ -105,6 +125,10 @@ class FeedClient:
                 self.last_seq = reply["feed_seq"]
                 return reply["messages"]
         raise TimeoutError(f"no snapshot reply within {timeout_s} s (is the daemon running?)")
+
+    def _send_request(self, timeout_s: float) -> None:
+        self.dealer.setsockopt(zmq.SNDTIMEO, max(1, int(timeout_s * 1000)))
+        self.dealer.send(b"snapshot")
 
     def _drain(self) -> list[dict]:
         out = []

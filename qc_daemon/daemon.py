@@ -29,6 +29,7 @@ from .config import Config, load_config
 from .engine import ScanQC
 from .journal import Journal, default_data_dir, recover
 from .model import ScanInfo, TransientQC
+from .security import CurveConfig
 
 log = logging.getLogger("mrsqc.daemon")
 
@@ -75,7 +76,9 @@ class Daemon:
 
     def __init__(self, endpoints: Endpoints | None = None, data_dir: Path | None = None,
                  config: Config | None = None, key: bytes | None = None, heartbeat_s: float = 1.0,
-                 fsync: bool = True, allow_remote: bool = False, context: zmq.Context | None = None):
+                 fsync: bool = True, allow_remote: bool = False, context: zmq.Context | None = None,
+                 producer_timeout_s: float = 60.0, max_message_bytes: int = MAX_MESSAGE_BYTES,
+                 curve: CurveConfig | None = None):
         self.endpoints = endpoints or Endpoints()
         for name, ep in vars(self.endpoints).items():
             if not allow_remote and not is_local(ep):
@@ -84,6 +87,9 @@ class Daemon:
         self.config = config or load_config()
         self.key = key
         self.heartbeat_s = heartbeat_s
+        self.producer_timeout_s = producer_timeout_s
+        self.max_message_bytes = max_message_bytes
+        self.curve = curve
         self.fsync = fsync
         self.ctx = context or zmq.Context.instance()
         self.stream = protocol.StreamState()
@@ -100,7 +106,7 @@ class Daemon:
     def bind(self) -> Endpoints:
         """Create and bind the sockets; returns the actual endpoints (ports resolved for ``:*``)."""
         self.pull = self.ctx.socket(zmq.PULL)
-        self.pull.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        self.pull.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
         # a short ingest queue: a producer faster than the QC is held back (its PUSH blocks) instead of
         # piling up seconds of backlog and gigabytes of buffered transients in the daemon
         self.pull.setsockopt(zmq.RCVHWM, INGEST_QUEUE)
@@ -109,6 +115,8 @@ class Daemon:
         self.pub.setsockopt(zmq.LINGER, 0)
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
+        if self.curve is not None:
+            self.curve.serve(self.ctx, (self.pull, self.pub, self.router))
         bound = []
         for sock, ep in ((self.pull, self.endpoints.ingest), (self.pub, self.endpoints.feed),
                          (self.router, self.endpoints.snapshot)):
@@ -133,6 +141,8 @@ class Daemon:
             self._end_scan("interrupted")
         for s in (self.pull, self.pub, self.router):
             s.close(0)
+        if self.curve is not None:
+            self.curve.stop()
 
     # ------------------------------------------------------------------ loop
     def serve(self, stop: threading.Event) -> None:
@@ -156,6 +166,7 @@ class Daemon:
                 self._serve_snapshot()
             if time.monotonic() >= next_beat:
                 self._heartbeat()
+                self._check_producer()
                 next_beat = time.monotonic() + self.heartbeat_s
 
     def handle(self, frames: list[bytes]) -> None:
@@ -225,6 +236,17 @@ class Daemon:
                 self._journal_failed(scan, exc)
         log.info("scan %s %s: %d transients, verdict %s", scan.scan.scan_id, status, summary.n_transients,
                  summary.verdict)
+
+    def _check_producer(self) -> None:
+        """Close the open scan as incomplete when its producer has been silent for producer_timeout_s."""
+        if self.open is None or self.producer_timeout_s <= 0:
+            return
+        silent = time.monotonic() - self.open.last_message_at
+        if silent > self.producer_timeout_s:
+            scan_id = self.open.scan.scan_id
+            self._status("warn", f"producer silent for {silent:.0f} s: scan {scan_id} closed as incomplete")
+            log.warning("producer silent for %.0f s: closing scan %s as incomplete", silent, scan_id)
+            self._end_scan("incomplete")
 
     def _journal(self, scan: ScanInfo) -> Journal | None:
         try:

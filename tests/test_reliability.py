@@ -1,0 +1,266 @@
+"""Reliability and security (issue 5): faults, bad peers, CURVE, patient data. Loopback only, time-outs."""
+
+import contextlib
+import errno
+import json
+import logging
+import threading
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from qc_daemon.client import FeedClient, Producer
+from qc_daemon.daemon import Daemon, Endpoints
+from qc_daemon.journal import Journal
+from qc_daemon.replay import replay
+from qc_daemon.security import ClientCurve, CurveConfig, generate_keys
+from qc_daemon.sources.open import open_recording
+from tests.conftest import FIXTURES
+
+FIXTURE = FIXTURES / "demo_drift_motion.dat"
+RANDOM = Endpoints("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*")
+
+
+@contextlib.contextmanager
+def running(tmp_path, **kw):
+    ctx = zmq.Context()
+    kw.setdefault("data_dir", tmp_path / "data")
+    d = Daemon(RANDOM, heartbeat_s=0.1, fsync=False, context=ctx, **kw)
+    eps = d.bind()
+    d.warm_up()
+    stop = threading.Event()
+    thread = threading.Thread(target=d.serve, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield d, eps, ctx
+    finally:
+        stop.set()
+        thread.join(5)
+        d.close()
+        ctx.destroy(linger=0)
+
+
+def collect(viewer, until="summary", timeout_s=60.0):
+    out = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for m in viewer.poll(100):
+            out.append(m)
+            if m.get("type") == until:
+                return out
+    raise TimeoutError(until)
+
+
+def test_silent_producer_scan_is_closed_as_incomplete(tmp_path):
+    rec = open_recording(FIXTURE)
+    with running(tmp_path, producer_timeout_s=0.5) as (d, eps, ctx):
+        viewer = FeedClient(eps.feed, eps.snapshot, ctx)
+        viewer.sync(5)
+        with Producer(eps.ingest, context=ctx) as p:
+            p.start_scan(rec.scan)
+            for t in list(rec.transients)[:20]:
+                p.send(t)
+            msgs = collect(viewer)  # no scan_end: the producer went away
+        viewer.close()
+    summary = next(m["summary"] for m in msgs if m.get("type") == "summary")
+    assert summary["status"] == "incomplete" and summary["n_transients"] == 20
+    assert any(m.get("type") == "status" and "silent" in m["detail"] for m in msgs)
+
+
+def test_unwritable_journal_is_a_loud_error_and_qc_continues(tmp_path):
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the data folder should be")
+    with running(tmp_path, data_dir=blocker) as (d, eps, ctx):
+        viewer = FeedClient(eps.feed, eps.snapshot, ctx)
+        viewer.sync(5)
+        replay(FIXTURE, eps.ingest, speed=None)
+        msgs = collect(viewer)
+        beats = [m for m in viewer.poll(500) if m.get("type") == "heartbeat"]
+        viewer.close()
+    assert sum(1 for m in msgs if m.get("type") == "result") == 50
+    assert any(m.get("type") == "status" and m["state"] == "error" for m in msgs)
+    assert beats and "journal not writable" in beats[-1]["error"]
+
+
+def test_disk_full_mid_scan_keeps_qc_running(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    original = Journal.write
+
+    def failing(self, record):
+        calls["n"] += 1
+        if calls["n"] > 10:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original(self, record)
+
+    monkeypatch.setattr(Journal, "write", failing)
+    with running(tmp_path) as (d, eps, ctx):
+        viewer = FeedClient(eps.feed, eps.snapshot, ctx)
+        viewer.sync(5)
+        replay(FIXTURE, eps.ingest, speed=None)
+        msgs = collect(viewer)
+        viewer.close()
+    assert sum(1 for m in msgs if m.get("type") == "result") == 50
+    status = [m for m in msgs if m.get("type") == "status"]
+    assert status and "No space left" in status[0]["detail"]
+
+
+def test_a_viewer_that_stops_reading_does_not_slow_or_break_qc(tmp_path):
+    with running(tmp_path) as (d, eps, ctx):
+        stuck = ctx.socket(zmq.SUB)
+        stuck.setsockopt(zmq.RCVHWM, 1)
+        stuck.setsockopt(zmq.LINGER, 0)
+        stuck.setsockopt(zmq.SUBSCRIBE, b"")
+        stuck.connect(eps.feed)  # never read
+        viewer = FeedClient(eps.feed, eps.snapshot, ctx)
+        viewer.sync(5)
+        for _ in range(3):
+            replay(FIXTURE, eps.ingest, speed=None)
+            msgs = collect(viewer)
+            assert sum(1 for m in msgs if m.get("type") == "result") == 50
+        viewer.close()
+        stuck.close(0)
+        assert d.counters["transient"] == 150 and not d.rejected
+    assert len(list((tmp_path / "data").glob("*/summary.json"))) == 3  # the journal has everything
+
+
+def test_oversized_message_is_dropped_and_the_daemon_keeps_serving(tmp_path):
+    with running(tmp_path, max_message_bytes=1 << 20) as (d, eps, ctx):
+        push = ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 1000)
+        push.connect(eps.ingest)
+        push.send_multipart([b"mrsqc/1", b"{}", b"\0" * (2 << 20)])  # 2 MiB > 1 MiB limit
+        push.close()
+        time.sleep(0.3)
+        viewer = FeedClient(eps.feed, eps.snapshot, ctx)
+        viewer.sync(5)
+        rec = open_recording(FIXTURE)
+        small = [t for t in rec.transients][:12]
+        with Producer(eps.ingest, context=ctx) as p:  # 4 coils x 2048 x 8 B = 64 kB per transient: allowed
+            p.start_scan(rec.scan)
+            for t in small:
+                p.send(t)
+            p.end_scan()
+        msgs = collect(viewer)
+        viewer.close()
+    assert sum(1 for m in msgs if m.get("type") == "result") == 12
+
+
+def test_curve_encrypts_and_only_allowed_clients_get_in(tmp_path):
+    keys = tmp_path / "keys"
+    allowed = tmp_path / "allowed"
+    _, server_secret = generate_keys(keys, "daemon")
+    client_public, client_secret = generate_keys(keys, "bridge")
+    _, stranger_secret = generate_keys(tmp_path / "other", "stranger")
+    allowed.mkdir()
+    (allowed / client_public.name).write_bytes(client_public.read_bytes())
+    server_public = keys / "daemon.key"
+    good = ClientCurve(client_secret, server_public)
+    bad = ClientCurve(stranger_secret, server_public)
+    with running(tmp_path, curve=CurveConfig(server_secret, allowed)) as (d, eps, ctx):
+        viewer = FeedClient(eps.feed, eps.snapshot, ctx, curve=good)
+        viewer.sync(5)
+        replay(FIXTURE, eps.ingest, speed=None, curve=good)
+        assert sum(1 for m in collect(viewer) if m.get("type") == "result") == 50
+        with pytest.raises(TimeoutError):  # a stranger's viewer never gets a snapshot
+            FeedClient(eps.feed, eps.snapshot, ctx, curve=bad).sync(1.0)
+        plain = ctx.socket(zmq.PUSH)  # neither can an unencrypted or unknown producer deliver
+        plain.setsockopt(zmq.LINGER, 0)
+        plain.connect(eps.ingest)
+        with Producer(eps.ingest, context=ctx, curve=bad, linger_ms=0, send_timeout_s=0.5) as p:
+            with contextlib.suppress(TimeoutError):
+                p.heartbeat()
+                p.heartbeat()
+        time.sleep(0.5)
+        plain.close()
+        viewer.close()
+        assert d.counters["heartbeat"] == 0 and d.counters["transient"] == 50
+
+
+def test_no_patient_identifier_in_journal_feed_or_logs(tmp_path, caplog):
+    from qc_daemon.sources.twix_write import FakePatient
+
+    fake = FakePatient()
+    assert fake.name.encode() in FIXTURE.read_bytes()
+    caplog.set_level(logging.DEBUG)
+    with running(tmp_path) as (d, eps, ctx):
+        viewer = FeedClient(eps.feed, eps.snapshot, ctx)
+        viewer.sync(5)
+        replay(FIXTURE, eps.ingest, speed=None)
+        msgs = collect(viewer)
+        msgs += viewer.poll(300)
+        viewer.close()
+    outputs = json.dumps(msgs) + caplog.text
+    outputs += "".join(p.read_text() for p in (tmp_path / "data").rglob("*") if p.is_file())
+    for secret in (fake.name, fake.name.split("^")[0], fake.patient_id, fake.birth_date):
+        assert secret not in outputs
+
+
+def test_replay_to_no_daemon_fails_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    port = zmq.Context.instance().socket(zmq.REP)
+    free = port.bind_to_random_port("tcp://127.0.0.1")
+    port.close(0)  # nothing listens there now
+    res = subprocess.run([sys.executable, "-m", "qc_daemon.cli", "replay", str(FIXTURE), "--to",
+                          f"tcp://127.0.0.1:{free}", "--timeout", "2"], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ})
+    assert res.returncode == 2 and "did not accept" in res.stderr
+
+
+def test_unsupported_nucleus_and_truncated_dicom_exit_2(tmp_path, real_dir):
+    import dataclasses
+    import subprocess
+    import sys
+
+    from qc_daemon.sources.simulate import SimulationParams, simulate_scan
+    from qc_daemon.sources.twix_write import write_twix
+
+    sim = simulate_scan(SimulationParams(n_coils=2, n_points=256, averages=3, seed=1, events=[]))
+    p31 = write_twix(tmp_path / "p31.dat", dataclasses.replace(sim.scan, nucleus="31P"), sim.transients)
+    half = tmp_path / "half.dcm"
+    data = (real_dir / "SVS_XA60.dcm").read_bytes()
+    half.write_bytes(data[: len(data) // 2])
+    for path, words in ((p31, "unsupported nucleus"), (half, "")):
+        res = subprocess.run([sys.executable, "-m", "qc_daemon.cli", "check", str(path)], capture_output=True,
+                             text=True, timeout=120)
+        assert res.returncode == 2 and words in res.stderr and "Traceback" not in res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_soak_10000_transients_with_a_viewer(tmp_path):
+    """10,000 transients at max speed with a viewer attached: nothing dropped at ingest, every result on the
+    feed, identical to the offline engine on the same transients."""
+    from qc_daemon.engine import ScanQC
+    from qc_daemon.sources.simulate import SimulationParams, simulate_scan
+
+    sim = simulate_scan(SimulationParams(n_coils=4, n_points=512, averages=64, seed=2, events=[]))
+    pool = [t for t in sim.transients if t.kind == "metabolite"]
+    n = 10_000
+    from dataclasses import replace as dc_replace
+
+    stream = [dc_replace(pool[i % len(pool)], index=i, average=i, time_s=2.0 * i) for i in range(n)]
+    scan = dc_replace(sim.scan, scan_id="soak", planned_averages=n)
+    offline = ScanQC(scan)
+    expect = []
+    for t in stream:
+        expect += [r.to_dict() for r in offline.process(t)]
+    expect += [r.to_dict() for r in offline.finish()[0]]
+    with running(tmp_path) as (d, eps, ctx):
+        viewer = FeedClient(eps.feed, eps.snapshot, ctx)
+        viewer.sync(5)
+        got = []
+        with Producer(eps.ingest, context=ctx) as p:
+            p.start_scan(scan)
+            for t in stream:
+                p.send(t)
+                got += [m["result"] for m in viewer.poll(0) if m.get("type") == "result"]
+            p.end_scan()
+            got += [m["result"] for m in collect(viewer, timeout_s=300) if m.get("type") == "result"]
+        viewer.close()
+        assert d.counters["transient"] == n and not d.rejected
+    assert got == expect
+    assert np.all(np.diff([r["index"] for r in got]) == 1)

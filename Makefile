@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo bench fixtures clean
+.PHONY: venv test soak demo bench fixtures clean
 
 venv: $(STAMP)
 
@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 
 test: venv
 	$(BIN)/python -m pytest -m "not slow"
+
+soak: venv
+	$(BIN)/python -m pytest -m slow
 
 demo: venv
 	$(BIN)/mrsqc demo

@@ -1,5 +1,6 @@
 """End-to-end over loopback: random ports, linger 0, time-outs everywhere."""
 
+import dataclasses
 import json
 import threading
 import time
@@ -224,3 +225,57 @@ def test_heartbeat_and_the_replay_command(daemon):
                 summary = m
     viewer.close()
     assert summary is not None and beats and beats[-1]["received"]["transient"] == 50
+
+
+def test_producer_reconnects_by_itself_after_the_daemon_is_killed_and_restarted(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from qc_daemon.sources.open import open_recording
+
+    probe = zmq.Context.instance()
+    ports = []
+    for _ in range(3):
+        s = probe.socket(zmq.REP)
+        ports.append(s.bind_to_random_port("tcp://127.0.0.1"))
+        s.close(0)
+    eps = {k: f"tcp://127.0.0.1:{p}" for k, p in zip(("ingest", "feed", "snapshot"), ports)}
+
+    def start():
+        proc = subprocess.Popen([sys.executable, "-m", "qc_daemon.cli", "daemon", "--ingest", eps["ingest"],
+                                 "--feed", eps["feed"], "--snapshot", eps["snapshot"], "--data-dir",
+                                 str(tmp_path / "data")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                text=True)
+        assert proc.stdout.readline()
+        return proc
+
+    rec = open_recording(FIXTURE)
+    transients = list(rec.transients)
+    ctx = zmq.Context()
+    proc = start()
+    producer = Producer(eps["ingest"], context=ctx)
+    try:
+        producer.start_scan(rec.scan)
+        for t in transients[:10]:
+            producer.send(t)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        proc = start()  # same endpoints; the producer's socket reconnects by itself
+        viewer = FeedClient(eps["feed"], eps["snapshot"], ctx)
+        viewer.sync(10)
+        producer.start_scan(dataclasses.replace(rec.scan, scan_id="after-restart"))
+        for t in transients:
+            producer.send(t)
+        producer.end_scan()
+        summary = [m for m in viewer.messages("summary", timeout_s=60) if m["type"] == "summary"][0]
+        viewer.close()
+        assert summary["scan_id"] == "after-restart" and summary["summary"]["n_transients"] == 50
+        first = json.loads((tmp_path / "data" / rec.scan.scan_id / "summary.json").read_text())
+        assert first["status"] == "interrupted"
+    finally:
+        producer.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+        ctx.destroy(linger=0)

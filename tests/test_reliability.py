@@ -264,3 +264,29 @@ def test_soak_10000_transients_with_a_viewer(tmp_path):
         assert d.counters["transient"] == n and not d.rejected
     assert got == expect
     assert np.all(np.diff([r["index"] for r in got]) == 1)
+
+
+def test_zero_transients_are_flagged_not_fatal_and_hmac_is_enforced(tmp_path):
+    import dataclasses
+
+    key = b"a-shared-secret-of-some-length"
+    rec = open_recording(FIXTURE)
+    transients = list(rec.transients)
+    for i in (20, 30):
+        transients[i] = dataclasses.replace(transients[i], data=np.zeros_like(transients[i].data))
+    with running(tmp_path, key=key) as (d, eps, ctx):
+        viewer = FeedClient(eps.feed, eps.snapshot, ctx)
+        viewer.sync(5)
+        with Producer(eps.ingest, context=ctx) as unsigned:
+            unsigned.start_scan(rec.scan)
+        with Producer(eps.ingest, context=ctx, key=key) as p:
+            p.start_scan(rec.scan)
+            for t in transients:
+                p.send(t)
+            p.end_scan()
+        msgs = collect(viewer)
+        viewer.close()
+        assert d.rejected["bad_signature"] == 1
+    results = {m["result"]["index"]: m["result"] for m in msgs if m.get("type") == "result"}
+    assert len(results) == 50
+    assert not results[20]["accepted"] and not results[30]["accepted"]

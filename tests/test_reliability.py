@@ -290,3 +290,31 @@ def test_zero_transients_are_flagged_not_fatal_and_hmac_is_enforced(tmp_path):
     results = {m["result"]["index"]: m["result"] for m in msgs if m.get("type") == "result"}
     assert len(results) == 50
     assert not results[20]["accepted"] and not results[30]["accepted"]
+
+
+def test_garbage_mid_scan_loses_nothing_already_received(tmp_path):
+    import dataclasses
+
+    rec = open_recording(FIXTURE)
+    transients = list(rec.transients)
+    with running(tmp_path) as (d, eps, ctx):
+        viewer = FeedClient(eps.feed, eps.snapshot, ctx)
+        viewer.sync(5)
+        junk = ctx.socket(zmq.PUSH)
+        junk.setsockopt(zmq.LINGER, 1000)
+        junk.connect(eps.ingest)
+        with Producer(eps.ingest, context=ctx) as p:
+            p.start_scan(rec.scan)
+            for i, t in enumerate(transients):
+                p.send(t)
+                if i == 25:
+                    junk.send_multipart([b"mrsqc/1", b"\xff\xfe not utf-8"])
+                    junk.send_multipart([b"mrsqc/1"])
+                    bad = dataclasses.replace(t, data=t.data[:, :100].copy())  # shape differs from scan_start
+                    p.send(bad)
+            p.end_scan()
+        msgs = collect(viewer)
+        junk.close()
+        viewer.close()
+        assert d.rejected["bad_json"] == 1 and d.rejected["frame_count"] == 1 and d.rejected["bad_shape"] == 1
+    assert [m["result"]["index"] for m in msgs if m.get("type") == "result"] == list(range(50))

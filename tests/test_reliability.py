@@ -42,6 +42,15 @@ def running(tmp_path, **kw):
         ctx.destroy(linger=0)
 
 
+def stream(eps, ctx, scan, transients, **producer_kw) -> None:
+    """One whole scan through a Producer: scan_start, every transient, scan_end."""
+    with Producer(eps.ingest, context=ctx, **producer_kw) as p:
+        p.start_scan(scan)
+        for t in transients:
+            p.send(t)
+        p.end_scan()
+
+
 def collect(viewer, until="summary", timeout_s=60.0):
     out = []
     deadline = time.monotonic() + timeout_s
@@ -136,12 +145,8 @@ def test_oversized_message_is_dropped_and_the_daemon_keeps_serving(tmp_path):
         viewer = FeedClient(eps.feed, eps.snapshot, ctx)
         viewer.sync(5)
         rec = open_recording(FIXTURE)
-        small = [t for t in rec.transients][:12]
-        with Producer(eps.ingest, context=ctx) as p:  # 4 coils x 2048 x 8 B = 64 kB per transient: allowed
-            p.start_scan(rec.scan)
-            for t in small:
-                p.send(t)
-            p.end_scan()
+        small = list(rec.transients)[:12]  # 4 coils x 2048 x 8 B = 64 kB per transient: allowed
+        stream(eps, ctx, rec.scan, small)
         msgs = collect(viewer)
         viewer.close()
     assert sum(1 for m in msgs if m.get("type") == "result") == 12
@@ -279,11 +284,7 @@ def test_zero_transients_are_flagged_not_fatal_and_hmac_is_enforced(tmp_path):
         viewer.sync(5)
         with Producer(eps.ingest, context=ctx) as unsigned:
             unsigned.start_scan(rec.scan)
-        with Producer(eps.ingest, context=ctx, key=key) as p:
-            p.start_scan(rec.scan)
-            for t in transients:
-                p.send(t)
-            p.end_scan()
+        stream(eps, ctx, rec.scan, transients, key=key)
         msgs = collect(viewer)
         viewer.close()
         assert d.rejected["bad_signature"] == 1

@@ -93,12 +93,11 @@ class LinewidthCheck:
     def finish(self, ctx: ScanContext) -> SummaryPart:
         f0 = self.scan.f0_mhz
         water = float(np.median(self.water)) if self.water else None
-        if self._final is not None:  # the final running mean, whatever the update cadence
-            fid, axis, noise = self._final
-            spec, zf_axis = zero_filled(fid, axis, self.cfg["metab_zero_fill"])
-            self.metab[0] = fwhm_in_window(spec, zf_axis, self.cfg["metab_window_ppm"], noise,
-                                           self.cfg["min_peak_snr"])
         metab = self.metab.get(0, next(iter(self.metab.values()), None)) if self.metab else None
+        if self._final is not None:  # the latest running mean, whatever the update cadence (read-only: a
+            fid, axis, noise = self._final  # mid-scan summary must not change later per-transient results)
+            spec, zf_axis = zero_filled(fid, axis, self.cfg["metab_zero_fill"])
+            metab = fwhm_in_window(spec, zf_axis, self.cfg["metab_window_ppm"], noise, self.cfg["min_peak_snr"])
         part = SummaryPart(fields={"fwhm_water_hz": water, "fwhm_metab_hz": metab},
                            details={"fwhm_water_each_hz": self.water, "fwhm_naa_hz": self.naa.get(0)})
         for value, label, warn, fail in (

@@ -168,7 +168,10 @@ class MotionCheck:
         return self.hist[s]
 
     def finish(self, ctx: ScanContext) -> SummaryPart:
-        """Non-causal pass: every transient against the whole scan of its set (median/MAD of all)."""
+        """Non-causal pass: every transient against the whole scan of its set (median/MAD of all). Only at the
+        end of the scan (``ctx.final``): it is whole-scan work, not a live figure."""
+        if not ctx.final:
+            return SummaryPart()
         flagged: list[int] = []
         reasons: dict[str, list[str]] = {}
         freq_of = {r.index: r.freq_hz for r in ctx.results}

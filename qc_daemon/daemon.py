@@ -4,10 +4,11 @@
                                           |    \\--> journal (per scan, fsync'd)
                                           \\------> [snapshot ROUTER]  late joiners get the scan so far
 
-Feed messages are JSON objects with a ``type`` (scan_start, result, summary, status, heartbeat) and a
-``feed_seq``: the snapshot carries the last feed_seq it includes, so a viewer that subscribed first and then
-asked for the snapshot drops live messages with feed_seq <= that value (zguide "Clone" pattern): no gap and
-no duplicate. Bad input is rejected, counted by reason and logged, never fatal.
+Feed messages are JSON objects with a ``type`` (scan_start, result, progress, summary: see session.py;
+status, heartbeat) and a ``feed_seq``: the snapshot carries the last feed_seq it includes (and of the
+progress messages only the latest), so a viewer that subscribed first and then asked for the snapshot
+drops live messages with feed_seq <= that value (zguide "Clone" pattern): no gap and no duplicate.
+Bad input is rejected, counted by reason and logged, never fatal.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .engine import ScanQC
 from .journal import Journal, default_data_dir, recover
 from .model import ScanInfo, TransientQC
 from .security import CurveConfig
+from .session import LiveScan
 
 log = logging.getLogger("mrsqc.daemon")
 
@@ -65,7 +67,7 @@ class Endpoints:
 @dataclass
 class _OpenScan:
     scan: ScanInfo
-    engine: ScanQC
+    live: LiveScan
     journal: Journal | None
     results: list[TransientQC] = field(default_factory=list)
     last_message_at: float = 0.0
@@ -96,7 +98,8 @@ class Daemon:
         self.rejected: Counter[str] = Counter()
         self.counters: Counter[str] = Counter()
         self.feed_seq = 0
-        self.snapshot: list[dict] = []  # feed messages of the current (or last) scan
+        self.snapshot: list[dict] = []  # feed messages of the current (or last) scan, but progress
+        self.snapshot_progress: dict | None = None  # the latest progress message only: it replaces the previous
         self.open: _OpenScan | None = None
         self.error_state: str | None = None
         self.bound: Endpoints | None = None
@@ -197,9 +200,9 @@ class Daemon:
             self._end_scan("incomplete")
         self.stream.scan = scan
         journal = self._journal(scan)
-        self.open = _OpenScan(scan, ScanQC(scan, self.config), journal, last_message_at=time.monotonic())
-        self.snapshot = []
-        self._publish(scan.scan_id, {"type": "scan_start", "scan": scan.to_dict()})
+        self.open = _OpenScan(scan, LiveScan(scan, self.config), journal, last_message_at=time.monotonic())
+        self.snapshot, self.snapshot_progress = [], None
+        self._publish_all(scan.scan_id, self.open.live.start())
         log.info("scan %s started: %s, %d coils x %d points", scan.scan_id, scan.sequence, scan.n_coils,
                  scan.n_points)
 
@@ -208,27 +211,28 @@ class Daemon:
         if scan is None:
             raise protocol.ProtocolError("no_scan")
         scan.last_message_at = time.monotonic()
-        for qc in scan.engine.process(transient):
-            self._result(scan, qc)
+        results, messages = scan.live.process(transient)
+        self._publish_all(scan.scan.scan_id, messages)
+        self._journal_results(scan, results)
 
-    def _result(self, scan: _OpenScan, qc: TransientQC) -> None:
-        scan.results.append(qc)
-        self._publish(scan.scan.scan_id, {"type": "result", "result": qc.to_dict()})
-        if scan.journal is not None:
-            try:
+    def _journal_results(self, scan: _OpenScan, results: list[TransientQC]) -> None:
+        scan.results.extend(results)
+        if scan.journal is None:
+            return
+        try:
+            for qc in results:
                 scan.journal.result(qc)
-            except OSError as exc:
-                self._journal_failed(scan, exc)
+        except OSError as exc:
+            self._journal_failed(scan, exc)
 
     def _end_scan(self, status: str) -> None:
         scan, self.open = self.open, None
         if scan is None:
             return
         self.stream.scan = None
-        tail, summary = scan.engine.finish(status)
-        for qc in tail:
-            self._result(scan, qc)
-        self._publish(scan.scan.scan_id, {"type": "summary", "summary": summary.to_dict()})
+        tail, summary, messages = scan.live.finish(status)
+        self._publish_all(scan.scan.scan_id, messages)
+        self._journal_results(scan, tail)
         if scan.journal is not None:
             try:
                 scan.journal.close(scan.results, summary)
@@ -264,10 +268,17 @@ class Daemon:
         log.error("%s (QC continues without a journal)", self.error_state)
 
     # ------------------------------------------------------------------ feed
+    def _publish_all(self, scan_id: str, messages: list[dict[str, Any]]) -> None:
+        for m in messages:
+            self._publish(scan_id, m)
+
     def _publish(self, scan_id: str, message: dict[str, Any]) -> None:
         self.feed_seq += 1
         message = dict(message, feed_seq=self.feed_seq, scan_id=scan_id)
-        self.snapshot.append(message)
+        if message["type"] == "progress":
+            self.snapshot_progress = message
+        else:
+            self.snapshot.append(message)
         self.pub.send_multipart([scan_id.encode(), json.dumps(message, allow_nan=False).encode()])
 
     def _status(self, state: str, detail: str) -> None:
@@ -290,5 +301,6 @@ class Daemon:
         if len(frames) < 2 or frames[-1] != b"snapshot":
             self.rejected["bad_snapshot_request"] += 1
             return
-        reply = {"feed_seq": self.feed_seq, "messages": self.snapshot}
+        messages = self.snapshot if self.snapshot_progress is None else self.snapshot + [self.snapshot_progress]
+        reply = {"feed_seq": self.feed_seq, "messages": messages}
         self.router.send_multipart([identity, json.dumps(reply, allow_nan=False).encode()])

@@ -23,7 +23,7 @@ import numpy as np
 from . import kernels
 from .coils import combination_weights
 from .config import Config, load_config
-from .model import METABOLITE, WATER_REF, ScanInfo, ScanSummary, Transient, TransientQC
+from .model import METABOLITE, RUNNING, WATER_REF, ScanInfo, ScanSummary, SpectrumView, Transient, TransientQC
 from .plugin_api import (
     FAIL,
     OK,
@@ -86,6 +86,7 @@ class ScanQC:
         skip = float(reg["baseline_skip_s"])
         self._ramp = np.where(t < skip, 0.5 - 0.5 * np.cos(np.pi * t / max(skip, 1e-12)), 1.0) if skip > 0 \
             else np.ones(self._m)
+        self._latest: tuple[Transient, np.ndarray, float] | None = None  # last metabolite transient, for display
         self._ramp2 = self._ramp ** 2
         self._ramp2_sum = float(self._ramp2.sum())
         snr = self.config["snr"]
@@ -164,8 +165,9 @@ class ScanQC:
         return out, self.summary(status)
 
     def summary(self, status: str = "complete") -> ScanSummary:
-        """The summary of everything processed so far."""
-        ctx = ScanContext(self.scan, self.config, self.results)
+        """The summary of everything processed so far. ``status`` "running" gives the live (mid-scan) summary:
+        no end-of-scan work (non-causal pass), no "scan incomplete" finding, and no effect on later results."""
+        ctx = ScanContext(self.scan, self.config, self.results, final=status != RUNNING)
         fields: dict = {}
         findings: list[Finding] = []
         details: dict = {}
@@ -180,16 +182,17 @@ class ScanQC:
         vcfg = self.config["verdict"]
         if metab:
             frac = sum(1 for r in metab if not r.accepted) / len(metab)
+            flagged_text = f"{n_flagged} motion-corrupted average{'s' if n_flagged != 1 else ''} ({frac:.0%})"
             if frac > vcfg["flagged_fail_fraction"]:
-                findings.append(Finding(FAIL, f"{n_flagged} corrupted averages ({frac:.0%})", "flagged_fraction", frac))
+                findings.append(Finding(FAIL, flagged_text, "flagged_fraction", frac))
             elif frac > vcfg["flagged_warn_fraction"]:
-                findings.append(Finding(WARN, f"{n_flagged} corrupted averages ({frac:.0%})", "flagged_fraction", frac))
+                findings.append(Finding(WARN, flagged_text, "flagged_fraction", frac))
             elif n_flagged:
-                findings.append(Finding(OK, f"{n_flagged} corrupted averages ({frac:.0%})", "flagged_fraction", frac))
-        if status != "complete":
+                findings.append(Finding(OK, flagged_text, "flagged_fraction", frac))
+        if status not in ("complete", RUNNING):
             findings.append(Finding(WARN, f"scan {status}: {len(self.results)} of "
                                           f"{self.scan.planned_averages} planned transients", "status", status))
-        if not self.results:
+        if not self.results and status != RUNNING:
             findings.append(Finding(FAIL, "no transients", "n_transients", 0))
         worst = max((SEVERITY_RANK[f.severity] for f in findings), default=0)
         verdict = {0: OK, 1: WARN, 2: FAIL}[worst]
@@ -217,6 +220,28 @@ class ScanQC:
             notes=list(self._notes),
             details=details,
         )
+
+    def spectrum_view(self, ppm_range: tuple[float, float] = (0.2, 4.4), max_points: int = 320) -> SpectrumView | None:
+        """The latest metabolite transient and its set's running average for display (see SpectrumView);
+        None before the first metabolite transient was processed. Read-only."""
+        if self._latest is None:
+            return None
+        transient, spec, noise_sd = self._latest
+        ref = self._refs.get((METABOLITE, transient.set))
+        win = self.axis.clipped_window(*ppm_range)
+        if ref is None or ref.mean_spec is None or win is None or not noise_sd > 0:
+            return None
+        i0, i1 = win
+        block = max(1, -(-(i1 - i0) // max_points))  # ceil: block means, so no point is dropped
+        i1 = i0 + (i1 - i0) // block * block
+
+        def shown(x: np.ndarray) -> list[float]:
+            return (x[i0:i1].real.reshape(-1, block).mean(axis=1) / noise_sd).tolist()
+
+        half = (block - 1) / 2
+        return SpectrumView(index=transient.index, set=transient.set, n_average=ref.n,
+                            ppm_lo=self.axis.ppm_of_index(i0 + half), ppm_hi=self.axis.ppm_of_index(i1 - 1 - half),
+                            latest=shown(spec), average=shown(ref.mean_spec))
 
     # ------------------------------------------------------------------ internals
     def _set_weights(self, data: np.ndarray) -> None:
@@ -280,6 +305,8 @@ class ScanQC:
         elif qc.accepted or ref.n == 0:
             ref.noise_var_sum += 2.0 * noise_sd ** 2 / scan.n_points
             self._add_to_reference(ref, transient, corrected, corrected_fft, reg)
+        if transient.kind == METABOLITE:
+            self._latest = (transient, spec, noise_sd)
         ctx.running_fid = ref.mean
         ctx.running_spec = ref.mean_spec
         ctx.running_noise_sd = self._noise_sd(ref.mean_spec, ref.mean) if ref.mean_spec is not None else None

@@ -22,6 +22,9 @@ KINDS = (METABOLITE, WATER_REF)
 #: ppm of the receiver (centre) frequency for 1H: water, as FSL-MRS and spec2nii use.
 DEFAULT_CENTRE_PPM = 4.65
 
+#: ScanSummary.status of a live, mid-scan summary (the others: complete, incomplete, interrupted).
+RUNNING = "running"
+
 
 @dataclass(frozen=True)
 class ScanInfo:
@@ -180,7 +183,7 @@ class ScanSummary:
     verdict: str
     reasons: list[str]
     noncausal_flagged_indices: list[int] = field(default_factory=list)
-    status: str = "complete"  # complete | incomplete | interrupted
+    status: str = "complete"  # complete | incomplete | interrupted | running (live, mid-scan)
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -191,6 +194,42 @@ class ScanSummary:
                 d[k] = _clean(v)
         d["details"] = _clean_tree(d["details"])
         return d
+
+
+@dataclass
+class SpectrumView:
+    """Spectra for display: the latest metabolite transient and the running average of its edit set.
+
+    Both are real parts (absorption), aligned and phased like the reference, over ``ppm_lo..ppm_hi`` (ppm of
+    the first and last point; points are evenly spaced and ppm grows with index), block-averaged to at most a
+    few hundred points, and divided by the latest transient's noise SD: one transient's noise has SD 1 per
+    spectral point in these units (less after block averaging). ``n_average``: accepted transients in the
+    running average.
+    """
+
+    index: int
+    set: int
+    n_average: int
+    ppm_lo: float
+    ppm_hi: float
+    latest: list[float]
+    average: list[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "set": self.set, "n_average": self.n_average, "ppm_lo": _clean(self.ppm_lo),
+                "ppm_hi": _clean(self.ppm_hi), "latest": [_round4(v) for v in self.latest],
+                "average": [_round4(v) for v in self.average]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SpectrumView:
+        names = cls.__dataclass_fields__.keys()
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _round4(v: float) -> float | None:
+    """4 significant digits (display data: a quarter of the bytes of full floats on the feed)."""
+    f = float(v)
+    return float(f"{f:.4g}") if math.isfinite(f) else None
 
 
 def _clean(v: Any) -> Any:

@@ -95,11 +95,13 @@ class CheckResult:
 
 @dataclass
 class ScanContext:
-    """What ``finish`` sees: the scan, config and every result so far (acquisition order)."""
+    """What ``finish`` sees: the scan, config and every result so far (acquisition order). ``final`` is False
+    for a mid-scan (live) summary: a check may then skip whole-scan work, and must not change its state."""
 
     scan: ScanInfo
     config: Config
     results: list[TransientQC]
+    final: bool = True
 
 
 @dataclass

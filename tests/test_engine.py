@@ -145,3 +145,42 @@ def test_coil_combination_is_the_weighted_sum_of_coils():
     data = sim.transients[-1].data
     expect = qc._weights @ data.astype(np.complex128)
     assert np.allclose(qc._combine(sim.transients[-1]), expect, rtol=0, atol=1e-5 * np.abs(expect).max())
+
+
+def test_live_summaries_and_spectrum_views_change_no_result(corrupted_scan):
+    """The daemon asks for a live summary and a spectrum view every 0.5 s; they must be read-only."""
+    from qc_daemon.model import RUNNING
+
+    sim, results, summary = corrupted_scan
+    qc = ScanQC(sim.scan)
+    out, live = [], []
+    for t in sim.transients:
+        out += qc.process(t)
+        live.append(qc.summary(RUNNING))
+        qc.spectrum_view()
+    tail, final = qc.finish()
+    assert [r.to_dict() for r in out + tail] == [r.to_dict() for r in results]
+    assert final.to_dict() == summary.to_dict()
+    assert all(s.status == RUNNING and s.noncausal_flagged_indices == [] for s in live)
+    assert not any("scan running" in r or "no transients" in r for s in live for r in s.reasons)
+    # the live verdict reaches the final one once the corrupted transients are in
+    assert live[-1].n_flagged == summary.n_flagged and live[-1].verdict == summary.verdict
+
+
+def test_spectrum_view_shows_naa_in_the_running_average(corrupted_scan):
+    sim, _, _ = corrupted_scan
+    qc = ScanQC(sim.scan)
+    assert qc.spectrum_view() is None  # nothing processed yet
+    for t in sim.transients:
+        qc.process(t)
+    view = qc.spectrum_view()
+    n = len(view.average)
+    assert n == len(view.latest) and 16 <= n <= 320
+    assert view.ppm_lo < 0.3 and view.ppm_hi > 4.3 and view.ppm_lo < view.ppm_hi
+    ppm = np.linspace(view.ppm_lo, view.ppm_hi, n)
+    peak = ppm[int(np.argmax(view.average))]
+    assert abs(peak - 2.01) < 0.05  # NAA, absorptive and aligned
+    # units: noise SD of one transient; the average of n has ~1/sqrt(n) of it (noise region 0.2-0.8 ppm)
+    noise = np.asarray(view.latest)[(ppm > 0.2) & (ppm < 0.8)]
+    assert 0.3 < np.std(noise) < 3.0
+    assert view.n_average > 30 and view.index == sim.transients[-1].index

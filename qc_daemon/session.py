@@ -1,0 +1,73 @@
+"""One scan's way from transients to feed messages: the engine, plus the live extras a viewer needs.
+
+The daemon publishes these messages (adding ``feed_seq`` and ``scan_id``); ``mrsqc tui FILE`` produces the
+same ones in-process, so the live view and the offline review show the same engine's numbers. Types:
+
+- ``scan_start``: ``{"scan": ScanInfo}``
+- ``result``: ``{"result": TransientQC}`` (every transient, acquisition order)
+- ``progress``: ``{"summary": live ScanSummary (status "running"), "spectrum": SpectrumView or null}``, sent
+  with a result when ``progress_interval_s`` of wall time have passed since the last one (so at most
+  1 / interval per second, whatever the transient rate; at scan pace, TR >= 1 s, after every transient)
+- ``summary``: ``{"summary": final ScanSummary, "spectrum": SpectrumView or null}`` (last message of a scan)
+
+Progress messages are display data: their timing depends on the wall clock, the results never do (a
+live summary is read-only; tests compare results with and without them).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .config import Config
+from .engine import ScanQC
+from .model import RUNNING, ScanInfo, ScanSummary, Transient, TransientQC
+
+PROGRESS_INTERVAL_S = 0.5
+
+
+class LiveScan:
+    """Wraps :class:`ScanQC` for one scan; every method returns the feed messages it produced."""
+
+    def __init__(self, scan: ScanInfo, config: Config | None = None,
+                 progress_interval_s: float = PROGRESS_INTERVAL_S, clock: Callable[[], float] = time.monotonic):
+        self.scan = scan
+        self.engine = ScanQC(scan, config)
+        self.progress_interval_s = progress_interval_s
+        self._clock = clock
+        self._last_progress: float | None = None
+
+    def start(self) -> list[dict[str, Any]]:
+        return [{"type": "scan_start", "scan": self.scan.to_dict()}]
+
+    def process(self, transient: Transient) -> tuple[list[TransientQC], list[dict[str, Any]]]:
+        """QC one transient; returns (results now final, messages: their results and maybe a progress)."""
+        results = self.engine.process(transient)
+        messages = [result_message(r) for r in results]
+        if results and self._progress_due():
+            messages.append(self.progress())
+        return results, messages
+
+    def finish(self, status: str = "complete") -> tuple[list[TransientQC], ScanSummary, list[dict[str, Any]]]:
+        """End the scan: (results released now, final summary, messages ending with the summary)."""
+        tail, summary = self.engine.finish(status)
+        messages = [result_message(r) for r in tail]
+        messages.append({"type": "summary", "summary": summary.to_dict(), "spectrum": self._spectrum()})
+        return tail, summary, messages
+
+    def progress(self) -> dict[str, Any]:
+        """A progress message now: the live summary and the spectrum view."""
+        self._last_progress = self._clock()
+        return {"type": "progress", "summary": self.engine.summary(RUNNING).to_dict(), "spectrum": self._spectrum()}
+
+    def _progress_due(self) -> bool:
+        return self._last_progress is None or self._clock() - self._last_progress >= self.progress_interval_s
+
+    def _spectrum(self) -> dict[str, Any] | None:
+        view = self.engine.spectrum_view()
+        return view.to_dict() if view is not None else None
+
+
+def result_message(qc: TransientQC) -> dict[str, Any]:
+    return {"type": "result", "result": qc.to_dict()}

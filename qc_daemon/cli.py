@@ -1,4 +1,4 @@
-"""The ``mrsqc`` command: check, simulate, daemon, replay, keys, demo."""
+"""The ``mrsqc`` command: check, simulate, daemon, replay, tui, keys, demo."""
 
 from __future__ import annotations
 
@@ -141,10 +141,51 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Daemon + accelerated replay of the bundled scan + live text view (qc_daemon/demo.py)."""
-    from .demo import run_demo
+    """Daemon + accelerated replay of the bundled scan + the live view (qc_daemon/demo.py)."""
+    from .demo import run_demo, run_demo_tui
 
-    run_demo(speed=args.speed)
+    if args.text or not (sys.stdout.isatty() and sys.stdin.isatty()):
+        run_demo(speed=args.speed)
+    else:
+        run_demo_tui(speed=args.speed, bell=not args.no_bell)
+    return 0
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    """The technologist's live view of a daemon, or an offline review of a file (tui/app.py)."""
+    from tui.app import QCApp
+
+    if args.path:
+        from tui.file_watcher import FileWatcher
+
+        from .config import load_config
+        from .sources.open import open_recording
+
+        open_recording(args.path)  # a bad file is a one-line error here, before the screen is taken over
+        config = load_config(args.config)
+        speed = None if args.speed == "max" else float(args.speed)
+        if speed is not None and speed <= 0:
+            raise InputError("--speed", "must be a positive number or 'max'")
+
+        def factory(app):
+            return FileWatcher(app, args.path, water=args.water, config=config, speed=speed)
+
+        source = Path(args.path).name
+    else:
+        from tui.feed_watcher import FeedWatcher
+
+        from .security import ClientCurve
+
+        if bool(args.curve_secret) != bool(args.server_key):
+            raise InputError("--curve-secret/--server-key", "give both for an encrypted connection")
+        curve = ClientCurve(Path(args.curve_secret), Path(args.server_key)) if args.curve_secret else None
+
+        def factory(app):
+            return FeedWatcher(app, args.feed, args.snapshot, curve=curve,
+                               heartbeat_timeout_s=args.heartbeat_timeout)
+
+        source = args.feed
+    QCApp(factory, source=source, bell=not args.no_bell, export_dir=args.export_dir).run()
     return 0
 
 
@@ -232,7 +273,30 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(drift and motion events) through it and shows each result as it arrives. "
                                    "Ends at the scan summary, or on q / Ctrl-C; leaves no process behind.")
     d.add_argument("--speed", type=float, default=10.0, help="times scan pace (default 10: about 10 s)")
+    d.add_argument("--text", action="store_true", help="plain text lines instead of the terminal UI (the default "
+                                                        "when not on a terminal)")
+    d.add_argument("--no-bell", action="store_true", help="no terminal bell when the verdict turns BAD")
     d.set_defaults(func=cmd_demo)
+
+    t = sub.add_parser("tui", help="the technologist's live view (of a daemon, or of a recorded file)",
+                       description="Live QC status at a glance: verdict banner, scan progress, frequency trend, "
+                                   "running SNR, spectrum, linewidths, flagged transients, events. Without FILE it "
+                                   "follows a daemon's feed (snapshot first; reconnects when the daemon restarts); "
+                                   "with FILE it runs the recording in-process through the same engine. Keys: q "
+                                   "quit, p pause view, e export report, h history, l follow live, ? help.")
+    t.add_argument("path", nargs="?", metavar="FILE", help="review a twix file, DICOM file or folder offline")
+    t.add_argument("--water", metavar="FILE", help="with FILE: a separate water-reference scan")
+    t.add_argument("--config", metavar="FILE", help="with FILE: TOML overriding QC defaults")
+    t.add_argument("--speed", default="max", help="with FILE: 1 = scan pace, N = N times faster, max (default)")
+    t.add_argument("--feed", default="tcp://127.0.0.1:5556", help="the daemon's feed (PUB) endpoint")
+    t.add_argument("--snapshot", default="tcp://127.0.0.1:5557", help="the daemon's snapshot endpoint")
+    t.add_argument("--heartbeat-timeout", type=float, default=3.5,
+                   help="show 'no daemon' and reconnect after this long without a heartbeat, s (default 3.5)")
+    t.add_argument("--export-dir", default=".", help="where e writes reports (default: current folder)")
+    t.add_argument("--no-bell", action="store_true", help="no terminal bell when the verdict turns BAD")
+    t.add_argument("--curve-secret", help="this viewer's secret key file, for a CURVE daemon")
+    t.add_argument("--server-key", help="the daemon's public key file, for a CURVE daemon")
+    t.set_defaults(func=cmd_tui)
     return p
 
 

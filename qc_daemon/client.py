@@ -102,6 +102,7 @@ class FeedClient:
             curve.apply(self.dealer)
         self.dealer.connect(snapshot)
         self.last_seq = 0
+        self.daemon_id: str | None = None  # of the daemon that answered the snapshot (new after a restart)
         self._pending: list[dict] = []
 
     def sync(self, timeout_s: float = 5.0) -> list[dict]:
@@ -123,6 +124,7 @@ class FeedClient:
             if self.dealer in events:
                 reply = json.loads(self.dealer.recv())
                 self.last_seq = reply["feed_seq"]
+                self.daemon_id = reply.get("daemon_id")
                 return reply["messages"]
         raise TimeoutError(f"no snapshot reply within {timeout_s} s (is the daemon running?)")
 

@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +105,7 @@ class Daemon:
         self.error_state: str | None = None
         self.bound: Endpoints | None = None
         self.handle_ms: deque[float] = deque(maxlen=1000)  # receive -> results published, per transient
+        self.daemon_id = uuid.uuid4().hex  # changes on restart: a viewer re-syncs when it sees a new one
 
     # ------------------------------------------------------------------ set-up
     def bind(self) -> Endpoints:
@@ -286,7 +288,7 @@ class Daemon:
                                                            "feed_seq": self.feed_seq}).encode()])
 
     def _heartbeat(self) -> None:
-        beat = {"type": "heartbeat", "time": time.time(), "feed_seq": self.feed_seq,
+        beat = {"type": "heartbeat", "time": time.time(), "feed_seq": self.feed_seq, "daemon_id": self.daemon_id,
                 "scan_id": self.open.scan.scan_id if self.open else None, "error": self.error_state,
                 "received": dict(self.counters), "rejected": dict(self.rejected), "seq_gaps": self.stream.gaps,
                 "handle_ms": _percentiles(self.handle_ms)}
@@ -302,5 +304,5 @@ class Daemon:
             self.rejected["bad_snapshot_request"] += 1
             return
         messages = self.snapshot if self.snapshot_progress is None else self.snapshot + [self.snapshot_progress]
-        reply = {"feed_seq": self.feed_seq, "messages": messages}
+        reply = {"feed_seq": self.feed_seq, "daemon_id": self.daemon_id, "messages": messages}
         self.router.send_multipart([identity, json.dumps(reply, allow_nan=False).encode()])

@@ -195,6 +195,11 @@ class ScanSummary:
         d["details"] = _clean_tree(d["details"])
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ScanSummary:
+        names = cls.__dataclass_fields__.keys()
+        return cls(**{k: v for k, v in d.items() if k in names})
+
 
 @dataclass
 class SpectrumView:

@@ -3,7 +3,7 @@
 The daemon publishes these messages (adding ``feed_seq`` and ``scan_id``); ``mrsqc tui FILE`` produces the
 same ones in-process, so the live view and the offline review show the same engine's numbers. Types:
 
-- ``scan_start``: ``{"scan": ScanInfo}``
+- ``scan_start``: ``{"scan": ScanInfo, "limits": the thresholds a viewer draws, in Hz (see limits())}``
 - ``result``: ``{"result": TransientQC}`` (every transient, acquisition order)
 - ``progress``: ``{"summary": live ScanSummary (status "running"), "spectrum": SpectrumView or null}``, sent
   with a result when ``progress_interval_s`` of wall time have passed since the last one (so at most
@@ -39,7 +39,7 @@ class LiveScan:
         self._last_progress: float | None = None
 
     def start(self) -> list[dict[str, Any]]:
-        return [{"type": "scan_start", "scan": self.scan.to_dict()}]
+        return [{"type": "scan_start", "scan": self.scan.to_dict(), "limits": limits(self.scan, self.engine.config)}]
 
     def process(self, transient: Transient) -> tuple[list[TransientQC], list[dict[str, Any]]]:
         """QC one transient; returns (results now final, messages: their results and maybe a progress)."""
@@ -71,3 +71,15 @@ class LiveScan:
 
 def result_message(qc: TransientQC) -> dict[str, Any]:
     return {"type": "result", "result": qc.to_dict()}
+
+
+def limits(scan: ScanInfo, config: Config) -> dict[str, float]:
+    """The configured thresholds a viewer draws, converted to Hz at this scan's f0 (SNR target unitless; 0 =
+    none). Frequency limits apply to |trend| (Hz vs the scan reference); linewidths are FWHM."""
+    f0 = scan.f0_mhz
+    fr, lw = config["frequency"], config["linewidth"]
+    return {"freq_warn_hz": fr["warn_band_ppm"] * f0, "freq_fail_hz": fr["fail_ppm"] * f0,
+            "drift_warn_hz_per_min": fr["warn_rate_hz_per_min"],
+            "water_warn_hz": lw["water_warn_ppm"] * f0, "water_fail_hz": lw["water_fail_ppm"] * f0,
+            "metab_warn_hz": lw["metab_warn_ppm"] * f0, "metab_fail_hz": lw["metab_fail_ppm"] * f0,
+            "snr_target": float(config["snr"]["target"])}

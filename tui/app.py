@@ -1,0 +1,214 @@
+"""The technologist's view: ``QCApp`` shows a FeedState that a background watcher keeps filling.
+
+Data flow: watcher thread (daemon feed, or a file run in-process) -> FeedMessages -> FeedState.apply
+(cheap) -> a 10 Hz timer redraws when the state changed. A burst of a thousand results is one redraw,
+so a max-speed replay never leaves the view behind the feed (bench/tui_bench.py measures the lag).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, RichLog
+
+from . import plots
+from .banner import Banner
+from .export import export_report
+from .messages import ConnectionChanged, FeedMessages
+from .panels import ErrorLine, FlaggedTable, MetricsPanel, ScanLine
+from .scan_state import CONNECTING, NO_DAEMON, OFFLINE, FeedState, ScanState
+from .screens import HelpScreen, HistoryScreen
+
+REDRAW_INTERVAL_S = 0.1  # at most 10 redraws per second
+LEVEL_STYLE = {"info": "", "warn": "yellow", "fail": "bold red"}
+
+
+class QCApp(App):
+    TITLE = "mrsqc"
+    CSS = """
+    Screen { layout: vertical; }
+    #row-trends { height: 1fr; min-height: 8; }
+    #row-spectrum { height: 1fr; min-height: 8; }
+    #row-tables { height: 9; }
+    #frequency, #snr { width: 1fr; }
+    #spectrum { width: 2fr; }
+    MetricsPanel { width: 1fr; min-width: 44; }
+    FlaggedTable { width: 1fr; border: round $primary-darken-1; }
+    #events { width: 1fr; border: round $primary-darken-1; }
+    """
+    BINDINGS = [
+        Binding("q", "quit", "quit"),
+        Binding("p", "pause", "pause/resume"),
+        Binding("e", "export", "export report"),
+        Binding("h", "history", "history"),
+        Binding("l", "follow", "follow live"),
+        Binding("question_mark", "help", "help"),
+    ]
+
+    def __init__(self, watcher_factory=None, source: str = "", bell: bool = True, export_dir: str | Path = ".",
+                 redraw_interval_s: float = REDRAW_INTERVAL_S):
+        """``watcher_factory(app)`` returns a started-later thread with ``stop()`` that posts FeedMessages and
+        ConnectionChanged (FeedWatcher, FileWatcher); None = nothing feeds the view (tests post directly)."""
+        super().__init__()
+        self.state = FeedState(source)
+        self.watcher_factory = watcher_factory
+        self.watcher: threading.Thread | None = None
+        self.bell_enabled = bell
+        self.export_dir = Path(export_dir)
+        self.redraw_interval_s = redraw_interval_s
+        self.paused = False
+        self.redraws = 0  # how many times the view was redrawn (coalescing is tested on it)
+        self._drawn_version = -1
+        self._bells_rung = 0
+        self._events_shown = 0
+
+    # ------------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        yield Banner(id="banner")
+        yield ErrorLine(id="error-line")
+        yield ScanLine(id="scan-line")
+        with Horizontal(id="row-trends"):
+            yield plots.BraillePlot(id="frequency")
+            yield plots.BraillePlot(id="snr")
+        with Horizontal(id="row-spectrum"):
+            yield plots.BraillePlot(id="spectrum")
+            yield MetricsPanel(id="metrics")
+        with Horizontal(id="row-tables"):
+            yield FlaggedTable(id="flagged")
+            with Vertical(id="events"):
+                yield RichLog(id="event-log", max_lines=500, wrap=True, markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#events").border_title = "Events"
+        self.set_interval(self.redraw_interval_s, self.redraw)
+        self.redraw()
+        if self.watcher_factory is not None:
+            self.watcher = self.watcher_factory(self)
+            self.watcher.start()
+
+    def on_unmount(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher.join(2)
+
+    # ------------------------------------------------------------------ messages from the watcher
+    def on_feed_messages(self, message: FeedMessages) -> None:
+        for m in message.messages:
+            self.state.apply(m)
+
+    def on_connection_changed(self, message: ConnectionChanged) -> None:
+        if message.reset:
+            self.state.reset_feed()
+        self.state.set_connection(message.state, message.detail)
+
+    # ------------------------------------------------------------------ drawing
+    def redraw(self, force: bool = False) -> None:
+        """Redraw everything from the state, if it changed (called by the 10 Hz timer)."""
+        state = self.state
+        if state.version == self._drawn_version and not force:
+            return
+        self._drawn_version = state.version
+        self.redraws += 1
+        st = state.current
+        self._draw_banner(st)
+        self.query_one(ErrorLine).show(state)
+        self.query_one(ScanLine).show(state, st)
+        if state.bad_alerts > self._bells_rung:
+            self._bells_rung = state.bad_alerts
+            if self.bell_enabled:
+                self.bell()
+        if self.paused:
+            return
+        if st is not None:
+            for widget_id, build in (("frequency", plots.frequency_plot), ("snr", plots.snr_plot),
+                                     ("spectrum", plots.spectrum_plot)):
+                self.query_one(f"#{widget_id}", plots.BraillePlot).show(*build(st))
+        else:
+            for widget_id, title in (("frequency", "Frequency shift, Hz (+ = towards higher ppm)"),
+                                     ("snr", "Running SNR (NAA peak / noise SD)"),
+                                     ("spectrum", "Spectrum (units: noise SD of one transient)")):
+                self.query_one(f"#{widget_id}", plots.BraillePlot).show(plots.braille.Plot(
+                    empty_text="waiting for a scan"), title)
+        self.query_one(MetricsPanel).show(state, st)
+        self.query_one(FlaggedTable).show(st)
+        self._draw_events()
+
+    def _draw_banner(self, st: ScanState | None) -> None:
+        state = self.state
+        banner = self.query_one(Banner)
+        if state.connection == NO_DAEMON:
+            banner.show("no daemon", "No daemon answering", state.connection_detail)
+        elif st is None:
+            what = "Connecting to the daemon" if state.connection == CONNECTING else \
+                "Reading the file" if state.connection == OFFLINE else "Waiting for scan"
+            banner.show("wait", what, state.connection_detail)
+        elif st.summary is None:
+            banner.show("wait", "Scan started: the first 8 averages set the reference",
+                        "results from the 8th average on")
+        else:
+            s = st.summary
+            reasons = s["reasons"] or ["all checks within limits"]
+            if st.finished:
+                tail = f"final verdict, scan {s['status']}"
+                if state.following and state.connection != OFFLINE:
+                    tail += " · waiting for the next scan"
+            else:
+                tail = f"live · {st.n_metabolite}/{st.scan.planned_averages} averages"
+            headline = reasons[0] if len(reasons) == 1 else f"{reasons[0]}  ·  {reasons[1]}"
+            more = "; ".join(reasons[2:])
+            banner.show(s["verdict"], headline, (more + "\n" if more else "") + tail)
+        self.sub_title = "PAUSED (p resumes)" if self.paused else ""
+
+    def _draw_events(self) -> None:
+        log = self.query_one("#event-log", RichLog)
+        state = self.state
+        new = state.events_total - self._events_shown
+        if new <= 0:
+            return
+        for ev in list(state.events)[-min(new, len(state.events)):]:
+            line = Text(time.strftime("%H:%M:%S ", time.localtime(ev.time)), style="dim")
+            line.append(ev.text, style=LEVEL_STYLE.get(ev.level, ""))
+            log.write(line)
+        self._events_shown = state.events_total
+
+    # ------------------------------------------------------------------ keys
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        self.state.log("info", "view paused" if self.paused else "view resumed")
+        self.redraw(force=True)
+
+    def action_export(self) -> None:
+        st = self.state.current
+        if st is None:
+            self.notify("nothing to export yet", severity="warning")
+            return
+        try:
+            folder = export_report(st, self.export_dir)
+        except (OSError, ValueError) as exc:
+            self.notify(f"export failed: {exc}", severity="error")
+            self.state.log("fail", f"export failed: {exc}")
+            return
+        self.notify(f"report written to {folder}")
+        self.state.log("info", f"report exported to {folder}")
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_history(self) -> None:
+        def picked(scan_id: str | None) -> None:
+            if scan_id:
+                self.state.select(scan_id)
+                self.redraw(force=True)
+
+        self.push_screen(HistoryScreen(self.state), picked)
+
+    def action_follow(self) -> None:
+        self.state.select(None)
+        self.redraw(force=True)

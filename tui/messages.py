@@ -1,0 +1,25 @@
+"""Typed messages a background watcher posts to the app (one batch per poll, so a burst is one message)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from textual.message import Message
+
+
+@dataclass
+class FeedMessages(Message):
+    """Feed messages in feed order (scan_start, result, progress, summary, status, heartbeat)."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class ConnectionChanged(Message):
+    """The watcher's link to its source: connecting | connected | no daemon | offline. ``reset``: a new daemon
+    answered (restart), so feed numbering starts again."""
+
+    state: str
+    detail: str = ""
+    reset: bool = False

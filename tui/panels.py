@@ -1,0 +1,156 @@
+"""Text panels: the scan line with progress, the linewidth/phase/health panel, the flagged-transient table,
+and the daemon-error line. Each takes a ScanState (or FeedState) and draws itself; units on every number."""
+
+from __future__ import annotations
+
+import math
+
+from rich.text import Text
+from textual.widgets import DataTable, Static
+
+from qc_daemon.model import METABOLITE, WATER_REF
+
+from .scan_state import CONNECTED, OFFLINE, FeedState, ScanState, describe, water_fwhm_hz
+
+
+def clock(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "--:--"
+    s = int(round(seconds))
+    return f"{s // 60}:{s % 60:02d}" if s < 3600 else f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+class ScanLine(Static):
+    """Line 1: sequence, TE/TR, f0, voxel. Line 2: averages n/N with a bar and the time remaining."""
+
+    DEFAULT_CSS = "ScanLine { height: 2; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }"
+    BAR = 30
+
+    def show(self, state: FeedState, st: ScanState | None) -> None:
+        if st is None:
+            self.update(Text("no scan yet\n", style="dim"))
+            return
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append(describe(st.scan), style="bold")
+        t.append(f"   scan {st.scan_id[:8]}", style="dim")
+        if not state.following:
+            t.append("   [history: l follows live]", style="bold magenta")
+        n, total = st.n_metabolite, st.scan.planned_averages
+        fill = min(self.BAR, int(self.BAR * n / max(total, 1)))
+        t.append("\n")
+        t.append("█" * fill, style="green")
+        t.append("░" * (self.BAR - fill), style="grey35")
+        t.append(f" {n}/{total} averages", style="bold")
+        t.append(f"   {'done' if st.finished else clock(st.remaining_s()) + ' left'}")
+        if st.final:
+            t.append(f"   scan {st.final['status']}", style="bold")
+        self.update(t)
+
+
+class MetricsPanel(Static):
+    """Linewidths (water reference, tCr, NAA), phase, single-shot SNR, flagged count, daemon health."""
+
+    DEFAULT_CSS = """
+    MetricsPanel { border: round $primary-darken-1; height: 1fr; padding: 0 1; text-wrap: nowrap;
+                   text-overflow: ellipsis; }
+    """
+
+    def show(self, state: FeedState, st: ScanState | None) -> None:
+        self.border_title = "Linewidth · phase · health"
+        t = Text(no_wrap=True, overflow="ellipsis")
+        if st is not None:
+            f0 = st.scan.f0_hz / 1e6
+            lim = st.limits
+            water = water_fwhm_hz(st)
+            _row(t, "water FWHM", water, "Hz", f0, lim.get("water_warn_hz"), lim.get("water_fail_hz"),
+                 "no water reference" if st.latest(WATER_REF) is None else "n/a")
+            metab = st.latest(METABOLITE)
+            m = metab["metrics"] if metab else {}
+            _row(t, "tCr FWHM", m.get("fwhm_metab_hz"), "Hz", f0, lim.get("metab_warn_hz"),
+                 lim.get("metab_fail_hz"), "n/a (running average)")
+            _row(t, "NAA FWHM", m.get("fwhm_naa_hz"), "Hz", f0, None, None, "n/a")
+            phase = metab["phase_deg"] if metab else None
+            t.append(f"{'phase':<11}")
+            t.append(f"{phase:+.1f}°" if isinstance(phase, (int, float)) else "n/a", style="bold")
+            t.append("  latest vs reference\n", style="dim")
+            snr1 = metab["snr"] if metab else None
+            t.append(f"{'SNR 1 shot':<11}")
+            t.append(f"{snr1:.1f}" if isinstance(snr1, (int, float)) else "n/a", style="bold")
+            t.append("  NAA, latest transient\n", style="dim")
+            n_metab = st.n_metabolite
+            n_flag = len(st.flagged)
+            t.append(f"{'flagged':<11}")
+            t.append(f"{n_flag} of {len(st.results)}", style="bold red" if n_flag else "bold")
+            t.append(f"  ({100 * n_flag / max(n_metab, 1):.0f} % of averages)\n", style="dim")
+        t.append(f"{'source':<11}")
+        t.append(_health(state) + "\n", style="dim")
+        self.update(t)
+
+
+def _row(t: Text, label: str, value, unit: str, f0_mhz: float, warn, fail, missing: str) -> None:
+    t.append(f"{label:<11}")
+    if not isinstance(value, (int, float)):
+        t.append(missing + "\n", style="dim")
+        return
+    style = "bold red" if fail and value > fail else "bold yellow" if warn and value > warn else "bold green"
+    t.append(f"{value:.1f} {unit}", style=style)
+    t.append(f"  {value / f0_mhz:.3f} ppm" + (f", limit {warn:.1f}" if warn else ""), style="dim")
+    t.append("\n")
+
+
+def _health(state: FeedState) -> str:
+    if state.connection == OFFLINE:
+        return f"file, in-process: {state.connection_detail}"
+    if state.connection != CONNECTED:
+        return f"{state.connection}: {state.connection_detail}"
+    beat = state.daemon or {}
+    handle = beat.get("handle_ms") or {}
+    rejected = sum((beat.get("rejected") or {}).values())
+    p99 = f"QC p99 {handle['p99']:.1f} ms" if handle.get("p99") is not None else "QC p99 n/a"
+    return f"daemon {state.connection_detail}: {p99}, rejected {rejected}"
+
+
+class FlaggedTable(DataTable):
+    """Flagged transients of the shown scan, newest first, with reasons."""
+
+    COLUMNS = ("#", "t (s)", "reasons", "freq (Hz)", "phase (°)", "kind", "set")
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.zebra_stripes = True
+        for i, label in enumerate(self.COLUMNS):
+            self.add_column(label, key="index" if i == 0 else label)
+        self._shown: tuple[str | None, int] = (None, 0)
+
+    def show(self, st: ScanState | None) -> None:
+        self.border_title = f"Flagged transients ({len(st.flagged) if st else 0})"
+        key = (st.scan_id if st else None, len(st.flagged) if st else 0)
+        if key == self._shown:
+            return
+        if st is None or key[0] != self._shown[0]:
+            self.clear()
+            self._shown = (key[0], 0)
+        if st is None:
+            return
+        for r in st.flagged[self._shown[1]:]:
+            self.add_row(str(r["index"]), f"{r['time_s']:.1f}", Text(", ".join(r["flags"]) or "rejected", style="red"),
+                         _f(r["freq_hz"], "+.2f"), _f(r["phase_deg"], "+.1f"), r["kind"], str(r["set"]),
+                         key=f"{st.scan_id}:{r['index']}")
+        self._shown = key
+        self.sort("index", key=lambda v: -int(v))
+
+
+def _f(v, spec: str) -> str:
+    return format(v, spec) if isinstance(v, (int, float)) else "n/a"
+
+
+class ErrorLine(Static):
+    """A loud line when the daemon reports an error (e.g. journal not writable): QC continues, saving does not."""
+
+    DEFAULT_CSS = "ErrorLine { background: $error; color: white; text-style: bold; padding: 0 1; height: auto; }"
+
+    def show(self, state: FeedState) -> None:
+        error = state.daemon_error
+        self.display = bool(error)
+        if error:
+            self.update(f"DAEMON ERROR: {error} — QC continues, but results are NOT being saved to the journal")

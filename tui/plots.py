@@ -1,0 +1,128 @@
+"""The three live plots (frequency, running SNR, spectrum), built from a ScanState on the braille canvas.
+
+Every plot names its quantity, unit and sign convention in its title; the same definitions are in
+docs/results.md and docs/tui.md.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from textual.widget import Widget
+
+from qc_daemon.model import METABOLITE
+
+from . import braille
+from .scan_state import ScanState
+
+ACCEPTED, FLAGGED, TREND, AVERAGE, LATEST, BAND, PROJECTION, TARGET = (
+    "cyan", "bold red", "yellow", "bold green", "grey50", "on #3a3a00", "grey62", "magenta")
+
+
+class BraillePlot(Widget):
+    """Shows a :class:`braille.Plot`; ``show(plot, title)`` replaces it."""
+
+    DEFAULT_CSS = "BraillePlot { border: round $primary-darken-1; height: 1fr; }"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.plot = braille.Plot()
+
+    def show(self, plot: braille.Plot, title: str, subtitle: str = "") -> None:
+        self.plot = plot
+        self.border_title = title
+        self.border_subtitle = subtitle
+        self.refresh()
+
+    def render(self):
+        return braille.render(self.plot, self.content_size.width, self.content_size.height)
+
+
+def _metabolites(st: ScanState) -> list[dict]:
+    return [r for r in st.results if r["kind"] == METABOLITE]
+
+
+def _num(v) -> float:
+    return float(v) if isinstance(v, (int, float)) else math.nan
+
+
+def frequency_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
+    """Per-transient shift (dots; red = flagged), the causal trend (line), the warning band (shaded)."""
+    rows = _metabolites(st)
+    idx = np.array([r["index"] for r in rows], dtype=float)
+    freq = np.array([_num(r["freq_hz"]) for r in rows])
+    trend = np.array([_num(r["metrics"].get("freq_trend_hz")) for r in rows])
+    ok = np.array([r["accepted"] for r in rows], dtype=bool)
+    warn = st.limits.get("freq_warn_hz")
+    plot = braille.Plot(x_label="transient #", empty_text="frequency: waiting for the first transients")
+    if warn:
+        plot.band(-warn, warn, BAND)
+    plot.rule(0.0, "grey35")
+    plot.line(idx, trend, TREND).points(idx[ok], freq[ok], ACCEPTED).points(idx[~ok], freq[~ok], FLAGGED)
+    if rows:
+        plot.x_range = (0.0, max(float(idx.max()), st.scan.planned_averages - 1.0, 1.0))
+    rate = (st.summary or {}).get("drift_hz_per_min")
+    if rate is None and rows:
+        rate = rows[-1]["metrics"].get("drift_rate_hz_per_min")
+    title = "Frequency shift, Hz (+ = towards higher ppm)"
+    parts = [f"drift {rate:+.2f} Hz/min" if isinstance(rate, (int, float)) else "drift n/a"]
+    if rows and np.isfinite(trend[-1]):
+        parts.append(f"now {trend[-1]:+.2f} Hz ({trend[-1] / st.scan.f0_hz * 1e6:+.3f} ppm)")
+    if warn:
+        parts.append(f"band ±{warn:.1f} Hz")
+    return plot, title, " · ".join(parts)
+
+
+def snr_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
+    """Running SNR of edit set 0 against accepted averages, its sqrt(n) projection to the planned end, and
+    the target (when configured)."""
+    rows = [r for r in _metabolites(st) if r["set"] == 0 and r["snr_running"] is not None]
+    n = np.array([_num(r["metrics"].get("n_accepted_set")) for r in rows])
+    snr = np.array([_num(r["snr_running"]) for r in rows])
+    per_set = max(1, st.scan.planned_averages // max(1, st.scan.n_sets))
+    target = st.limits.get("snr_target") or 0.0
+    plot = braille.Plot(x_label="averages", empty_text="SNR: after the first 8 transients")
+    plot.x_range = (0.0, float(max(per_set, np.nanmax(n) if n.size else 1.0)))
+    title = "Running SNR (NAA peak / noise SD)"
+    if not rows:
+        return plot, title, ""
+    now_n, now = float(n[-1]), float(snr[-1])
+    if target > 0:
+        plot.rule(target, TARGET)
+    if now_n < per_set and now_n > 0:
+        k = np.linspace(now_n, per_set, 24)
+        plot.line(k, now * np.sqrt(k / now_n), PROJECTION)
+    plot.line(n, snr, AVERAGE)
+    latest = rows[-1]["metrics"]
+    projected = latest.get("snr_projected")
+    parts = [f"now {now:.1f} at {now_n:.0f}"]
+    if isinstance(projected, (int, float)):
+        parts.append(f"projected {projected:.1f} at {per_set}")
+    if target > 0:
+        more = latest.get("averages_to_target")
+        parts.append(f"target {target:g}: " + ("reached" if more == 0 else f"{more} more averages"
+                                              if isinstance(more, int) else "n/a"))
+    return plot, title, " · ".join(parts)
+
+
+def spectrum_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
+    """The latest transient (grey) and the running average (green), real part, ppm decreasing to the right."""
+    sp = st.spectrum
+    plot = braille.Plot(x_reversed=True, x_label="ppm", empty_text="spectrum: after the first 8 transients")
+    title = "Spectrum (units: noise SD of one transient)"
+    if not sp:
+        return plot, title, ""
+    n = len(sp["average"])
+    ppm = np.linspace(sp["ppm_lo"], sp["ppm_hi"], n)
+    latest = np.array([_num(v) for v in sp["latest"]])
+    average = np.array([_num(v) for v in sp["average"]])
+    plot.x_range = (float(ppm[0]), float(ppm[-1]))
+    # the y range follows the average (its peaks), so one noisy transient cannot squash the plot
+    finite = average[np.isfinite(average)]
+    if finite.size:
+        lo, hi = float(finite.min()), float(finite.max())
+        span = max(hi - lo, 1.0)
+        plot.y_range = (lo - 0.6 * span, hi + 0.25 * span)
+    plot.line(ppm, np.clip(latest, *plot.y_range) if plot.y_range else latest, LATEST).line(ppm, average, AVERAGE)
+    return plot, title, f"grey: latest #{sp['index']} · green: average of {sp['n_average']}"

@@ -1,0 +1,249 @@
+"""What the view knows: feed messages folded into per-scan state, plus the connection and the event log.
+
+Pure Python (no Textual): the app applies every message here as it arrives (cheap: appends), and redraws
+from it on a timer, at most ~10 times a second. The same messages come from a daemon's feed or from an
+in-process run of a file (qc_daemon/session.py), so both views read the same state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from qc_daemon.model import METABOLITE, WATER_REF, ScanInfo
+
+MAX_SCANS = 50  # finished scans kept for the history list
+MAX_EVENTS = 500
+
+# connection states
+CONNECTING = "connecting"
+CONNECTED = "connected"
+NO_DAEMON = "no daemon"
+OFFLINE = "offline"  # reviewing a file in-process
+
+from qc_daemon.plugin_api import FAIL, OK, WARN  # noqa: E402  verdicts: pass | warn | fail
+
+
+@dataclass
+class Event:
+    """One line of the event log. ``level``: info | warn | fail."""
+
+    time: float
+    level: str
+    text: str
+
+
+@dataclass
+class ScanState:
+    """One scan as seen on the feed."""
+
+    scan: ScanInfo
+    limits: dict[str, float] = field(default_factory=dict)
+    results: list[dict[str, Any]] = field(default_factory=list)
+    flagged: list[dict[str, Any]] = field(default_factory=list)
+    live: dict[str, Any] | None = None  # latest live (running) summary
+    final: dict[str, Any] | None = None  # the summary at the end of the scan
+    spectrum: dict[str, Any] | None = None
+    started_wall: float = field(default_factory=time.time)
+    ended_wall: float | None = None
+
+    @property
+    def scan_id(self) -> str:
+        return self.scan.scan_id
+
+    @property
+    def summary(self) -> dict[str, Any] | None:
+        return self.final or self.live
+
+    @property
+    def finished(self) -> bool:
+        return self.final is not None
+
+    @property
+    def n_metabolite(self) -> int:
+        return sum(1 for r in self.results if r["kind"] == METABOLITE)
+
+    def verdict(self) -> str | None:
+        """pass | warn | fail from the live or final summary; None before the first one."""
+        s = self.summary
+        return s["verdict"] if s else None
+
+    def latest(self, kind: str) -> dict[str, Any] | None:
+        return next((r for r in reversed(self.results) if r["kind"] == kind), None)
+
+    def remaining_s(self) -> float | None:
+        """Time left at the scan's pace: TR when known, else the mean spacing of the transients so far (s)."""
+        left = max(0, self.scan.planned_averages - self.n_metabolite)
+        if self.finished or left == 0:
+            return 0.0
+        if self.scan.tr_ms:
+            return left * self.scan.tr_ms / 1000.0
+        times = [r["time_s"] for r in self.results if r["kind"] == METABOLITE]
+        if len(times) >= 2 and times[-1] > times[0]:
+            return left * (times[-1] - times[0]) / (len(times) - 1)
+        return None
+
+
+class FeedState:
+    """Every scan seen (newest last), which one is shown, the connection and the event log."""
+
+    def __init__(self, source: str = ""):
+        self.source = source  # what we watch: an endpoint or a file name
+        self.connection = CONNECTING
+        self.connection_detail = ""
+        self.daemon_error: str | None = None
+        self.daemon: dict[str, Any] | None = None  # the latest heartbeat
+        self.scans: OrderedDict[str, ScanState] = OrderedDict()
+        self.selected: str | None = None  # a scan picked from the history; None = follow the newest
+        self.events: deque[Event] = deque(maxlen=MAX_EVENTS)
+        self.version = 0  # bumped on every change: the view redraws when it moved
+        self.bad_alerts = 0  # bumped when a shown scan turns BAD (the app rings the bell)
+        self.feed_seq = 0  # last feed_seq applied
+        self.events_total = 0  # events ever logged (the deque keeps the last MAX_EVENTS)
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def current(self) -> ScanState | None:
+        if self.selected is not None and self.selected in self.scans:
+            return self.scans[self.selected]
+        return next(reversed(self.scans.values()), None)
+
+    @property
+    def following(self) -> bool:
+        return self.selected is None
+
+    def select(self, scan_id: str | None) -> None:
+        self.selected = scan_id if scan_id in self.scans else None
+        self.version += 1
+
+    # ------------------------------------------------------------------ updates
+    def log(self, level: str, text: str) -> None:
+        self.events.append(Event(time.time(), level, text))
+        self.events_total += 1
+        self.version += 1
+
+    def set_connection(self, state: str, detail: str = "") -> None:
+        if (state, detail) == (self.connection, self.connection_detail):
+            return
+        was = self.connection
+        self.connection, self.connection_detail = state, detail
+        level = "warn" if state == NO_DAEMON else "info"
+        if state != was or detail:
+            self.log(level, f"{state}{': ' + detail if detail else ''}")
+        self.version += 1
+
+    def apply(self, message: dict[str, Any]) -> None:
+        """Fold one feed message in (unknown types are ignored: a newer daemon may send more)."""
+        kind = message.get("type")
+        handler = getattr(self, f"_on_{kind}", None)
+        if handler is None:
+            return
+        handler(message)
+        if isinstance(message.get("feed_seq"), int) and kind not in ("heartbeat", "status"):
+            self.feed_seq = max(self.feed_seq, message["feed_seq"])
+        self.version += 1
+
+    def reset_feed(self) -> None:
+        """A new daemon (restart): feed numbering starts again; scans seen so far stay in the history."""
+        self.feed_seq = 0
+
+    def _on_scan_start(self, m: dict[str, Any]) -> None:
+        scan = ScanInfo.from_dict(m["scan"])
+        if scan.scan_id in self.scans:  # a re-sync after reconnecting: start this scan's state afresh
+            del self.scans[scan.scan_id]
+        self.scans[scan.scan_id] = ScanState(scan, limits=dict(m.get("limits") or {}))
+        while len(self.scans) > MAX_SCANS:
+            oldest = next(iter(self.scans))
+            if oldest == self.selected:
+                self.selected = None
+            del self.scans[oldest]
+        self.log("info", f"scan {scan.scan_id[:8]} started: {describe(scan)}")
+
+    def _scan_of(self, m: dict[str, Any]) -> ScanState | None:
+        return self.scans.get(m.get("scan_id", ""))
+
+    def _on_result(self, m: dict[str, Any]) -> None:
+        st = self._scan_of(m)
+        if st is None:
+            return
+        r = m["result"]
+        st.results.append(r)
+        if not r["accepted"]:
+            st.flagged.append(r)
+            self.log("warn", f"transient #{r['index']} ({r['kind']}, {r['time_s']:.1f} s) flagged: "
+                             f"{', '.join(r['flags']) or 'rejected'}")
+
+    def _on_progress(self, m: dict[str, Any]) -> None:
+        st = self._scan_of(m)
+        if st is None:
+            return
+        self._verdict_change(st, m["summary"])
+        st.live = m["summary"]
+        if m.get("spectrum"):
+            st.spectrum = m["spectrum"]
+
+    def _on_summary(self, m: dict[str, Any]) -> None:
+        st = self._scan_of(m)
+        if st is None:
+            return
+        self._verdict_change(st, m["summary"])
+        st.final = m["summary"]
+        st.ended_wall = time.time()
+        if m.get("spectrum"):
+            st.spectrum = m["spectrum"]
+        s = st.final
+        level = {OK: "info", WARN: "warn", FAIL: "fail"}.get(s["verdict"], "info")
+        self.log(level, f"scan {st.scan_id[:8]} {s['status']}: {s['verdict'].upper()}"
+                        + (f" ({'; '.join(s['reasons'])})" if s["reasons"] else ""))
+
+    def _verdict_change(self, st: ScanState, new: dict[str, Any]) -> None:
+        old = st.verdict()
+        verdict = new["verdict"]
+        if verdict == old:
+            return
+        level = {OK: "info", WARN: "warn", FAIL: "fail"}.get(verdict, "info")
+        reasons = "; ".join(new.get("reasons") or []) or "all checks within limits"
+        self.log(level, f"status {verdict.upper()}: {reasons}")
+        if verdict == FAIL and st is self.current:
+            self.bad_alerts += 1
+
+    def _on_heartbeat(self, m: dict[str, Any]) -> None:
+        self.daemon = m
+        error = m.get("error")
+        if error != self.daemon_error:
+            self.daemon_error = error
+            if error:
+                self.log("fail", f"daemon error: {error}")
+
+    def _on_status(self, m: dict[str, Any]) -> None:
+        level = {"error": "fail", "warn": "warn"}.get(m.get("state"), "info")
+        if m.get("state") == "error":
+            self.daemon_error = m.get("detail")
+        self.log(level, f"daemon: {m.get('detail', '')}")
+
+
+def describe(scan: ScanInfo) -> str:
+    """Sequence, TE/TR, f0 and voxel: the scan line (no patient identifiers exist in ScanInfo)."""
+    parts = [scan.sequence or "sequence ?"]
+    if scan.te_ms:
+        parts.append(f"TE {scan.te_ms:g} ms")
+    if scan.tr_ms:
+        parts.append(f"TR {scan.tr_ms:g} ms")
+    parts.append(f"f0 {scan.f0_hz / 1e6:.3f} MHz")
+    if scan.voxel_mm:
+        x, y, z = scan.voxel_mm
+        parts.append(f"voxel {x:g}x{y:g}x{z:g} mm ({x * y * z / 1000:.2g} mL)")
+    if scan.n_sets > 1:
+        parts.append(f"{scan.n_sets} edit sets")
+    return "  ".join(parts)
+
+
+def water_fwhm_hz(st: ScanState) -> float | None:
+    """Water FWHM (Hz): the median over water references from the summary, else the latest one."""
+    s = st.summary
+    if s and s.get("fwhm_water_hz") is not None:
+        return s["fwhm_water_hz"]
+    r = st.latest(WATER_REF)
+    return r["fwhm_hz"] if r else None

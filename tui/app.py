@@ -52,11 +52,11 @@ class QCApp(App):
     ]
 
     def __init__(self, watcher_factory=None, source: str = "", bell: bool = True, export_dir: str | Path = ".",
-                 redraw_interval_s: float = REDRAW_INTERVAL_S):
+                 redraw_interval_s: float = REDRAW_INTERVAL_S, clock=time.time):
         """``watcher_factory(app)`` returns a started-later thread with ``stop()`` that posts FeedMessages and
         ConnectionChanged (FeedWatcher, FileWatcher); None = nothing feeds the view (tests post directly)."""
         super().__init__()
-        self.state = FeedState(source)
+        self.state = FeedState(source, clock=clock)
         self.watcher_factory = watcher_factory
         self.watcher: threading.Thread | None = None
         self.bell_enabled = bell
@@ -82,7 +82,7 @@ class QCApp(App):
         with Horizontal(id="row-tables"):
             yield FlaggedTable(id="flagged")
             with Vertical(id="events"):
-                yield RichLog(id="event-log", max_lines=500, wrap=True, markup=False)
+                yield RichLog(id="event-log", max_lines=500, wrap=True, markup=False, min_width=20)
         yield Footer()
 
     def on_mount(self) -> None:

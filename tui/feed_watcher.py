@@ -31,6 +31,7 @@ class FeedWatcher(threading.Thread):
         self.retry_s = retry_s
         self.sync_timeout_s = sync_timeout_s
         self._stop_event = threading.Event()
+        self._down = False  # in "no daemon": retries stay quiet until one succeeds (no flicker)
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -48,13 +49,14 @@ class FeedWatcher(threading.Thread):
         """One connection: sync, then poll until the daemon goes silent or restarts, or we are stopped."""
         client = FeedClient(self.feed, self.snapshot, ctx, self.curve)
         try:
-            self.app.post_message(ConnectionChanged(CONNECTING, self.snapshot))
+            if not self._down:
+                self.app.post_message(ConnectionChanged(CONNECTING, self.snapshot))
             try:
                 snapshot = client.sync(self.sync_timeout_s)
             except TimeoutError:
-                self.app.post_message(ConnectionChanged(
-                    NO_DAEMON, f"no answer from {self.snapshot}; retrying every {self.retry_s:g} s"))
+                self._went_down(f"no answer from {self.snapshot}; retrying every {self.retry_s:g} s")
                 return
+            self._down = False
             self.app.post_message(ConnectionChanged(CONNECTED, self.feed, reset=True))
             self.app.post_message(FeedMessages(snapshot))
             last_heard = time.monotonic()
@@ -70,8 +72,12 @@ class FeedWatcher(threading.Thread):
                         self.app.post_message(ConnectionChanged(CONNECTING, "the daemon restarted: syncing again"))
                         return
                 elif now - last_heard > self.heartbeat_timeout_s:
-                    self.app.post_message(ConnectionChanged(
-                        NO_DAEMON, f"no heartbeat for {self.heartbeat_timeout_s:g} s from {self.feed}; reconnecting"))
+                    self._went_down(f"no heartbeat for {self.heartbeat_timeout_s:g} s from {self.feed}; reconnecting")
                     return
         finally:
             client.close()
+
+    def _went_down(self, detail: str) -> None:
+        if not self._down:
+            self._down = True
+            self.app.post_message(ConnectionChanged(NO_DAEMON, detail))

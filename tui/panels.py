@@ -120,14 +120,14 @@ class FlaggedTable(DataTable):
         self.zebra_stripes = True
         for i, label in enumerate(self.COLUMNS):
             self.add_column(label, key="index" if i == 0 else label)
-        self._shown: tuple[str | None, int] = (None, 0)
+        self._shown: tuple[int | None, int] = (None, 0)  # (id of the ScanState shown, rows added)
 
     def show(self, st: ScanState | None) -> None:
         self.border_title = f"Flagged transients ({len(st.flagged) if st else 0})"
-        key = (st.scan_id if st else None, len(st.flagged) if st else 0)
+        key = (id(st) if st else None, len(st.flagged) if st else 0)
         if key == self._shown:
             return
-        if st is None or key[0] != self._shown[0]:
+        if st is None or key[0] != self._shown[0] or key[1] < self._shown[1]:
             self.clear()
             self._shown = (key[0], 0)
         if st is None:

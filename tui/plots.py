@@ -65,12 +65,10 @@ def frequency_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
     rate = (st.summary or {}).get("drift_hz_per_min")
     if rate is None and rows:
         rate = rows[-1]["metrics"].get("drift_rate_hz_per_min")
-    title = "Frequency shift, Hz (+ = towards higher ppm)"
+    title = "Frequency shift, Hz (+ = higher ppm)" + (f" · band ±{warn:.1f} Hz" if warn else "")
     parts = [f"drift {rate:+.2f} Hz/min" if isinstance(rate, (int, float)) else "drift n/a"]
     if rows and np.isfinite(trend[-1]):
-        parts.append(f"now {trend[-1]:+.2f} Hz ({trend[-1] / st.scan.f0_hz * 1e6:+.3f} ppm)")
-    if warn:
-        parts.append(f"band ±{warn:.1f} Hz")
+        parts.append(f"trend {trend[-1]:+.2f} Hz ({trend[-1] / st.scan.f0_hz * 1e6:+.3f} ppm)")
     return plot, title, " · ".join(parts)
 
 
@@ -96,7 +94,7 @@ def snr_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
     plot.line(n, snr, AVERAGE)
     latest = rows[-1]["metrics"]
     projected = latest.get("snr_projected")
-    parts = [f"now {now:.1f} at {now_n:.0f}"]
+    parts = [f"now {now:.1f} ({now_n:.0f} averages)"]
     if isinstance(projected, (int, float)):
         parts.append(f"projected {projected:.1f} at {per_set}")
     if target > 0:

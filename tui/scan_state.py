@@ -89,8 +89,9 @@ class ScanState:
 class FeedState:
     """Every scan seen (newest last), which one is shown, the connection and the event log."""
 
-    def __init__(self, source: str = ""):
+    def __init__(self, source: str = "", clock=time.time):
         self.source = source  # what we watch: an endpoint or a file name
+        self.clock = clock  # wall clock (s since the epoch) for event times; tests pin it
         self.connection = CONNECTING
         self.connection_detail = ""
         self.daemon_error: str | None = None
@@ -120,7 +121,7 @@ class FeedState:
 
     # ------------------------------------------------------------------ updates
     def log(self, level: str, text: str) -> None:
-        self.events.append(Event(time.time(), level, text))
+        self.events.append(Event(self.clock(), level, text))
         self.events_total += 1
         self.version += 1
 
@@ -153,7 +154,7 @@ class FeedState:
         scan = ScanInfo.from_dict(m["scan"])
         if scan.scan_id in self.scans:  # a re-sync after reconnecting: start this scan's state afresh
             del self.scans[scan.scan_id]
-        self.scans[scan.scan_id] = ScanState(scan, limits=dict(m.get("limits") or {}))
+        self.scans[scan.scan_id] = ScanState(scan, limits=dict(m.get("limits") or {}), started_wall=self.clock())
         while len(self.scans) > MAX_SCANS:
             oldest = next(iter(self.scans))
             if oldest == self.selected:
@@ -190,12 +191,12 @@ class FeedState:
             return
         self._verdict_change(st, m["summary"])
         st.final = m["summary"]
-        st.ended_wall = time.time()
+        st.ended_wall = self.clock()
         if m.get("spectrum"):
             st.spectrum = m["spectrum"]
         s = st.final
         level = {OK: "info", WARN: "warn", FAIL: "fail"}.get(s["verdict"], "info")
-        self.log(level, f"scan {st.scan_id[:8]} {s['status']}: {s['verdict'].upper()}"
+        self.log(level, f"scan {st.scan_id[:8]} {s['status']}: {verdict_word(s['verdict'])}"
                         + (f" ({'; '.join(s['reasons'])})" if s["reasons"] else ""))
 
     def _verdict_change(self, st: ScanState, new: dict[str, Any]) -> None:
@@ -205,7 +206,7 @@ class FeedState:
             return
         level = {OK: "info", WARN: "warn", FAIL: "fail"}.get(verdict, "info")
         reasons = "; ".join(new.get("reasons") or []) or "all checks within limits"
-        self.log(level, f"status {verdict.upper()}: {reasons}")
+        self.log(level, f"status {verdict_word(verdict)}: {reasons}")
         if verdict == FAIL and st is self.current:
             self.bad_alerts += 1
 
@@ -222,6 +223,11 @@ class FeedState:
         if m.get("state") == "error":
             self.daemon_error = m.get("detail")
         self.log(level, f"daemon: {m.get('detail', '')}")
+
+
+def verdict_word(verdict: str) -> str:
+    """The banner's word for a verdict: pass -> OK, warn -> WARN, fail -> BAD."""
+    return {OK: "OK", WARN: "WARN", FAIL: "BAD"}.get(verdict, verdict.upper())
 
 
 def describe(scan: ScanInfo) -> str:

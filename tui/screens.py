@@ -10,7 +10,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Markdown, Static
 
-from .scan_state import FeedState
+from .scan_state import FeedState, verdict_word
 
 HELP = """\
 # mrsqc — keys
@@ -85,7 +85,7 @@ class HistoryScreen(ModalScreen[str | None]):
             s = st.summary or {}
             table.add_row(time.strftime("%H:%M:%S", time.localtime(st.started_wall)), st.scan_id[:8],
                           st.scan.sequence or "?", f"{st.n_metabolite}/{st.scan.planned_averages}",
-                          st.final["status"] if st.final else "running", (s.get("verdict") or "-").upper(),
+                          st.final["status"] if st.final else "running", verdict_word(s["verdict"]) if s else "-",
                           "; ".join(s.get("reasons") or []), key=st.scan_id)
         table.focus()
 

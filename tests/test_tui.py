@@ -1,0 +1,366 @@
+"""The technologist's view, driven with Textual's Pilot: empty start, a scan streaming in, a motion event in
+the table, a BAD banner with the bell, pause, export, help, history, the daemon-error line, and reconnecting
+after a daemon restart (real daemons on random loopback ports, linger 0, time-outs everywhere)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+import pytest
+import zmq
+
+from qc_daemon.daemon import Daemon, Endpoints
+from qc_daemon.replay import replay
+from tests.test_reliability import stream
+from tests.tui_support import FIXTURE, bad_messages, bad_scan, fixture_messages
+from tui.app import QCApp
+from tui.banner import Banner
+from tui.feed_watcher import FeedWatcher
+from tui.file_watcher import FileWatcher
+from tui.messages import ConnectionChanged, FeedMessages
+from tui.panels import ErrorLine, FlaggedTable, ScanLine
+from tui.plots import BraillePlot
+from tui.scan_state import CONNECTED, NO_DAEMON
+from tui.screens import HelpScreen, HistoryScreen
+
+SIZE = (120, 40)
+RANDOM = Endpoints("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*")
+
+
+@pytest.fixture(scope="module")
+def demo_msgs():
+    return fixture_messages()
+
+
+@pytest.fixture(scope="module")
+def bad_msgs():
+    return bad_messages()
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, timeout=90))
+
+
+def banner_text(app: QCApp) -> str:
+    b = app.query_one(Banner)
+    return str(b.query_one("#banner-text").render())
+
+
+def banner_class(app: QCApp) -> str:
+    return next(c for c in ("ok", "warn", "bad", "idle", "down") if app.query_one(Banner).has_class(c))
+
+
+async def wait_for(pilot, condition, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.05)
+
+
+def feed(app: QCApp, messages: list[dict]) -> None:
+    app.post_message(FeedMessages(list(messages)))
+
+
+# ---------------------------------------------------------------------------------------------- pilot tests
+def test_empty_start_says_it_is_waiting_and_draws_empty_plots():
+    async def main():
+        app = QCApp(bell=False)
+        async with app.run_test(size=SIZE) as pilot:
+            app.post_message(ConnectionChanged(CONNECTED, "tcp://127.0.0.1:5556", reset=True))
+            await pilot.pause(0.3)
+            assert banner_class(app) == "idle" and "Waiting for scan" in banner_text(app)
+            assert "no scan yet" in str(app.query_one(ScanLine).render())
+            assert app.query_one(FlaggedTable).row_count == 0
+            assert "waiting for a scan" in str(app.query_one("#frequency", BraillePlot).render())
+            assert not app.query_one(ErrorLine).display
+    run(main())
+
+
+def test_no_daemon_is_shown_and_the_watcher_keeps_retrying():
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)  # take two free ports, then free them: nothing listens there
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    sock.close(0)
+    ctx.destroy(0)
+    feed_ep = snap_ep = f"tcp://127.0.0.1:{port}"
+
+    async def main():
+        app = QCApp(lambda a: FeedWatcher(a, feed_ep, snap_ep, sync_timeout_s=0.3, retry_s=0.2), bell=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.state.connection == NO_DAEMON)
+            await pilot.pause(0.2)
+            assert banner_class(app) == "down" and "No daemon" in banner_text(app)
+            await pilot.pause(1.0)  # retries, and still says so
+            assert app.state.connection == NO_DAEMON
+            assert sum("no daemon" in e.text for e in app.state.events) >= 1
+    run(main())
+
+
+def test_scan_streams_in_and_ends_with_the_engine_verdict(demo_msgs):
+    async def main():
+        app = QCApp(bell=False)
+        async with app.run_test(size=SIZE) as pilot:
+            feed(app, demo_msgs[:40])  # mid-scan
+            await pilot.pause(0.3)
+            st = app.state.current
+            assert st is not None and not st.finished
+            line = str(app.query_one(ScanLine).render())
+            assert "svs_se" in line and "TE 30 ms" in line and "TR 2000 ms" in line and "123.200 MHz" in line
+            assert f"{st.n_metabolite}/48 averages" in line and "left" in line
+            assert "live" in banner_text(app)
+            freq = str(app.query_one("#frequency", BraillePlot).render())
+            assert any(0x2800 < ord(c) < 0x2900 for c in freq)  # dots were drawn
+            assert "Hz/min" in app.query_one("#frequency", BraillePlot).border_subtitle
+            feed(app, demo_msgs[40:])
+            await pilot.pause(0.3)
+            final = demo_msgs[-1]["summary"]
+            assert st.finished and banner_class(app) == {"pass": "ok", "warn": "warn", "fail": "bad"}[final["verdict"]]
+            assert final["reasons"][0] in banner_text(app) and "final verdict" in banner_text(app)
+            assert "48/48 averages" in str(app.query_one(ScanLine).render())
+            assert "average of" in app.query_one("#spectrum", BraillePlot).border_subtitle
+    run(main())
+
+
+def test_motion_event_appears_in_the_flagged_table(demo_msgs):
+    first_flag = next(i for i, m in enumerate(demo_msgs) if m["type"] == "result" and not m["result"]["accepted"])
+
+    async def main():
+        app = QCApp(bell=False)
+        async with app.run_test(size=SIZE) as pilot:
+            feed(app, demo_msgs[:first_flag])
+            await pilot.pause(0.3)
+            table = app.query_one(FlaggedTable)
+            assert table.row_count == 0
+            feed(app, [demo_msgs[first_flag]])
+            await pilot.pause(0.3)
+            assert table.row_count == 1
+            row = [str(c) for c in table.get_row_at(0)]
+            r = demo_msgs[first_flag]["result"]
+            assert row[0] == str(r["index"]) and row[2] == ", ".join(r["flags"])
+            assert any(f"#{r['index']}" in e.text and "flagged" in e.text for e in app.state.events)
+            feed(app, demo_msgs[first_flag + 1:])
+            await pilot.pause(0.3)
+            flagged = demo_msgs[-1]["summary"]["flagged_indices"]
+            assert table.row_count == len(flagged) == 4
+            assert [int(str(table.get_row_at(i)[0])) for i in range(4)] == sorted(flagged, reverse=True)
+    run(main())
+
+
+def test_bad_banner_rings_the_bell_once(bad_msgs):
+    async def main():
+        app = QCApp(bell=True)
+        rung = []
+        app.bell = lambda: rung.append(1)
+        async with app.run_test(size=SIZE) as pilot:
+            feed(app, bad_msgs)
+            await pilot.pause(0.3)
+            assert banner_class(app) == "bad"
+            text = banner_text(app)
+            assert "frequency drift 0.230 ppm" in text and "motion-corrupted averages" in text
+            assert len(rung) == 1  # a new BAD state rings once, not on every message
+            assert str(app.query_one(Banner).query_one("#banner-word").render()).count("\n") == 4  # the big word
+    run(main())
+
+
+def test_bell_can_be_turned_off(bad_msgs):
+    async def main():
+        app = QCApp(bell=False)
+        rung = []
+        app.bell = lambda: rung.append(1)
+        async with app.run_test(size=SIZE) as pilot:
+            feed(app, bad_msgs)
+            await pilot.pause(0.3)
+            assert banner_class(app) == "bad" and rung == []
+    run(main())
+
+
+def test_redraws_are_coalesced_to_the_timer(demo_msgs):
+    """A burst of 95 batches is a handful of redraws (the 10 Hz timer), and the view ends up current."""
+    async def main():
+        app = QCApp(bell=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause(0.2)
+            before = app.redraws
+            t0 = time.monotonic()
+            for m in demo_msgs:
+                feed(app, [m])
+            await pilot.pause(0.35)
+            elapsed = time.monotonic() - t0
+            assert app.redraws - before <= elapsed / app.redraw_interval_s + 2
+            assert app.state.feed_seq == demo_msgs[-1]["feed_seq"] and app.state.current.finished
+            assert "final verdict" in banner_text(app)
+    run(main())
+
+
+def test_pause_freezes_the_plots_but_not_the_banner(demo_msgs, bad_msgs):
+    async def main():
+        app = QCApp(bell=False)
+        async with app.run_test(size=SIZE) as pilot:
+            feed(app, demo_msgs[:30])
+            await pilot.pause(0.3)
+            spectrum = app.query_one("#spectrum", BraillePlot).border_subtitle
+            await pilot.press("p")
+            assert app.paused and "PAUSED" in app.sub_title
+            feed(app, demo_msgs[30:])
+            await pilot.pause(0.3)
+            assert app.query_one("#spectrum", BraillePlot).border_subtitle == spectrum  # frozen
+            assert "final verdict" in banner_text(app)  # the banner stays live
+            await pilot.press("p")
+            await pilot.pause(0.2)
+            assert not app.paused and app.query_one("#spectrum", BraillePlot).border_subtitle != spectrum
+    run(main())
+
+
+def test_export_writes_the_report_of_the_shown_scan(demo_msgs, tmp_path):
+    async def main():
+        app = QCApp(bell=False, export_dir=tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            feed(app, demo_msgs)
+            await pilot.pause(0.3)
+            await pilot.press("e")
+            await pilot.pause(0.1)
+    run(main())
+    (folder,) = tmp_path.iterdir()
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary == demo_msgs[-1]["summary"]
+    rows = [json.loads(line) for line in (folder / "transients.jsonl").read_text().splitlines()]
+    assert rows == [m["result"] for m in demo_msgs if m["type"] == "result"]
+    assert "VERDICT: WARN" in (folder / "summary.txt").read_text()
+
+
+def test_help_and_history_screens(demo_msgs, bad_msgs):
+    second = [dict(m, feed_seq=m["feed_seq"] + 1000) for m in bad_msgs]
+
+    async def main():
+        app = QCApp(bell=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            await pilot.press("escape")
+            assert not isinstance(app.screen, HelpScreen)
+            feed(app, demo_msgs)
+            feed(app, second)
+            await pilot.pause(0.3)
+            assert app.state.current.scan_id == bad_msgs[0]["scan_id"]  # follows the newest
+            await pilot.press("h")
+            await pilot.pause(0.1)
+            assert isinstance(app.screen, HistoryScreen)
+            table = app.screen.query_one("#history")
+            assert table.row_count == 2
+            await pilot.press("down", "enter")  # the older scan
+            await pilot.pause(0.2)
+            assert app.state.current.scan_id == demo_msgs[0]["scan_id"] and not app.state.following
+            assert "history" in str(app.query_one(ScanLine).render())
+            assert banner_class(app) == "warn"
+            await pilot.press("l")
+            await pilot.pause(0.1)
+            assert app.state.following and banner_class(app) == "bad"
+    run(main())
+
+
+def test_daemon_error_line_shows_a_journal_failure(tmp_path):
+    """The daemon cannot write its journal (data dir is a file): QC goes on, the view says so loudly."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    ctx = zmq.Context()
+    d = Daemon(RANDOM, data_dir=blocker, heartbeat_s=0.2, fsync=False, context=ctx)
+    eps = d.bind()
+    stop = threading.Event()
+    thread = threading.Thread(target=d.serve, args=(stop,), daemon=True)
+    thread.start()
+
+    async def main():
+        app = QCApp(lambda a: FeedWatcher(a, eps.feed, eps.snapshot), bell=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.state.connection == CONNECTED)
+            await asyncio.to_thread(replay, FIXTURE, eps.ingest, None)
+            await wait_for(pilot, lambda: app.state.current is not None and app.state.current.finished)
+            await pilot.pause(0.3)
+            line = app.query_one(ErrorLine)
+            assert line.display and "journal not writable" in str(line.render())
+            assert "NOT being saved" in str(line.render())
+            assert app.state.current.final["n_transients"] == 50  # QC went on
+    try:
+        run(main())
+    finally:
+        stop.set()
+        thread.join(5)
+        d.close()
+        ctx.destroy(linger=0)
+
+
+def test_reconnects_and_resyncs_after_the_daemon_restarts(tmp_path):
+    ctx = zmq.Context()
+
+    def start(endpoints):
+        d = Daemon(endpoints, data_dir=tmp_path / "data", heartbeat_s=0.2, fsync=False, context=ctx)
+        eps = d.bind()
+        stop = threading.Event()
+        thread = threading.Thread(target=d.serve, args=(stop,), daemon=True)
+        thread.start()
+        return d, eps, stop, thread
+
+    def halt(d, stop, thread):
+        stop.set()
+        thread.join(5)
+        d.close()
+
+    d1, eps, stop1, thread1 = start(RANDOM)
+    running = [(d1, stop1, thread1)]
+
+    async def main():
+        app = QCApp(lambda a: FeedWatcher(a, eps.feed, eps.snapshot, heartbeat_timeout_s=1.0, retry_s=0.2,
+                                          sync_timeout_s=0.5), bell=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.state.connection == CONNECTED)
+            await asyncio.to_thread(replay, FIXTURE, eps.ingest, None)
+            await wait_for(pilot, lambda: app.state.current is not None and app.state.current.finished)
+            first = app.state.current.scan_id
+            halt(*running.pop())  # the daemon dies
+            await wait_for(pilot, lambda: app.state.connection == NO_DAEMON)
+            await pilot.pause(0.2)
+            assert banner_class(app) == "down"
+            d2, _, stop2, thread2 = start(eps)  # back on the same endpoints, feed_seq from 1 again
+            running.append((d2, stop2, thread2))
+            await wait_for(pilot, lambda: app.state.connection == CONNECTED)
+            sim = bad_scan()
+            await asyncio.to_thread(stream, eps, ctx, sim.scan, sim.transients)
+            await wait_for(pilot, lambda: len(app.state.scans) == 2 and app.state.current.finished)
+            st = app.state.current
+            assert st.scan_id == sim.scan.scan_id != first and st.scan_id in app.state.scans
+            await pilot.pause(0.3)
+            assert len(st.results) == len(sim.transients) and banner_class(app) == "bad"  # nothing lost
+    try:
+        run(main())
+    finally:
+        for r in running:
+            halt(*r)
+        ctx.destroy(linger=0)
+
+
+def test_offline_review_of_a_file_runs_the_same_engine(demo_msgs):
+    async def main():
+        app = QCApp(lambda a: FileWatcher(a, FIXTURE), bell=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.state.current is not None and app.state.current.finished)
+            st = app.state.current
+            assert st.results == [m["result"] for m in demo_msgs if m["type"] == "result"]
+            assert st.final == demo_msgs[-1]["summary"]
+            await pilot.pause(0.2)
+            assert "checked" in app.state.connection_detail
+    run(main())
+
+
+def test_offline_review_of_a_bad_file_says_why(tmp_path):
+    bad = tmp_path / "broken.dat"
+    bad.write_bytes(b"\0" * 100)
+
+    async def main():
+        app = QCApp(lambda a: FileWatcher(a, bad), bell=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: "cannot check" in app.state.connection_detail)
+    run(main())

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test soak demo bench fixtures clean
+.PHONY: venv test soak demo bench fixtures screenshot clean
 
 venv: $(STAMP)
 
@@ -27,9 +27,13 @@ bench: venv
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/run_all.py
 	$(BIN)/python bench/daemon_bench.py
+	$(BIN)/python bench/tui_bench.py
 
 fixtures: venv
 	$(BIN)/mrsqc simulate --preset fixtures --out fixtures
+
+screenshot: venv
+	$(BIN)/python -m tui.screenshot docs/screenshot.svg
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -58,8 +58,9 @@ def _demo_daemon(ctx: zmq.Context):
             daemon.close()
 
 
-def run_demo_tui(speed: float = 10.0, path: Path = FIXTURE, bell: bool = True) -> None:
-    """The demo with the terminal UI: the replay starts once the view is up."""
+@contextlib.contextmanager
+def demo_app(speed: float = 10.0, path: Path = FIXTURE, bell: bool = True):
+    """Yield the demo's QCApp, watching a running demo daemon; the replay starts 1 s after the view is up."""
     from tui.app import QCApp
     from tui.feed_watcher import FeedWatcher
 
@@ -81,9 +82,15 @@ def run_demo_tui(speed: float = 10.0, path: Path = FIXTURE, bell: bool = True) -
                 threading.Thread(target=replay_later, name="mrsqc-replay", daemon=True).start()
                 return FeedWatcher(app, eps.feed, eps.snapshot)
 
-            QCApp(factory, source=f"demo {eps.feed}", bell=bell).run()
+            yield QCApp(factory, source=f"demo {eps.feed}", bell=bell)
     finally:
         ctx.destroy(linger=0)
+
+
+def run_demo_tui(speed: float = 10.0, path: Path = FIXTURE, bell: bool = True) -> None:
+    """The demo with the terminal UI; it stays on the final verdict until q."""
+    with demo_app(speed, path, bell) as app:
+        app.run()
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ live summary is read-only; tests compare results with and without them).
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -83,3 +84,16 @@ def limits(scan: ScanInfo, config: Config) -> dict[str, float]:
             "water_warn_hz": lw["water_warn_ppm"] * f0, "water_fail_hz": lw["water_fail_ppm"] * f0,
             "metab_warn_hz": lw["metab_warn_ppm"] * f0, "metab_fail_hz": lw["metab_fail_ppm"] * f0,
             "snr_target": float(config["snr"]["target"])}
+
+
+def scan_messages(scan: ScanInfo, transients, config: Config | None = None, first_seq: int = 1) -> list[dict]:
+    """Every feed message of one whole scan, stamped (feed_seq, scan_id) as the daemon stamps them, with a
+    progress message after every result: deterministic (no wall clock), for tests and screenshots."""
+    ticks = itertools.count(0.0, PROGRESS_INTERVAL_S)
+    live = LiveScan(scan, config, clock=lambda: next(ticks))
+    out = list(live.start())
+    for t in transients:
+        out += live.process(t)[1]
+    out += live.finish("complete")[2]
+    seq = itertools.count(first_seq)
+    return [dict(m, feed_seq=next(seq), scan_id=scan.scan_id) for m in out]

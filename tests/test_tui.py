@@ -364,3 +364,22 @@ def test_offline_review_of_a_bad_file_says_why(tmp_path):
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: "cannot check" in app.state.connection_detail)
     run(main())
+
+
+def test_demo_shows_the_scan_in_the_ui_and_leaves_no_thread_behind():
+    """`make demo` on a terminal: daemon + replay + this UI; the scan ends on its verdict, q quits cleanly."""
+    from qc_daemon.demo import demo_app
+
+    async def main(app):
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.state.current is not None and app.state.current.finished, 60)
+            await pilot.pause(0.3)
+            assert app.state.current.final["flagged_indices"] == [15, 16, 39, 43]
+            assert banner_class(app) == "warn" and app.query_one(FlaggedTable).row_count == 4
+            await pilot.press("q")
+
+    with demo_app(speed=200.0, bell=False) as app:
+        run(main(app))
+    time.sleep(0.2)
+    names = ("mrsqc-daemon", "mrsqc-replay", "mrsqc-feed-watcher")
+    assert not [t for t in threading.enumerate() if t.name in names and t.is_alive()]

@@ -1,29 +1,15 @@
-"""Deterministic feed messages for the UI tests: a scan run through LiveScan with a fake clock that makes a
-progress message follow every result (the live daemon sends them at most every 0.5 s of wall time)."""
+"""Deterministic feed messages for the UI tests (qc_daemon.session.scan_messages: a progress message after
+every result; the live daemon sends them at most every 0.5 s of wall time)."""
 
 from __future__ import annotations
 
-import itertools
-
-from qc_daemon.session import LiveScan
+from qc_daemon.session import scan_messages
 from qc_daemon.sources.open import open_recording
 from qc_daemon.sources.simulate import Event, SimulationParams, simulate_scan
 from tests.conftest import FIXTURES
 
 FIXTURE = FIXTURES / "demo_drift_motion.dat"
 FIXED_TIME = 1_790_000_000.0  # 2026-09-21 14:13:20 UTC: event-log times in snapshots
-
-
-def scan_messages(scan, transients, first_seq: int = 1) -> list[dict]:
-    """Every feed message of one scan, stamped as the daemon stamps them."""
-    ticks = itertools.count(0.0, 1.0)
-    live = LiveScan(scan, progress_interval_s=0.5, clock=lambda: next(ticks))
-    out = list(live.start())
-    for t in transients:
-        out += live.process(t)[1]
-    out += live.finish("complete")[2]
-    seq = itertools.count(first_seq)
-    return [dict(m, feed_seq=next(seq), scan_id=scan.scan_id) for m in out]
 
 
 def fixture_messages() -> list[dict]:
@@ -41,4 +27,4 @@ def bad_scan():
 
 def bad_messages(first_seq: int = 1) -> list[dict]:
     sim = bad_scan()
-    return scan_messages(sim.scan, sim.transients, first_seq)
+    return scan_messages(sim.scan, sim.transients, first_seq=first_seq)

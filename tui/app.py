@@ -64,6 +64,7 @@ class QCApp(App):
         self.redraw_interval_s = redraw_interval_s
         self.paused = False
         self.redraws = 0  # how many times the view was redrawn (coalescing is tested on it)
+        self.redraw_log: list[tuple[float, int, float]] | None = None  # bench: (perf_counter, feed_seq, ms)
         self._drawn_version = -1
         self._bells_rung = 0
         self._events_shown = 0
@@ -116,6 +117,7 @@ class QCApp(App):
             return
         self._drawn_version = state.version
         self.redraws += 1
+        t0 = time.perf_counter()
         st = state.current
         self._draw_banner(st)
         self.query_one(ErrorLine).show(state)
@@ -139,6 +141,9 @@ class QCApp(App):
         self.query_one(MetricsPanel).show(state, st)
         self.query_one(FlaggedTable).show(st)
         self._draw_events()
+        if self.redraw_log is not None:
+            t1 = time.perf_counter()
+            self.redraw_log.append((t1, state.feed_seq, (t1 - t0) * 1e3))
 
     def _draw_banner(self, st: ScanState | None) -> None:
         state = self.state

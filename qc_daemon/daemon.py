@@ -216,6 +216,7 @@ class Daemon:
         results, messages = scan.live.process(transient)
         self._publish_all(scan.scan.scan_id, messages)
         self._journal_results(scan, results)
+        self._publish_all(scan.scan.scan_id, scan.live.progress_if_due())  # after the results: never delays them
 
     def _journal_results(self, scan: _OpenScan, results: list[TransientQC]) -> None:
         scan.results.extend(results)

@@ -6,7 +6,7 @@ same ones in-process, so the live view and the offline review show the same engi
 - ``scan_start``: ``{"scan": ScanInfo, "limits": the thresholds a viewer draws, in Hz (see limits())}``
 - ``result``: ``{"result": TransientQC}`` (every transient, acquisition order)
 - ``progress``: ``{"summary": live ScanSummary (status "running"), "spectrum": SpectrumView or null}``, sent
-  with a result when ``progress_interval_s`` of wall time have passed since the last one (so at most
+  after a result when ``progress_interval_s`` of wall time have passed since the last one (so at most
   1 / interval per second, whatever the transient rate; at scan pace, TR >= 1 s, after every transient)
 - ``summary``: ``{"summary": final ScanSummary, "spectrum": SpectrumView or null}`` (last message of a scan)
 
@@ -38,17 +38,25 @@ class LiveScan:
         self.progress_interval_s = progress_interval_s
         self._clock = clock
         self._last_progress: float | None = None
+        self._new_results = False
 
     def start(self) -> list[dict[str, Any]]:
         return [{"type": "scan_start", "scan": self.scan.to_dict(), "limits": limits(self.scan, self.engine.config)}]
 
     def process(self, transient: Transient) -> tuple[list[TransientQC], list[dict[str, Any]]]:
-        """QC one transient; returns (results now final, messages: their results and maybe a progress)."""
+        """QC one transient; returns (results now final, their result messages). Publish those first, then
+        ask :meth:`progress_if_due`: the live summary (~1 ms) then never delays a result."""
         results = self.engine.process(transient)
-        messages = [result_message(r) for r in results]
-        if results and self._progress_due():
-            messages.append(self.progress())
-        return results, messages
+        if results:
+            self._new_results = True
+        return results, [result_message(r) for r in results]
+
+    def progress_if_due(self) -> list[dict[str, Any]]:
+        """[a progress message] when results came since the last one and progress_interval_s have passed."""
+        if not self._new_results or (self._last_progress is not None and
+                                     self._clock() - self._last_progress < self.progress_interval_s):
+            return []
+        return [self.progress()]
 
     def finish(self, status: str = "complete") -> tuple[list[TransientQC], ScanSummary, list[dict[str, Any]]]:
         """End the scan: (results released now, final summary, messages ending with the summary)."""
@@ -60,10 +68,8 @@ class LiveScan:
     def progress(self) -> dict[str, Any]:
         """A progress message now: the live summary and the spectrum view."""
         self._last_progress = self._clock()
+        self._new_results = False
         return {"type": "progress", "summary": self.engine.summary(RUNNING).to_dict(), "spectrum": self._spectrum()}
-
-    def _progress_due(self) -> bool:
-        return self._last_progress is None or self._clock() - self._last_progress >= self.progress_interval_s
 
     def _spectrum(self) -> dict[str, Any] | None:
         view = self.engine.spectrum_view()
@@ -94,6 +100,7 @@ def scan_messages(scan: ScanInfo, transients, config: Config | None = None, firs
     out = list(live.start())
     for t in transients:
         out += live.process(t)[1]
+        out += live.progress_if_due()
     out += live.finish("complete")[2]
     seq = itertools.count(first_seq)
     return [dict(m, feed_seq=next(seq), scan_id=scan.scan_id) for m in out]

@@ -226,7 +226,7 @@ def test_heartbeat_and_the_replay_command(daemon):
     deadline = time.monotonic() + 30
     while (summary is None or not beats) and time.monotonic() < deadline:
         for m in viewer.poll(100):
-            if m["type"] == "heartbeat":
+            if m["type"] == "heartbeat" and summary is not None:  # a beat after the whole scan was handled
                 beats.append(m)
             elif m["type"] == "summary":
                 summary = m

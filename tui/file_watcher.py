@@ -63,7 +63,7 @@ class FileWatcher(threading.Thread):
                         if self._stop_event.wait(wait):
                             return
                 _, messages = live.process(t)
-                pending += self._stamp(messages, rec.scan.scan_id)
+                pending += self._stamp(messages + live.progress_if_due(), rec.scan.scan_id)
                 if time.monotonic() - posted >= BATCH_S:
                     self._flush(pending)
                     pending, posted = [], time.monotonic()

@@ -100,3 +100,22 @@ def test_json_logs_are_one_object_per_line():
     rec = logging.LogRecord("mrsqc.daemon", logging.WARNING, __file__, 1, "rejected message: %s", ("bad_json",), None)
     line = json.loads(JsonLogFormatter().format(rec))
     assert line["level"] == "WARNING" and line["message"] == "rejected message: bad_json"
+
+
+def test_tui_refuses_a_bad_file_or_speed_with_one_line(tmp_path, capsys):
+    """Bad input fails before the screen is taken over: exit 2, one line, no traceback."""
+    empty = tmp_path / "empty.dat"
+    empty.write_bytes(b"")
+    assert main(["tui", str(empty)]) == 2
+    assert main(["tui", str(FIXTURES / "demo_drift_motion.dat"), "--speed", "0"]) == 2
+    assert main(["tui", "--curve-secret", "x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("mrsqc: error:") for line in err)
+
+
+def test_tui_help_explains_keys_and_sources():
+    out = subprocess.run([sys.executable, "-m", "qc_daemon.cli", "tui", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    text = " ".join(out.stdout.split())  # argparse wraps lines
+    for word in ("FILE", "--feed", "--snapshot", "--speed", "--export-dir", "--no-bell", "q quit", "? help"):
+        assert word in text

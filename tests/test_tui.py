@@ -383,3 +383,31 @@ def test_demo_shows_the_scan_in_the_ui_and_leaves_no_thread_behind():
     time.sleep(0.2)
     names = ("mrsqc-daemon", "mrsqc-replay", "mrsqc-feed-watcher")
     assert not [t for t in threading.enumerate() if t.name in names and t.is_alive()]
+
+
+def test_no_patient_identifier_on_screen_or_in_an_export(tmp_path):
+    """The fixture's header holds a fake name, ID and birth date: none reaches any screen or the export."""
+    from qc_daemon.sources.twix_write import FakePatient
+
+    fake = FakePatient()
+    assert fake.name.encode() in FIXTURE.read_bytes()
+    screens: list[str] = []
+
+    async def main():
+        app = QCApp(lambda a: FileWatcher(a, FIXTURE), bell=False, export_dir=tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.state.current is not None and app.state.current.finished)
+            await pilot.pause(0.3)
+            screens.append(app.export_screenshot())
+            await pilot.press("e", "h")
+            await pilot.pause(0.3)
+            screens.append(app.export_screenshot())
+            await pilot.press("escape", "question_mark")
+            await pilot.pause(0.3)
+            screens.append(app.export_screenshot())
+            screens.append(" ".join(e.text for e in app.state.events))
+    run(main())
+    outputs = "".join(screens) + "".join(p.read_text() for p in tmp_path.rglob("*") if p.is_file())
+    assert "svs_se" in outputs  # the screens were captured
+    for secret in (fake.name, fake.name.split("^")[0], fake.patient_id, fake.birth_date):
+        assert secret not in outputs

@@ -102,7 +102,11 @@ class QCApp(App):
     # ------------------------------------------------------------------ messages from the watcher
     def on_feed_messages(self, message: FeedMessages) -> None:
         for m in message.messages:
-            self.state.apply(m)
+            self.state.apply(m, quiet=message.snapshot)
+        st = self.state.current
+        if message.snapshot and st is not None:
+            self.state.log("info", f"synced scan {st.scan_id[:8]} from the daemon's snapshot: {len(st.results)} "
+                                   f"results, {len(st.flagged)} flagged")
 
     def on_connection_changed(self, message: ConnectionChanged) -> None:
         if message.reset:

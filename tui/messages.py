@@ -10,9 +10,11 @@ from textual.message import Message
 
 @dataclass
 class FeedMessages(Message):
-    """Feed messages in feed order (scan_start, result, progress, summary, status, heartbeat)."""
+    """Feed messages in feed order (scan_start, result, progress, summary, status, heartbeat). ``snapshot``: they
+    are a daemon's snapshot (the scan so far), so per-transient events are summarised, not logged one by one."""
 
     messages: list[dict[str, Any]] = field(default_factory=list)
+    snapshot: bool = False
 
 
 @dataclass

@@ -103,6 +103,7 @@ class FeedState:
         self.bad_alerts = 0  # bumped when a shown scan turns BAD (the app rings the bell)
         self.feed_seq = 0  # last feed_seq applied
         self.events_total = 0  # events ever logged (the deque keeps the last MAX_EVENTS)
+        self._quiet = False
 
     # ------------------------------------------------------------------ queries
     @property
@@ -135,12 +136,14 @@ class FeedState:
             self.log(level, f"{state}{': ' + detail if detail else ''}")
         self.version += 1
 
-    def apply(self, message: dict[str, Any]) -> None:
-        """Fold one feed message in (unknown types are ignored: a newer daemon may send more)."""
+    def apply(self, message: dict[str, Any], quiet: bool = False) -> None:
+        """Fold one feed message in (unknown types are ignored: a newer daemon may send more). ``quiet``: no
+        per-transient event lines (a snapshot being applied; the caller logs one line for it)."""
         kind = message.get("type")
         handler = getattr(self, f"_on_{kind}", None)
         if handler is None:
             return
+        self._quiet = quiet
         handler(message)
         if isinstance(message.get("feed_seq"), int) and kind not in ("heartbeat", "status"):
             self.feed_seq = max(self.feed_seq, message["feed_seq"])
@@ -173,8 +176,9 @@ class FeedState:
         st.results.append(r)
         if not r["accepted"]:
             st.flagged.append(r)
-            self.log("warn", f"transient #{r['index']} ({r['kind']}, {r['time_s']:.1f} s) flagged: "
-                             f"{', '.join(r['flags']) or 'rejected'}")
+            if not self._quiet:
+                    self.log("warn", f"transient #{r['index']} ({r['kind']}, {r['time_s']:.1f} s) flagged: "
+                                 f"{', '.join(r['flags']) or 'rejected'}")
 
     def _on_progress(self, m: dict[str, Any]) -> None:
         st = self._scan_of(m)

@@ -107,11 +107,20 @@ class FeedClient:
 
     def sync(self, timeout_s: float = 5.0) -> list[dict]:
         """Ask for the snapshot (buffering live messages meanwhile); returns the snapshot's messages.
-        Raises TimeoutError when no daemon answers."""
-        time.sleep(0.05)  # let the subscription reach the publisher before the snapshot is taken
+
+        The request goes out only once the subscription is live, i.e. after the first feed message (a
+        heartbeat at the latest) arrived: a SUB socket joins a publisher some time after connecting (ZeroMQ's
+        "slow joiner"), and anything published before that would fall between the snapshot and the feed.
+        ``timeout_s`` must therefore exceed the daemon's heartbeat period (1 s by default). Raises
+        TimeoutError when no daemon answers."""
         deadline = time.monotonic() + timeout_s
+        while not self._pending:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no heartbeat on the feed within {timeout_s} s (is the daemon running?)")
+            if self.sub.poll(50):
+                self._pending.extend(self._drain())
         try:  # a DEALER without a connected peer (daemon down, or refusing us) would block forever
-            self._send_request(timeout_s)
+            self._send_request(max(0.05, deadline - time.monotonic()))
         except zmq.Again:
             raise TimeoutError(f"no daemon accepted the snapshot request within {timeout_s} s") from None
         poller = zmq.Poller()

@@ -411,3 +411,17 @@ def test_no_patient_identifier_on_screen_or_in_an_export(tmp_path):
     assert "svs_se" in outputs  # the screens were captured
     for secret in (fake.name, fake.name.split("^")[0], fake.patient_id, fake.birth_date):
         assert secret not in outputs
+
+
+def test_data_arriving_under_the_help_screen_are_shown_when_it_closes(demo_msgs):
+    async def main():
+        app = QCApp(bell=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("question_mark")
+            feed(app, demo_msgs)
+            await pilot.pause(0.4)  # redraws happen while the help screen is on top
+            assert isinstance(app.screen, HelpScreen)
+            await pilot.press("escape")
+            await pilot.pause(0.2)
+            assert "final verdict" in banner_text(app) and app.query_one(FlaggedTable).row_count == 4
+    run(main())

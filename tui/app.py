@@ -87,7 +87,13 @@ class QCApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#events").border_title = "Events"
+        # the main screen's widgets, held by reference: App.query_one searches the *active* screen, which is
+        # the help or history screen while one is open (data keep arriving then)
+        q = self.screen.query_one
+        self.banner, self.error_line, self.scan_line = q(Banner), q(ErrorLine), q(ScanLine)
+        self.plots = {name: q(f"#{name}", plots.BraillePlot) for name in ("frequency", "snr", "spectrum")}
+        self.metrics, self.flagged, self.event_log = q(MetricsPanel), q(FlaggedTable), q("#event-log", RichLog)
+        q("#events").border_title = "Events"
         self.set_interval(self.redraw_interval_s, self.redraw)
         self.redraw()
         if self.watcher_factory is not None:
@@ -117,15 +123,15 @@ class QCApp(App):
     def redraw(self, force: bool = False) -> None:
         """Redraw everything from the state, if it changed (called by the 10 Hz timer)."""
         state = self.state
-        if state.version == self._drawn_version and not force:
-            return
+        if (state.version == self._drawn_version and not force) or not self.banner.is_attached:
+            return  # nothing new, or the app is closing
         self._drawn_version = state.version
         self.redraws += 1
         t0 = time.perf_counter()
         st = state.current
         self._draw_banner(st)
-        self.query_one(ErrorLine).show(state)
-        self.query_one(ScanLine).show(state, st)
+        self.error_line.show(state)
+        self.scan_line.show(state, st)
         if state.bad_alerts > self._bells_rung:
             self._bells_rung = state.bad_alerts
             if self.bell_enabled:
@@ -135,15 +141,15 @@ class QCApp(App):
         if st is not None:
             for widget_id, build in (("frequency", plots.frequency_plot), ("snr", plots.snr_plot),
                                      ("spectrum", plots.spectrum_plot)):
-                self.query_one(f"#{widget_id}", plots.BraillePlot).show(*build(st))
+                self.plots[widget_id].show(*build(st))
         else:
             for widget_id, title in (("frequency", "Frequency shift, Hz (+ = towards higher ppm)"),
                                      ("snr", "Running SNR (NAA peak / noise SD)"),
                                      ("spectrum", "Spectrum (units: noise SD of one transient)")):
-                self.query_one(f"#{widget_id}", plots.BraillePlot).show(plots.braille.Plot(
+                self.plots[widget_id].show(plots.braille.Plot(
                     empty_text="waiting for a scan"), title)
-        self.query_one(MetricsPanel).show(state, st)
-        self.query_one(FlaggedTable).show(st)
+        self.metrics.show(state, st)
+        self.flagged.show(st)
         self._draw_events()
         if self.redraw_log is not None:
             t1 = time.perf_counter()
@@ -151,7 +157,7 @@ class QCApp(App):
 
     def _draw_banner(self, st: ScanState | None) -> None:
         state = self.state
-        banner = self.query_one(Banner)
+        banner = self.banner
         if state.connection == NO_DAEMON:
             banner.show("no daemon", "No daemon answering", state.connection_detail)
         elif st is None:
@@ -176,7 +182,7 @@ class QCApp(App):
         self.sub_title = "PAUSED (p resumes)" if self.paused else ""
 
     def _draw_events(self) -> None:
-        log = self.query_one("#event-log", RichLog)
+        log = self.event_log
         state = self.state
         new = state.events_total - self._events_shown
         if new <= 0:

@@ -6,15 +6,11 @@ docs/results.md and docs/tui.md.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from textual.widget import Widget
 
-from qc_daemon.model import METABOLITE
-
 from . import braille
-from .scan_state import ScanState
+from .scan_state import ScanState, as_float
 
 ACCEPTED, FLAGGED, TREND, AVERAGE, LATEST, BAND, PROJECTION, TARGET = (
     "cyan", "bold red", "yellow", "bold green", "grey50", "on #3a3a00", "grey62", "magenta")
@@ -39,21 +35,12 @@ class BraillePlot(Widget):
         return braille.render(self.plot, self.content_size.width, self.content_size.height)
 
 
-def _metabolites(st: ScanState) -> list[dict]:
-    return [r for r in st.results if r["kind"] == METABOLITE]
-
-
-def _num(v) -> float:
-    return float(v) if isinstance(v, (int, float)) else math.nan
-
-
 def frequency_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
     """Per-transient shift (dots; red = flagged), the causal trend (line), the warning band (shaded)."""
-    rows = _metabolites(st)
-    idx = np.array([r["index"] for r in rows], dtype=float)
-    freq = np.array([_num(r["freq_hz"]) for r in rows])
-    trend = np.array([_num(r["metrics"].get("freq_trend_hz")) for r in rows])
-    ok = np.array([r["accepted"] for r in rows], dtype=bool)
+    rows = st.metabolites
+    series = st.freq_series
+    idx, freq, trend = (np.asarray(series[k]) for k in ("index", "freq_hz", "trend_hz"))
+    ok = np.asarray(series["accepted"]) > 0.5
     warn = st.limits.get("freq_warn_hz")
     plot = braille.Plot(x_label="transient #", empty_text="frequency: waiting for the first transients")
     if warn:
@@ -75,15 +62,14 @@ def frequency_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
 def snr_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
     """Running SNR of edit set 0 against accepted averages, its sqrt(n) projection to the planned end, and
     the target (when configured)."""
-    rows = [r for r in _metabolites(st) if r["set"] == 0 and r["snr_running"] is not None]
-    n = np.array([_num(r["metrics"].get("n_accepted_set")) for r in rows])
-    snr = np.array([_num(r["snr_running"]) for r in rows])
+    n = np.asarray(st.snr_series["n_accepted"])
+    snr = np.asarray(st.snr_series["snr_running"])
     per_set = max(1, st.scan.planned_averages // max(1, st.scan.n_sets))
     target = st.limits.get("snr_target") or 0.0
     plot = braille.Plot(x_label="averages", empty_text="SNR: after the first 8 transients")
     plot.x_range = (0.0, float(max(per_set, np.nanmax(n) if n.size else 1.0)))
     title = "Running SNR (NAA peak / noise SD)"
-    if not rows:
+    if not n.size:
         return plot, title, ""
     now_n, now = float(n[-1]), float(snr[-1])
     if target > 0:
@@ -92,7 +78,7 @@ def snr_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
         k = np.linspace(now_n, per_set, 24)
         plot.line(k, now * np.sqrt(k / now_n), PROJECTION)
     plot.line(n, snr, AVERAGE)
-    latest = rows[-1]["metrics"]
+    latest = next(r for r in reversed(st.metabolites) if r["set"] == 0 and r["snr_running"] is not None)["metrics"]
     projected = latest.get("snr_projected")
     parts = [f"now {now:.1f} ({now_n:.0f} averages)"]
     if isinstance(projected, (int, float)):
@@ -113,8 +99,8 @@ def spectrum_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
         return plot, title, ""
     n = len(sp["average"])
     ppm = np.linspace(sp["ppm_lo"], sp["ppm_hi"], n)
-    latest = np.array([_num(v) for v in sp["latest"]])
-    average = np.array([_num(v) for v in sp["average"]])
+    latest = np.array([as_float(v) for v in sp["latest"]])
+    average = np.array([as_float(v) for v in sp["average"]])
     plot.x_range = (float(ppm[0]), float(ppm[-1]))
     # the y range follows the average (its peaks), so one noisy transient cannot squash the plot
     finite = average[np.isfinite(average)]

@@ -7,6 +7,7 @@ in-process run of a file (qc_daemon/session.py), so both views read the same sta
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -48,6 +49,31 @@ class ScanState:
     spectrum: dict[str, Any] | None = None
     started_wall: float = field(default_factory=time.time)
     ended_wall: float | None = None
+    metabolites: list[dict[str, Any]] = field(default_factory=list)  # the metabolite results, kept as they come
+    latest_by_kind: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # plot series, appended per result (floats, NaN = not measured): the view redraws from these in O(1) Python
+    freq_series: dict[str, list[float]] = field(default_factory=lambda: {"index": [], "freq_hz": [], "trend_hz": [],
+                                                                          "accepted": []})
+    snr_series: dict[str, list[float]] = field(default_factory=lambda: {"n_accepted": [], "snr_running": []})
+
+    def add(self, r: dict[str, Any]) -> None:
+        """One result in: constant work, so a long scan never slows the redraws down."""
+        self.results.append(r)
+        self.latest_by_kind[r["kind"]] = r
+        if not r["accepted"]:
+            self.flagged.append(r)
+        if r["kind"] != METABOLITE:
+            return
+        self.metabolites.append(r)
+        m = r["metrics"]
+        f = self.freq_series
+        f["index"].append(float(r["index"]))
+        f["freq_hz"].append(as_float(r["freq_hz"]))
+        f["trend_hz"].append(as_float(m.get("freq_trend_hz")))
+        f["accepted"].append(1.0 if r["accepted"] else 0.0)
+        if r["set"] == 0 and r["snr_running"] is not None:
+            self.snr_series["n_accepted"].append(as_float(m.get("n_accepted_set")))
+            self.snr_series["snr_running"].append(as_float(r["snr_running"]))
 
     @property
     def scan_id(self) -> str:
@@ -63,7 +89,7 @@ class ScanState:
 
     @property
     def n_metabolite(self) -> int:
-        return sum(1 for r in self.results if r["kind"] == METABOLITE)
+        return len(self.metabolites)
 
     def verdict(self) -> str | None:
         """pass | warn | fail from the live or final summary; None before the first one."""
@@ -71,7 +97,7 @@ class ScanState:
         return s["verdict"] if s else None
 
     def latest(self, kind: str) -> dict[str, Any] | None:
-        return next((r for r in reversed(self.results) if r["kind"] == kind), None)
+        return self.latest_by_kind.get(kind)
 
     def remaining_s(self) -> float | None:
         """Time left at the scan's pace: TR when known, else the mean spacing of the transients so far (s)."""
@@ -80,9 +106,9 @@ class ScanState:
             return 0.0
         if self.scan.tr_ms:
             return left * self.scan.tr_ms / 1000.0
-        times = [r["time_s"] for r in self.results if r["kind"] == METABOLITE]
-        if len(times) >= 2 and times[-1] > times[0]:
-            return left * (times[-1] - times[0]) / (len(times) - 1)
+        m = self.metabolites
+        if len(m) >= 2 and m[-1]["time_s"] > m[0]["time_s"]:
+            return left * (m[-1]["time_s"] - m[0]["time_s"]) / (len(m) - 1)
         return None
 
 
@@ -173,9 +199,8 @@ class FeedState:
         if st is None:
             return
         r = m["result"]
-        st.results.append(r)
+        st.add(r)
         if not r["accepted"]:
-            st.flagged.append(r)
             if not self._quiet:
                     self.log("warn", f"transient #{r['index']} ({r['kind']}, {r['time_s']:.1f} s) flagged: "
                                  f"{', '.join(r['flags']) or 'rejected'}")
@@ -227,6 +252,10 @@ class FeedState:
         if m.get("state") == "error":
             self.daemon_error = m.get("detail")
         self.log(level, f"daemon: {m.get('detail', '')}")
+
+
+def as_float(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) else math.nan
 
 
 def verdict_word(verdict: str) -> str:

@@ -18,11 +18,13 @@ HELP = """\
 | key | does |
 |---|---|
 | `q` | quit (the daemon and the scan go on) |
-| `p` | pause / resume the view (data keep arriving; the view catches up on resume) |
+| `p` | pause / resume the plots, tables and log (the banner stays live; data keep arriving) |
 | `e` | export the shown scan's report (transients.jsonl, summary.json, summary.txt) |
 | `h` | history: pick a finished scan to review |
 | `l` | follow the live (newest) scan again |
 | `?` | this help; `escape` closes it |
+
+The terminal bell rings once when the shown scan turns BAD (`mrsqc tui --no-bell` turns it off).
 
 # What the numbers mean
 

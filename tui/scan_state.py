@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qc_daemon.model import METABOLITE, WATER_REF, ScanInfo
+from qc_daemon.plugin_api import FAIL, OK, WARN  # verdicts: pass | warn | fail
 
 MAX_SCANS = 50  # finished scans kept for the history list
 MAX_EVENTS = 500
@@ -23,8 +24,6 @@ CONNECTING = "connecting"
 CONNECTED = "connected"
 NO_DAEMON = "no daemon"
 OFFLINE = "offline"  # reviewing a file in-process
-
-from qc_daemon.plugin_api import FAIL, OK, WARN  # noqa: E402  verdicts: pass | warn | fail
 
 
 @dataclass
@@ -200,10 +199,9 @@ class FeedState:
             return
         r = m["result"]
         st.add(r)
-        if not r["accepted"]:
-            if not self._quiet:
-                    self.log("warn", f"transient #{r['index']} ({r['kind']}, {r['time_s']:.1f} s) flagged: "
-                                 f"{', '.join(r['flags']) or 'rejected'}")
+        if not r["accepted"] and not self._quiet:
+            self.log("warn", f"transient #{r['index']} ({r['kind']}, {r['time_s']:.1f} s) flagged: "
+                             f"{', '.join(r['flags']) or 'rejected'}")
 
     def _on_progress(self, m: dict[str, Any]) -> None:
         st = self._scan_of(m)

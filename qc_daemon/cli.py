@@ -232,39 +232,48 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Receive transients over ZeroMQ, run the QC engine on each, publish results "
                                     "and journal them. Binds to 127.0.0.1 unless --allow-remote. Prints the "
                                     "bound endpoints as one JSON line; stops cleanly on SIGINT/SIGTERM.")
-    dm.add_argument("--ingest", default="tcp://127.0.0.1:5555", help="PULL endpoint for producers")
-    dm.add_argument("--feed", default="tcp://127.0.0.1:5556", help="PUB endpoint for viewers")
-    dm.add_argument("--snapshot", default="tcp://127.0.0.1:5557", help="ROUTER endpoint for late joiners")
-    dm.add_argument("--data-dir", type=Path, help="journal folder (default $MRSQC_DATA_DIR or ~/.local/share/mrsqc)")
+    dm.add_argument("--ingest", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
+                    help="PULL endpoint for producers (default %(default)s)")
+    dm.add_argument("--feed", default="tcp://127.0.0.1:5556", metavar="ENDPOINT",
+                    help="PUB endpoint for viewers (default %(default)s)")
+    dm.add_argument("--snapshot", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
+                    help="ROUTER endpoint for late joiners (default %(default)s)")
+    dm.add_argument("--data-dir", type=Path, metavar="DIR",
+                    help="journal folder (default $MRSQC_DATA_DIR or ~/.local/share/mrsqc)")
     dm.add_argument("--config", metavar="FILE", help="TOML file overriding QC defaults")
-    dm.add_argument("--key-file", help="shared HMAC-SHA256 key: every message must be signed with it")
+    dm.add_argument("--key-file", metavar="FILE", help="shared HMAC-SHA256 key: every message must be signed with it")
     dm.add_argument("--allow-remote", action="store_true", help="allow binding to addresses other than 127.0.0.1")
     dm.add_argument("--no-fsync", action="store_true", help="flush journal records without fsync (faster, less safe)")
-    dm.add_argument("--heartbeat", type=float, default=1.0, help="heartbeat period on the feed, s (default 1)")
-    dm.add_argument("--producer-timeout", type=float, default=60.0,
+    dm.add_argument("--heartbeat", type=float, default=1.0, metavar="SECONDS",
+                    help="heartbeat period on the feed, s (default 1)")
+    dm.add_argument("--producer-timeout", type=float, default=60.0, metavar="SECONDS",
                     help="close an open scan as incomplete when its producer is silent this long, s (default 60; "
                          "0 = never)")
-    dm.add_argument("--curve-secret", help="the daemon's secret key file (mrsqc keys): encrypt all three sockets")
-    dm.add_argument("--curve-clients", help="folder of allowed client public keys (*.key); others are refused")
+    dm.add_argument("--curve-secret", metavar="FILE",
+                    help="the daemon's secret key file (mrsqc keys): encrypt all three sockets")
+    dm.add_argument("--curve-clients", metavar="DIR",
+                    help="folder of allowed client public keys (*.key); others are refused")
     dm.set_defaults(func=cmd_daemon)
 
     rp = sub.add_parser("replay", help="stream a recorded scan to a daemon",
                         description="Send a twix file, DICOM file or folder through the protocol, at scan pace "
                                     "(--speed 1, from the transients' times), N times faster, or max.")
-    rp.add_argument("path")
-    rp.add_argument("--to", default="tcp://127.0.0.1:5555", help="the daemon's ingest endpoint")
+    rp.add_argument("path", help="Siemens twix .dat, MRS DICOM file, or a folder of per-transient DICOM files")
+    rp.add_argument("--to", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
+                    help="the daemon's ingest endpoint (default %(default)s)")
     rp.add_argument("--speed", default="max", help="1 = scan pace, N = N times faster, max = as fast as taken")
-    rp.add_argument("--key-file", help="shared HMAC key file (when the daemon requires signatures)")
-    rp.add_argument("--timeout", type=float, default=30.0,
+    rp.add_argument("--key-file", metavar="FILE", help="shared HMAC key file (when the daemon requires signatures)")
+    rp.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
                     help="give up when the daemon takes nothing for this long, s (default 30)")
-    rp.add_argument("--curve-secret", help="this client's secret key file (mrsqc keys), for a CURVE daemon")
-    rp.add_argument("--server-key", help="the daemon's public key file, for a CURVE daemon")
+    rp.add_argument("--curve-secret", metavar="FILE",
+                    help="this client's secret key file (mrsqc keys), for a CURVE daemon")
+    rp.add_argument("--server-key", metavar="FILE", help="the daemon's public key file, for a CURVE daemon")
     rp.set_defaults(func=cmd_replay)
 
     k = sub.add_parser("keys", help="generate a CURVE key pair (NAME.key public, NAME.key_secret secret)",
                        description="Create a key pair for the daemon (--curve-secret) or a client. Copy client "
                                    "public keys into the daemon's --curve-clients folder to allow them.")
-    k.add_argument("--out", required=True, help="folder for the key files")
+    k.add_argument("--out", required=True, metavar="DIR", help="folder for the key files")
     k.add_argument("--name", required=True, help="key name, e.g. daemon or scanner-bridge")
     k.set_defaults(func=cmd_keys)
 
@@ -288,14 +297,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--water", metavar="FILE", help="with FILE: a separate water-reference scan")
     t.add_argument("--config", metavar="FILE", help="with FILE: TOML overriding QC defaults")
     t.add_argument("--speed", default="max", help="with FILE: 1 = scan pace, N = N times faster, max (default)")
-    t.add_argument("--feed", default="tcp://127.0.0.1:5556", help="the daemon's feed (PUB) endpoint")
-    t.add_argument("--snapshot", default="tcp://127.0.0.1:5557", help="the daemon's snapshot endpoint")
-    t.add_argument("--heartbeat-timeout", type=float, default=3.5,
+    t.add_argument("--feed", default="tcp://127.0.0.1:5556", metavar="ENDPOINT",
+                   help="the daemon's feed (PUB) endpoint (default %(default)s)")
+    t.add_argument("--snapshot", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
+                   help="the daemon's snapshot endpoint (default %(default)s)")
+    t.add_argument("--heartbeat-timeout", type=float, default=3.5, metavar="SECONDS",
                    help="show 'no daemon' and reconnect after this long without a heartbeat, s (default 3.5)")
-    t.add_argument("--export-dir", default=".", help="where e writes reports (default: current folder)")
+    t.add_argument("--export-dir", default=".", metavar="DIR", help="where e writes reports (default: current folder)")
     t.add_argument("--no-bell", action="store_true", help="no terminal bell when the verdict turns BAD")
-    t.add_argument("--curve-secret", help="this viewer's secret key file, for a CURVE daemon")
-    t.add_argument("--server-key", help="the daemon's public key file, for a CURVE daemon")
+    t.add_argument("--curve-secret", metavar="FILE", help="this viewer's secret key file, for a CURVE daemon")
+    t.add_argument("--server-key", metavar="FILE", help="the daemon's public key file, for a CURVE daemon")
     t.set_defaults(func=cmd_tui)
     return p
 

@@ -1,6 +1,6 @@
 """The technologist's view, driven with Textual's Pilot: empty start, a scan streaming in, a motion event in
-the table, a BAD banner with the bell, pause, export, help, history, the daemon-error line, and reconnecting
-after a daemon restart (real daemons on random loopback ports, linger 0, time-outs everywhere)."""
+the table, a BAD banner with the bell, pause, export, help, history, the daemon-error line, opening mid-scan,
+and reconnecting after a daemon restart (real daemons on random loopback ports, linger 0, time-outs everywhere)."""
 
 from __future__ import annotations
 
@@ -339,6 +339,54 @@ def test_reconnects_and_resyncs_after_the_daemon_restarts(tmp_path):
     finally:
         for r in running:
             halt(*r)
+        ctx.destroy(linger=0)
+
+
+def test_starts_mid_scan_from_the_snapshot_and_goes_on_live(tmp_path):
+    """The view opens while a scan is running: the daemon's snapshot fills in what was missed, the live feed
+    continues it, and every transient is shown exactly once."""
+    from qc_daemon.client import Producer
+    from qc_daemon.sources.open import open_recording
+
+    rec = open_recording(FIXTURE)
+    transients = list(rec.transients)
+    ctx = zmq.Context()
+    d = Daemon(RANDOM, data_dir=tmp_path / "data", heartbeat_s=0.2, fsync=False, context=ctx)
+    eps = d.bind()
+    stop = threading.Event()
+    thread = threading.Thread(target=d.serve, args=(stop,), daemon=True)
+    thread.start()
+    producer = Producer(eps.ingest, context=ctx)
+
+    async def main():
+        producer.start_scan(rec.scan)
+        for t in transients[:30]:
+            producer.send(t)
+        deadline = time.monotonic() + 20
+        while d.counters.get("transient", 0) < 30:  # the daemon has taken the first 30 before the view opens
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        app = QCApp(lambda a: FeedWatcher(a, eps.feed, eps.snapshot), bell=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.state.current is not None and len(app.state.current.results) >= 30)
+            assert any("synced scan" in e.text and "snapshot" in e.text for e in app.state.events)
+            for t in transients[30:]:
+                producer.send(t)
+            producer.end_scan()
+            await wait_for(pilot, lambda: app.state.current.finished)
+            await pilot.pause(0.3)
+            st = app.state.current
+            assert [r["index"] for r in st.results] == [t.index for t in transients]  # once each, in order
+            assert st.final["n_transients"] == len(transients)
+            assert app.query_one(ScanLine).render().plain.count(f"{rec.scan.planned_averages}/"
+                                                                f"{rec.scan.planned_averages} averages") == 1
+    try:
+        run(main())
+    finally:
+        producer.close()
+        stop.set()
+        thread.join(5)
+        d.close()
         ctx.destroy(linger=0)
 
 

@@ -390,6 +390,91 @@ def test_starts_mid_scan_from_the_snapshot_and_goes_on_live(tmp_path):
         ctx.destroy(linger=0)
 
 
+def test_snapshot_marks_scans_the_daemon_no_longer_has_open(demo_msgs):
+    """FeedState alone: a running scan missing from a later snapshot of the same daemon ended while the view was
+    away; one still in the snapshot is re-synced, not marked."""
+    from tui.scan_state import FeedState
+
+    start = next(i for i, m in enumerate(demo_msgs) if m["type"] == "progress")
+    partial = demo_msgs[: start + 1]
+    state = FeedState()
+    state.apply_snapshot(partial, daemon_id="d1")
+    st = state.current
+    assert not st.ended and st.remaining_s() is not None
+    state.apply_snapshot(partial, daemon_id="d1")  # the same scan still open: re-synced, not marked
+    assert not state.current.ended and len(state.current.results) == len(st.results)
+    state.apply_snapshot([], daemon_id="d1")  # reconnected to the same daemon: the scan is gone
+    note = state.current.unfinished_note
+    assert note and "disconnected" in note and "restarted" not in note
+    assert state.current.remaining_s() is None
+
+
+def test_a_scan_cut_off_by_a_daemon_crash_is_shown_as_unfinished(tmp_path):
+    """The daemon dies mid-scan (no summary is ever sent) and a new one starts: the view does not go on showing
+    that scan as running; it says it was interrupted, as the new daemon's journal recovery records it."""
+    from qc_daemon.client import Producer
+    from qc_daemon.sources.open import open_recording
+
+    rec = open_recording(FIXTURE)
+    ctx = zmq.Context()
+    daemons = []
+
+    def start(endpoints):
+        d = Daemon(endpoints, data_dir=tmp_path / "data", heartbeat_s=0.2, fsync=False, context=ctx)
+        eps = d.bind()
+        d.warm_up()  # closes journals a crash left open, as `mrsqc daemon` does at start-up
+        stop = threading.Event()
+        thread = threading.Thread(target=d.serve, args=(stop,), daemon=True)
+        thread.start()
+        daemons.append((d, stop, thread))
+        return eps
+
+    def crash():  # like SIGKILL: the loop stops and the sockets go, without ending the open scan
+        d, stop, thread = daemons.pop()
+        stop.set()
+        thread.join(5)
+        for sock in (d.pull, d.pub, d.router):
+            sock.close(0)
+
+    eps = start(RANDOM)
+    producer = Producer(eps.ingest, context=ctx)
+
+    async def main():
+        app = QCApp(lambda a: FeedWatcher(a, eps.feed, eps.snapshot, heartbeat_timeout_s=1.0, retry_s=0.2,
+                                          sync_timeout_s=0.5), bell=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.state.connection == CONNECTED)
+            producer.start_scan(rec.scan)
+            for t in list(rec.transients)[:30]:
+                producer.send(t)
+            await wait_for(pilot, lambda: app.state.current is not None and app.state.current.live is not None
+                           and len(app.state.current.results) == 30)
+            crash()
+            await wait_for(pilot, lambda: app.state.connection == NO_DAEMON)
+            start(eps)
+            await wait_for(pilot, lambda: app.state.connection == CONNECTED)
+            st = app.state.current
+            await wait_for(pilot, lambda: st.unfinished_note is not None)
+            await pilot.pause(0.3)
+            assert st.ended and not st.finished and st.remaining_s() is None
+            assert "interrupted" in st.unfinished_note and "restarted" in st.unfinished_note
+            assert "NOT FINISHED" in banner_text(app) and "live" not in banner_text(app)
+            assert "not finished" in app.query_one(ScanLine).render().plain
+            assert any("interrupted" in e.text and e.level == "warn" for e in app.state.events)
+    try:
+        run(main())
+    finally:
+        producer.close()
+        while daemons:
+            d, stop, thread = daemons.pop()
+            stop.set()
+            thread.join(5)
+            d.close()
+        ctx.destroy(linger=0)
+    summary = json.loads((tmp_path / "data" / rec.scan.scan_id / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["n_transients"] == 30  # what the view said
+
+
 def test_offline_review_of_a_file_runs_the_same_engine(demo_msgs):
     async def main():
         app = QCApp(lambda a: FileWatcher(a, FIXTURE), bell=False)

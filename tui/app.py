@@ -107,10 +107,13 @@ class QCApp(App):
 
     # ------------------------------------------------------------------ messages from the watcher
     def on_feed_messages(self, message: FeedMessages) -> None:
-        for m in message.messages:
-            self.state.apply(m, quiet=message.snapshot)
+        if not message.snapshot:
+            for m in message.messages:
+                self.state.apply(m)
+            return
+        self.state.apply_snapshot(message.messages, message.daemon_id)
         st = self.state.current
-        if message.snapshot and st is not None:
+        if st is not None and not st.ended:
             self.state.log("info", f"synced scan {st.scan_id[:8]} from the daemon's snapshot: {len(st.results)} "
                                    f"results, {len(st.flagged)} flagged")
 
@@ -165,12 +168,17 @@ class QCApp(App):
                 "Reading the file" if state.connection == OFFLINE else "Waiting for scan"
             banner.show("wait", what, state.connection_detail)
         elif st.summary is None:
-            banner.show("wait", "Scan started: the first 8 averages set the reference",
-                        "results from the 8th average on")
+            if st.unfinished_note:
+                banner.show("wait", "Scan ended before its first result", st.unfinished_note)
+            else:
+                banner.show("wait", "Scan started: the first 8 averages set the reference",
+                            "results from the 8th average on")
         else:
             s = st.summary
             reasons = s["reasons"] or ["all checks within limits"]
-            if st.finished:
+            if st.unfinished_note and not st.finished:
+                tail = f"NOT FINISHED at {st.n_metabolite}/{st.scan.planned_averages} averages: {st.unfinished_note}"
+            elif st.finished:
                 tail = f"final verdict, scan {s['status']}"
                 if state.following and state.connection != OFFLINE:
                     tail += " · waiting for the next scan"

@@ -58,7 +58,7 @@ class FeedWatcher(threading.Thread):
                 return
             self._down = False
             self.app.post_message(ConnectionChanged(CONNECTED, self.feed, reset=True))
-            self.app.post_message(FeedMessages(snapshot, snapshot=True))
+            self.app.post_message(FeedMessages(snapshot, snapshot=True, daemon_id=client.daemon_id))
             last_heard = time.monotonic()
             while not self._stop_event.is_set():
                 messages = client.poll(50)

@@ -11,10 +11,12 @@ from textual.message import Message
 @dataclass
 class FeedMessages(Message):
     """Feed messages in feed order (scan_start, result, progress, summary, status, heartbeat). ``snapshot``: they
-    are a daemon's snapshot (the scan so far), so per-transient events are summarised, not logged one by one."""
+    are a daemon's snapshot (the scan so far), so per-transient events are summarised, not logged one by one;
+    ``daemon_id``: the daemon that answered the snapshot (a new one after a restart)."""
 
     messages: list[dict[str, Any]] = field(default_factory=list)
     snapshot: bool = False
+    daemon_id: str | None = None
 
 
 @dataclass

@@ -41,7 +41,12 @@ class ScanLine(Static):
         t.append("█" * fill, style="green")
         t.append("░" * (self.BAR - fill), style="grey35")
         t.append(f" {n}/{total} averages", style="bold")
-        t.append(f"   {'done' if st.finished else clock(st.remaining_s()) + ' left'}")
+        if st.finished:
+            t.append("   done")
+        elif st.unfinished_note:
+            t.append("   not finished", style="bold")
+        else:
+            t.append(f"   {clock(st.remaining_s())} left")
         if st.final:
             t.append(f"   scan {st.final['status']}", style="bold")
         self.update(t)

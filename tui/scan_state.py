@@ -48,6 +48,8 @@ class ScanState:
     spectrum: dict[str, Any] | None = None
     started_wall: float = field(default_factory=time.time)
     ended_wall: float | None = None
+    # set when the scan vanished from the daemon unfinished (restart, or ended while the view was away)
+    unfinished_note: str | None = None
     metabolites: list[dict[str, Any]] = field(default_factory=list)  # the metabolite results, kept as they come
     latest_by_kind: dict[str, dict[str, Any]] = field(default_factory=dict)
     # plot series, appended per result (floats, NaN = not measured): the view redraws from these in O(1) Python
@@ -87,6 +89,11 @@ class ScanState:
         return self.final is not None
 
     @property
+    def ended(self) -> bool:
+        """Finished, or no longer open on the daemon without a summary reaching this view."""
+        return self.final is not None or self.unfinished_note is not None
+
+    @property
     def n_metabolite(self) -> int:
         return len(self.metabolites)
 
@@ -101,6 +108,8 @@ class ScanState:
     def remaining_s(self) -> float | None:
         """Time left at the scan's pace: TR when known, else the mean spacing of the transients so far (s)."""
         left = max(0, self.scan.planned_averages - self.n_metabolite)
+        if self.unfinished_note is not None:
+            return None
         if self.finished or left == 0:
             return 0.0
         if self.scan.tr_ms:
@@ -121,6 +130,7 @@ class FeedState:
         self.connection_detail = ""
         self.daemon_error: str | None = None
         self.daemon: dict[str, Any] | None = None  # the latest heartbeat
+        self.daemon_id: str | None = None  # of the daemon whose snapshot was applied last
         self.scans: OrderedDict[str, ScanState] = OrderedDict()
         self.selected: str | None = None  # a scan picked from the history; None = follow the newest
         self.events: deque[Event] = deque(maxlen=MAX_EVENTS)
@@ -172,6 +182,27 @@ class FeedState:
         handler(message)
         if isinstance(message.get("feed_seq"), int) and kind not in ("heartbeat", "status"):
             self.feed_seq = max(self.feed_seq, message["feed_seq"])
+        self.version += 1
+
+    def apply_snapshot(self, messages: list[dict[str, Any]], daemon_id: str | None = None) -> None:
+        """A daemon's snapshot after (re)connecting: the scan it has open, so far. A scan this view still shows
+        as running that the daemon no longer has open is marked unfinished, saying why when it is known (a new
+        daemon_id = the daemon restarted, and its journal closes that scan as interrupted)."""
+        open_ids = {m["scan"]["scan_id"] for m in messages
+                    if m.get("type") == "scan_start" and isinstance(m.get("scan"), dict)}
+        restarted = None not in (self.daemon_id, daemon_id) and daemon_id != self.daemon_id
+        for st in self.scans.values():
+            if st.ended or st.scan_id in open_ids:
+                continue
+            st.unfinished_note = ("interrupted: the daemon restarted mid-scan (its journal holds the results so "
+                                  "far, closed as interrupted)") if restarted else \
+                ("ended while the view was disconnected: the final summary is in the daemon's journal")
+            st.ended_wall = self.clock()
+            self.log("warn", f"scan {st.scan_id[:8]} {st.unfinished_note}")
+        if daemon_id is not None:
+            self.daemon_id = daemon_id
+        for m in messages:
+            self.apply(m, quiet=True)
         self.version += 1
 
     def reset_feed(self) -> None:

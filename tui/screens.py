@@ -85,9 +85,10 @@ class HistoryScreen(ModalScreen[str | None]):
         table.add_columns("started", "scan", "sequence", "averages", "status", "verdict", "reasons")
         for st in reversed(list(self.state.scans.values())):
             s = st.summary or {}
+            status = st.final["status"] if st.final else "unfinished" if st.unfinished_note else "running"
             table.add_row(time.strftime("%H:%M:%S", time.localtime(st.started_wall)), st.scan_id[:8],
                           st.scan.sequence or "?", f"{st.n_metabolite}/{st.scan.planned_averages}",
-                          st.final["status"] if st.final else "running", verdict_word(s["verdict"]) if s else "-",
+                          status, verdict_word(s["verdict"]) if s else "-",
                           "; ".join(s.get("reasons") or []), key=st.scan_id)
         table.focus()
 

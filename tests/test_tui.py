@@ -196,6 +196,36 @@ def test_redraws_are_coalesced_to_the_timer(demo_msgs):
     run(main())
 
 
+def test_a_small_terminal_keeps_the_banner_and_scrolls_the_rest(demo_msgs):
+    """80 x 24: the banner (compact), the scan line and the trend plots are on screen; the tables below can be
+    scrolled to; the help screen scrolls too."""
+    async def main():
+        app = QCApp(bell=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            feed(app, demo_msgs[:60])
+            await pilot.pause(0.3)
+            screen = app.screen.region
+            banner, scan_line = app.query_one(Banner), app.query_one(ScanLine)
+            assert banner.region.y == 0 and banner.region.height == 5 and banner_class(app) in ("ok", "warn")
+            assert screen.contains_region(scan_line.region)
+            assert screen.contains_region(app.query_one("#frequency", BraillePlot).region)
+            body = app.query_one("#body")
+            assert body.scroll_y == 0 and body.max_scroll_y > 0  # the plots first; the tables below the fold
+            await pilot.press("tab", "end")  # the keyboard reaches the body: tab to it, End scrolls down
+            await pilot.pause(0.1)
+            assert body.has_focus and body.scroll_y == body.max_scroll_y
+            assert screen.contains_region(app.query_one(FlaggedTable).region)
+            assert banner.region.y == 0  # scrolling the body never moves the banner
+            await pilot.press("question_mark")
+            await pilot.pause(0.1)
+            help_body = app.screen.query_one("#help-body")
+            assert help_body.has_focus and help_body.max_scroll_y > 0
+            await pilot.press("end")
+            await pilot.pause(0.1)
+            assert help_body.scroll_y == help_body.max_scroll_y
+    run(main())
+
+
 def test_pause_freezes_the_plots_but_not_the_banner(demo_msgs, bad_msgs):
     async def main():
         app = QCApp(bell=False)

@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, RichLog
 
 from . import plots
@@ -31,15 +31,21 @@ LEVEL_STYLE = {"info": "", "warn": "yellow", "fail": "bold red"}
 
 class QCApp(App):
     TITLE = "mrsqc"
+    # under 36 rows the banner loses its padding; whatever does not fit scrolls below the banner and scan line,
+    # which always stay on screen
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
+    AUTO_FOCUS = None  # a focused table would scroll the body to itself; the plots come first
     CSS = """
     Screen { layout: vertical; }
+    Screen.-short Banner { height: 5; padding: 0 2; }
+    #body { height: 1fr; }
     #row-trends { height: 1fr; min-height: 8; }
     #row-spectrum { height: 1fr; min-height: 8; }
     #row-tables { height: 9; }
     #frequency, #snr { width: 1fr; }
     #spectrum { width: 2fr; }
     MetricsPanel { width: 1fr; min-width: 44; }
-    FlaggedTable { width: 1fr; border: round $primary-darken-1; }
+    FlaggedTable { width: 1fr; height: 1fr; border: round $primary-darken-1; }
     #events { width: 1fr; border: round $primary-darken-1; }
     """
     BINDINGS = [
@@ -74,16 +80,17 @@ class QCApp(App):
         yield Banner(id="banner")
         yield ErrorLine(id="error-line")
         yield ScanLine(id="scan-line")
-        with Horizontal(id="row-trends"):
-            yield plots.BraillePlot(id="frequency")
-            yield plots.BraillePlot(id="snr")
-        with Horizontal(id="row-spectrum"):
-            yield plots.BraillePlot(id="spectrum")
-            yield MetricsPanel(id="metrics")
-        with Horizontal(id="row-tables"):
-            yield FlaggedTable(id="flagged")
-            with Vertical(id="events"):
-                yield RichLog(id="event-log", max_lines=500, wrap=True, markup=False, min_width=20)
+        with VerticalScroll(id="body"):
+            with Horizontal(id="row-trends"):
+                yield plots.BraillePlot(id="frequency")
+                yield plots.BraillePlot(id="snr")
+            with Horizontal(id="row-spectrum"):
+                yield plots.BraillePlot(id="spectrum")
+                yield MetricsPanel(id="metrics")
+            with Horizontal(id="row-tables"):
+                yield FlaggedTable(id="flagged")
+                with Vertical(id="events"):
+                    yield RichLog(id="event-log", max_lines=500, wrap=True, markup=False, min_width=20)
         yield Footer()
 
     def on_mount(self) -> None:

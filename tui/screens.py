@@ -6,7 +6,7 @@ import time
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Markdown, Static
 
@@ -23,6 +23,7 @@ HELP = """\
 | `h` | history: pick a finished scan to review |
 | `l` | follow the live (newest) scan again |
 | `?` | this help; `escape` closes it |
+| `tab` | focus the next part (plots, flagged table, event log); arrows, Page and End then scroll it |
 
 The terminal bell rings once when the shown scan turns BAD (`mrsqc tui --no-bell` turns it off).
 
@@ -44,21 +45,24 @@ The terminal bell rings once when the shown scan turns BAD (`mrsqc tui --no-bell
   warning limit, red above the failure limit.
 - **Phase**: zero-order phase of the latest transient vs the reference (degrees).
 - **Flagged**: transients whose motion/corruption features are beyond robust z-score limits; the
-  reasons name which (freq_jump, phase_jump, amplitude, broadening, lipid, residual).
+  reasons name which (freq_jump, phase_jump, amplitude, linewidth, lipid, residual).
 
 Every definition, window and threshold: docs/results.md and qc_daemon/default_config.toml.
 """
 
 
 class HelpScreen(ModalScreen[None]):
+    """Keys and definitions; scrolls (arrows, page keys, mouse) when the terminal is short."""
+
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close")]
+    AUTO_FOCUS = "#help-body"
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > Vertical { width: 90%; height: 90%; border: thick $primary; background: $surface; }
+    HelpScreen > VerticalScroll { width: 90%; height: 90%; border: thick $primary; background: $surface; }
     """
 
     def compose(self) -> ComposeResult:
-        with Vertical():
+        with VerticalScroll(id="help-body"):
             yield Markdown(HELP)
 
 

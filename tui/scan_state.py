@@ -18,6 +18,7 @@ from qc_daemon.plugin_api import FAIL, OK, WARN  # verdicts: pass | warn | fail
 
 MAX_SCANS = 50  # finished scans kept for the history list
 MAX_EVENTS = 500
+EVENT_LEVEL = {OK: "info", WARN: "warn", FAIL: "fail"}  # verdict -> level of its event-log line
 
 # connection states
 CONNECTING = "connecting"
@@ -253,7 +254,7 @@ class FeedState:
         if m.get("spectrum"):
             st.spectrum = m["spectrum"]
         s = st.final
-        level = {OK: "info", WARN: "warn", FAIL: "fail"}.get(s["verdict"], "info")
+        level = EVENT_LEVEL.get(s["verdict"], "info")
         self.log(level, f"scan {st.scan_id[:8]} {s['status']}: {verdict_word(s['verdict'])}"
                         + (f" ({'; '.join(s['reasons'])})" if s["reasons"] else ""))
 
@@ -262,7 +263,7 @@ class FeedState:
         verdict = new["verdict"]
         if verdict == old:
             return
-        level = {OK: "info", WARN: "warn", FAIL: "fail"}.get(verdict, "info")
+        level = EVENT_LEVEL.get(verdict, "info")
         reasons = "; ".join(new.get("reasons") or []) or "all checks within limits"
         self.log(level, f"status {verdict_word(verdict)}: {reasons}")
         if verdict == FAIL and st is self.current:

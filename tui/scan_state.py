@@ -235,25 +235,27 @@ class FeedState:
             self.log("warn", f"transient #{r['index']} ({r['kind']}, {r['time_s']:.1f} s) flagged: "
                              f"{', '.join(r['flags']) or 'rejected'}")
 
-    def _on_progress(self, m: dict[str, Any]) -> None:
+    def _take_summary(self, m: dict[str, Any]) -> ScanState | None:
+        """A progress or summary message: note a verdict change and keep its spectrum; returns its scan."""
         st = self._scan_of(m)
         if st is None:
-            return
+            return None
         self._verdict_change(st, m["summary"])
-        st.live = m["summary"]
         if m.get("spectrum"):
             st.spectrum = m["spectrum"]
+        return st
+
+    def _on_progress(self, m: dict[str, Any]) -> None:
+        st = self._take_summary(m)
+        if st is not None:
+            st.live = m["summary"]
 
     def _on_summary(self, m: dict[str, Any]) -> None:
-        st = self._scan_of(m)
+        st = self._take_summary(m)
         if st is None:
             return
-        self._verdict_change(st, m["summary"])
-        st.final = m["summary"]
+        st.final = s = m["summary"]
         st.ended_wall = self.clock()
-        if m.get("spectrum"):
-            st.spectrum = m["spectrum"]
-        s = st.final
         level = EVENT_LEVEL.get(s["verdict"], "info")
         self.log(level, f"scan {st.scan_id[:8]} {s['status']}: {verdict_word(s['verdict'])}"
                         + (f" ({'; '.join(s['reasons'])})" if s["reasons"] else ""))

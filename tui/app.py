@@ -45,8 +45,8 @@ class QCApp(App):
     #frequency, #snr { width: 1fr; }
     #spectrum { width: 2fr; }
     MetricsPanel { width: 1fr; min-width: 44; }
-    FlaggedTable { width: 1fr; height: 1fr; border: round $primary-darken-1; }
-    #events { width: 1fr; border: round $primary-darken-1; }
+    FlaggedTable { width: 3fr; height: 1fr; border: round $primary-darken-1; }
+    #events { width: 2fr; border: round $primary-darken-1; }
     """
     BINDINGS = [
         Binding("q", "quit", "quit"),

@@ -116,15 +116,18 @@ def _health(state: FeedState) -> str:
 
 
 class FlaggedTable(DataTable):
-    """Flagged transients of the shown scan, newest first, with reasons."""
+    """Flagged transients of the shown scan, newest first, with reasons. Columns have fixed widths (cells):
+    they do not shift as rows arrive, and every frame of the table is laid out the same way."""
 
-    COLUMNS = ("#", "t (s)", "reasons", "freq (Hz)", "phase (°)", "kind", "set")
+    # (label, width in cells); kind: metab | water, plus the edit set in MEGA scans ("metab 1")
+    COLUMNS = (("#", 4), ("t (s)", 6), ("reasons", 22), ("freq Hz", 7), ("phase °", 7), ("kind", 7))
+    KIND = {METABOLITE: "metab", WATER_REF: "water"}
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
-        for i, label in enumerate(self.COLUMNS):
-            self.add_column(label, key="index" if i == 0 else label)
+        for i, (label, width) in enumerate(self.COLUMNS):
+            self.add_column(label, width=width, key="index" if i == 0 else label)
         self._shown: tuple[int | None, int] = (None, 0)  # (id of the ScanState shown, rows added)
 
     def show(self, st: ScanState | None) -> None:
@@ -138,8 +141,9 @@ class FlaggedTable(DataTable):
         if st is None:
             return
         for r in st.flagged[self._shown[1]:]:
+            kind = self.KIND.get(r["kind"], r["kind"]) + (f" {r['set']}" if st.scan.n_sets > 1 else "")
             self.add_row(str(r["index"]), f"{r['time_s']:.1f}", Text(", ".join(r["flags"]) or "rejected", style="red"),
-                         _f(r["freq_hz"], "+.2f"), _f(r["phase_deg"], "+.1f"), r["kind"], str(r["set"]),
+                         _f(r["freq_hz"], "+.2f"), _f(r["phase_deg"], "+.1f"), kind,
                          key=f"{st.scan_id}:{r['index']}")
         self._shown = key
         self.sort("index", key=lambda v: -int(v))

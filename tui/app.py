@@ -133,8 +133,11 @@ class QCApp(App):
     def redraw(self, force: bool = False) -> None:
         """Redraw everything from the state, if it changed (called by the 10 Hz timer)."""
         state = self.state
-        if (state.version == self._drawn_version and not force) or not self.banner.is_attached:
-            return  # nothing new, or the app is closing
+        if not self.is_running or not self.banner.is_attached:
+            return  # the app is shutting down: it stops running *before* its widgets are removed, bottom-up,
+            # and before its timers stop, so a tick can land on a half-removed screen
+        if state.version == self._drawn_version and not force:
+            return  # nothing new
         self._drawn_version = state.version
         self.redraws += 1
         t0 = time.perf_counter()

@@ -69,16 +69,20 @@ class Banner(Horizontal):
     Banner.down { background: $surface-lighten-1; color: $text; }
     """
 
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._word, self._text = Static(id="banner-word"), Static(id="banner-text")  # held, never queried
+
     def compose(self) -> ComposeResult:
-        yield Static(id="banner-word")
-        yield Static(id="banner-text")
+        yield self._word
+        yield self._text
 
     def show(self, state: str, headline: str, details: str = "") -> None:
         word, css = WORDS[state]
         for c in ("ok", "warn", "bad", "idle", "down"):
             self.set_class(c == css, c)
-        self.query_one("#banner-word", Static).update(big_text(word))
+        self._word.update(big_text(word))
         text = Text(headline, style="bold")
         if details:
             text.append("\n" + details)
-        self.query_one("#banner-text", Static).update(text)
+        self._text.update(text)

@@ -15,7 +15,7 @@ import zmq
 from qc_daemon.daemon import Daemon, Endpoints
 from qc_daemon.replay import replay
 from tests.test_reliability import stream
-from tests.tui_support import FIXTURE, bad_messages, bad_scan, fixture_messages
+from tests.tui_support import FIXTURE, bad_messages, bad_scan, fixture_messages, settle, wait_for
 from tui.app import QCApp
 from tui.banner import Banner
 from tui.feed_watcher import FeedWatcher
@@ -53,16 +53,14 @@ def banner_class(app: QCApp) -> str:
     return next(c for c in ("ok", "warn", "bad", "idle", "down") if app.query_one(Banner).has_class(c))
 
 
-async def wait_for(pilot, condition, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.05)
-
-
 def feed(app: QCApp, messages: list[dict]) -> None:
     app.post_message(FeedMessages(list(messages)))
+
+
+async def feed_and_settle(pilot, messages: list[dict]) -> None:
+    """Post feed messages and wait until the view was redrawn from the last of them."""
+    feed(pilot.app, messages)
+    await settle(pilot, messages[-1]["feed_seq"])
 
 
 # ---------------------------------------------------------------------------------------------- pilot tests
@@ -71,7 +69,8 @@ def test_empty_start_says_it_is_waiting_and_draws_empty_plots():
         app = QCApp(bell=False)
         async with app.run_test(size=SIZE) as pilot:
             app.post_message(ConnectionChanged(CONNECTED, "tcp://127.0.0.1:5556", reset=True))
-            await pilot.pause(0.3)
+            await wait_for(pilot, lambda: app.state.connection == CONNECTED)
+            await settle(pilot)
             assert banner_class(app) == "idle" and "Waiting for scan" in banner_text(app)
             assert "no scan yet" in str(app.query_one(ScanLine).render())
             assert app.query_one(FlaggedTable).row_count == 0
@@ -92,7 +91,7 @@ def test_no_daemon_is_shown_and_the_watcher_keeps_retrying():
         app = QCApp(lambda a: FeedWatcher(a, feed_ep, snap_ep, sync_timeout_s=0.3, retry_s=0.2), bell=False)
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: app.state.connection == NO_DAEMON)
-            await pilot.pause(0.2)
+            await settle(pilot)
             assert banner_class(app) == "down" and "No daemon" in banner_text(app)
             await pilot.pause(1.0)  # retries, and still says so
             assert app.state.connection == NO_DAEMON
@@ -104,8 +103,7 @@ def test_scan_streams_in_and_ends_with_the_engine_verdict(demo_msgs):
     async def main():
         app = QCApp(bell=False)
         async with app.run_test(size=SIZE) as pilot:
-            feed(app, demo_msgs[:40])  # mid-scan
-            await pilot.pause(0.3)
+            await feed_and_settle(pilot, demo_msgs[:40])  # mid-scan
             st = app.state.current
             assert st is not None and not st.finished
             line = str(app.query_one(ScanLine).render())
@@ -115,8 +113,7 @@ def test_scan_streams_in_and_ends_with_the_engine_verdict(demo_msgs):
             freq = str(app.query_one("#frequency", BraillePlot).render())
             assert any(0x2800 < ord(c) < 0x2900 for c in freq)  # dots were drawn
             assert "Hz/min" in app.query_one("#frequency", BraillePlot).border_subtitle
-            feed(app, demo_msgs[40:])
-            await pilot.pause(0.3)
+            await feed_and_settle(pilot, demo_msgs[40:])
             final = demo_msgs[-1]["summary"]
             assert st.finished and banner_class(app) == {"pass": "ok", "warn": "warn", "fail": "bad"}[final["verdict"]]
             assert final["reasons"][0] in banner_text(app) and "final verdict" in banner_text(app)
@@ -131,19 +128,16 @@ def test_motion_event_appears_in_the_flagged_table(demo_msgs):
     async def main():
         app = QCApp(bell=False)
         async with app.run_test(size=SIZE) as pilot:
-            feed(app, demo_msgs[:first_flag])
-            await pilot.pause(0.3)
+            await feed_and_settle(pilot, demo_msgs[:first_flag])
             table = app.query_one(FlaggedTable)
             assert table.row_count == 0
-            feed(app, [demo_msgs[first_flag]])
-            await pilot.pause(0.3)
+            await feed_and_settle(pilot, [demo_msgs[first_flag]])
             assert table.row_count == 1
             row = [str(c) for c in table.get_row_at(0)]
             r = demo_msgs[first_flag]["result"]
             assert row[0] == str(r["index"]) and row[2] == ", ".join(r["flags"])
             assert any(f"#{r['index']}" in e.text and "flagged" in e.text for e in app.state.events)
-            feed(app, demo_msgs[first_flag + 1:])
-            await pilot.pause(0.3)
+            await feed_and_settle(pilot, demo_msgs[first_flag + 1:])
             flagged = demo_msgs[-1]["summary"]["flagged_indices"]
             assert table.row_count == len(flagged) == 4
             assert [int(str(table.get_row_at(i)[0])) for i in range(4)] == sorted(flagged, reverse=True)
@@ -157,8 +151,7 @@ def test_bad_banner_rings_the_bell_once_unless_turned_off(bad_msgs, bell):
         rung = []
         app.bell = lambda: rung.append(1)
         async with app.run_test(size=SIZE) as pilot:
-            feed(app, bad_msgs)
-            await pilot.pause(0.3)
+            await feed_and_settle(pilot, bad_msgs)
             assert banner_class(app) == "bad"
             text = banner_text(app)
             assert "frequency drift 0.230 ppm" in text and "motion-corrupted averages" in text
@@ -176,9 +169,9 @@ def test_redraws_are_coalesced_to_the_timer(demo_msgs):
             await pilot.pause(0.2)
             before = app.redraws
             t0 = time.monotonic()
-            for m in demo_msgs:
+            for m in demo_msgs:  # a burst: one message per post, no waiting
                 feed(app, [m])
-            await pilot.pause(0.35)
+            await settle(pilot, demo_msgs[-1]["feed_seq"])
             elapsed = time.monotonic() - t0
             assert app.redraws - before <= elapsed / app.redraw_interval_s + 2
             assert app.state.feed_seq == demo_msgs[-1]["feed_seq"] and app.state.current.finished
@@ -215,8 +208,7 @@ def test_a_small_terminal_keeps_the_banner_and_scrolls_the_rest(demo_msgs):
     async def main():
         app = QCApp(bell=False)
         async with app.run_test(size=(80, 24)) as pilot:
-            feed(app, demo_msgs[:60])
-            await pilot.pause(0.3)
+            await feed_and_settle(pilot, demo_msgs[:60])
             screen = app.screen.region
             banner, scan_line = app.query_one(Banner), app.query_one(ScanLine)
             assert banner.region.y == 0 and banner.region.height == 5 and banner_class(app) in ("ok", "warn")
@@ -243,13 +235,11 @@ def test_pause_freezes_the_plots_but_not_the_banner(demo_msgs, bad_msgs):
     async def main():
         app = QCApp(bell=False)
         async with app.run_test(size=SIZE) as pilot:
-            feed(app, demo_msgs[:30])
-            await pilot.pause(0.3)
+            await feed_and_settle(pilot, demo_msgs[:30])
             spectrum = app.query_one("#spectrum", BraillePlot).border_subtitle
             await pilot.press("p")
             assert app.paused and "PAUSED" in app.sub_title
-            feed(app, demo_msgs[30:])
-            await pilot.pause(0.3)
+            await feed_and_settle(pilot, demo_msgs[30:])
             assert app.query_one("#spectrum", BraillePlot).border_subtitle == spectrum  # frozen
             assert "final verdict" in banner_text(app)  # the banner stays live
             await pilot.press("p")
@@ -262,8 +252,7 @@ def test_export_writes_the_report_of_the_shown_scan(demo_msgs, tmp_path):
     async def main():
         app = QCApp(bell=False, export_dir=tmp_path)
         async with app.run_test(size=SIZE) as pilot:
-            feed(app, demo_msgs)
-            await pilot.pause(0.3)
+            await feed_and_settle(pilot, demo_msgs)
             await pilot.press("e")
             await pilot.pause(0.1)
     run(main())
@@ -286,8 +275,7 @@ def test_help_and_history_screens(demo_msgs, bad_msgs):
             await pilot.press("escape")
             assert not isinstance(app.screen, HelpScreen)
             feed(app, demo_msgs)
-            feed(app, second)
-            await pilot.pause(0.3)
+            await feed_and_settle(pilot, second)
             assert app.state.current.scan_id == bad_msgs[0]["scan_id"]  # follows the newest
             await pilot.press("h")
             await pilot.pause(0.1)
@@ -322,7 +310,7 @@ def test_daemon_error_line_shows_a_journal_failure(tmp_path):
             await wait_for(pilot, lambda: app.state.connection == CONNECTED)
             await asyncio.to_thread(replay, FIXTURE, eps.ingest, None)
             await wait_for(pilot, lambda: app.state.current is not None and app.state.current.finished)
-            await pilot.pause(0.3)
+            await settle(pilot)
             line = app.query_one(ErrorLine)
             assert line.display and "journal not writable" in str(line.render())
             assert "NOT being saved" in str(line.render())
@@ -365,7 +353,7 @@ def test_reconnects_and_resyncs_after_the_daemon_restarts(tmp_path):
             first = app.state.current.scan_id
             halt(*running.pop())  # the daemon dies
             await wait_for(pilot, lambda: app.state.connection == NO_DAEMON)
-            await pilot.pause(0.2)
+            await settle(pilot)
             assert banner_class(app) == "down"
             d2, _, stop2, thread2 = start(eps)  # back on the same endpoints, feed_seq from 1 again
             running.append((d2, stop2, thread2))
@@ -375,7 +363,7 @@ def test_reconnects_and_resyncs_after_the_daemon_restarts(tmp_path):
             await wait_for(pilot, lambda: len(app.state.scans) == 2 and app.state.current.finished)
             st = app.state.current
             assert st.scan_id == sim.scan.scan_id != first and st.scan_id in app.state.scans
-            await pilot.pause(0.3)
+            await settle(pilot)
             assert len(st.results) == len(sim.transients) and banner_class(app) == "bad"  # nothing lost
     try:
         run(main())
@@ -417,7 +405,7 @@ def test_starts_mid_scan_from_the_snapshot_and_goes_on_live(tmp_path):
                 producer.send(t)
             producer.end_scan()
             await wait_for(pilot, lambda: app.state.current.finished)
-            await pilot.pause(0.3)
+            await settle(pilot)
             st = app.state.current
             assert [r["index"] for r in st.results] == [t.index for t in transients]  # once each, in order
             assert st.final["n_transients"] == len(transients)
@@ -498,7 +486,7 @@ def test_a_scan_cut_off_by_a_daemon_crash_is_shown_as_unfinished(tmp_path):
             await wait_for(pilot, lambda: app.state.connection == CONNECTED)
             st = app.state.current
             await wait_for(pilot, lambda: st.unfinished_note is not None)
-            await pilot.pause(0.3)
+            await settle(pilot)
             assert st.ended and not st.finished and st.remaining_s() is None
             assert "interrupted" in st.unfinished_note and "restarted" in st.unfinished_note
             assert "NOT FINISHED" in banner_text(app) and "live" not in banner_text(app)
@@ -526,8 +514,7 @@ def test_offline_review_of_a_file_runs_the_same_engine(demo_msgs):
             st = app.state.current
             assert st.results == [m["result"] for m in demo_msgs if m["type"] == "result"]
             assert st.final == demo_msgs[-1]["summary"]
-            await pilot.pause(0.2)
-            assert "checked" in app.state.connection_detail
+            await wait_for(pilot, lambda: "checked" in app.state.connection_detail)
     run(main())
 
 
@@ -549,7 +536,7 @@ def test_demo_shows_the_scan_in_the_ui_and_leaves_no_thread_behind():
     async def main(app):
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: app.state.current is not None and app.state.current.finished, 60)
-            await pilot.pause(0.3)
+            await settle(pilot)
             assert app.state.current.final["flagged_indices"] == [15, 16, 39, 43]
             assert banner_class(app) == "warn" and app.query_one(FlaggedTable).row_count == 4
             await pilot.press("q")
@@ -573,7 +560,7 @@ def test_no_patient_identifier_on_screen_or_in_an_export(tmp_path):
         app = QCApp(lambda a: FileWatcher(a, FIXTURE), bell=False, export_dir=tmp_path)
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: app.state.current is not None and app.state.current.finished)
-            await pilot.pause(0.3)
+            await settle(pilot)
             screens.append(app.export_screenshot())
             await pilot.press("e", "h")
             await pilot.pause(0.3)
@@ -594,10 +581,9 @@ def test_data_arriving_under_the_help_screen_are_shown_when_it_closes(demo_msgs)
         app = QCApp(bell=False)
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("question_mark")
-            feed(app, demo_msgs)
-            await pilot.pause(0.4)  # redraws happen while the help screen is on top
+            await feed_and_settle(pilot, demo_msgs)  # redraws happen while the help screen is on top
             assert isinstance(app.screen, HelpScreen)
             await pilot.press("escape")
-            await pilot.pause(0.2)
+            await settle(pilot)
             assert "final verdict" in banner_text(app) and app.query_one(FlaggedTable).row_count == 4
     run(main())

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.tui_support import FIXED_TIME, bad_messages, fixture_messages
+from tests.tui_support import FIXED_TIME, bad_messages, fixture_messages, settle, wait_for
 from tui.app import QCApp
 from tui.messages import ConnectionChanged, FeedMessages
 from tui.scan_state import CONNECTED, NO_DAEMON
@@ -38,7 +38,9 @@ def feeding(*batches, connection=(CONNECTED, "tcp://127.0.0.1:5556")):
         pilot.app.post_message(ConnectionChanged(*connection, reset=True))
         for batch in batches:
             pilot.app.post_message(FeedMessages(list(batch)))
-        await pilot.pause(0.4)
+        last = max((m["feed_seq"] for batch in batches for m in batch), default=None)
+        await wait_for(pilot, lambda: pilot.app.state.connection == connection[0])
+        await settle(pilot, last)
         pilot.app.redraw(force=True)
         await pilot.pause(0.1)
     return run_before

@@ -3,6 +3,8 @@ every result; the live daemon sends them at most every 0.5 s of wall time)."""
 
 from __future__ import annotations
 
+import time
+
 from qc_daemon.session import scan_messages
 from qc_daemon.sources.open import open_recording
 from qc_daemon.sources.simulate import Event, SimulationParams, simulate_scan
@@ -28,3 +30,20 @@ def bad_scan():
 def bad_messages(first_seq: int = 1) -> list[dict]:
     sim = bad_scan()
     return scan_messages(sim.scan, sim.transients, first_seq=first_seq)
+
+
+async def wait_for(pilot, condition, timeout_s: float = 20.0) -> None:
+    """Poll ``condition`` every 50 ms while the app runs; fail after ``timeout_s`` seconds."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.05)
+
+
+async def settle(pilot, last_feed_seq: int | None = None, timeout_s: float = 20.0) -> None:
+    """Wait until the app has applied the feed up to ``last_feed_seq`` and redrawn the view from it: what a fixed
+    pause only hopes for on a loaded machine (the redraw comes from a 10 Hz timer)."""
+    app = pilot.app
+    await wait_for(pilot, lambda: (last_feed_seq is None or app.state.feed_seq >= last_feed_seq)
+                   and app.view_is_current, timeout_s)

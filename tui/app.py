@@ -130,6 +130,11 @@ class QCApp(App):
         self.state.set_connection(message.state, message.detail)
 
     # ------------------------------------------------------------------ drawing
+    @property
+    def view_is_current(self) -> bool:
+        """True once the view was redrawn from the latest state (tests and the bench wait on it)."""
+        return self._drawn_version == self.state.version
+
     def redraw(self, force: bool = False) -> None:
         """Redraw everything from the state, if it changed (called by the 10 Hz timer)."""
         state = self.state

@@ -142,12 +142,14 @@ def test_daemon_killed_mid_scan_keeps_its_journal_and_closes_the_scan_on_restart
             while len(got) < 30 and time.monotonic() < deadline:  # 30 results out (and journaled before)
                 got += [m for m in viewer.poll(200) if m.get("type") == "result"]
             assert len(got) == 30 and proc.poll() is None
-            time.sleep(0.3)  # results are published first, journaled (fsync'd) right after
+            folder = next((tmp_path / "data").iterdir())
+            journal = folder / "journal.jsonl"
+            while len(journal.read_text().splitlines()) < 31 and time.monotonic() < deadline:
+                time.sleep(0.05)  # results are published first, journaled (fsync'd) right after
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         viewer.close()
-        folder = next((tmp_path / "data").iterdir())
-        lines = (folder / "journal.jsonl").read_text().splitlines()
+        lines = journal.read_text().splitlines()
         assert len(lines) >= 31 and all(json.loads(x) for x in lines)  # intact to its last record
         proc, eps = _start_daemon_process(tmp_path)  # restart: the open scan is closed as interrupted
         summary = json.loads((folder / "summary.json").read_text())
@@ -266,7 +268,11 @@ def test_producer_reconnects_by_itself_after_the_daemon_is_killed_and_restarted(
         producer.start_scan(rec.scan)
         for t in transients[:10]:
             producer.send(t)
-        time.sleep(0.5)
+        journal = tmp_path / "data" / rec.scan.scan_id / "journal.jsonl"
+        deadline = time.monotonic() + 30
+        while not (journal.exists() and len(journal.read_text().splitlines()) >= 11):
+            assert time.monotonic() < deadline, "the daemon did not journal the first 10 transients"
+            time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         proc = start()  # same endpoints; the producer's socket reconnects by itself

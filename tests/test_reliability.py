@@ -86,7 +86,7 @@ def test_unwritable_journal_is_a_loud_error_and_qc_continues(tmp_path):
         viewer.sync(5)
         replay(FIXTURE, eps.ingest, speed=None)
         msgs = collect(viewer)
-        beats = [m for m in viewer.poll(500) if m.get("type") == "heartbeat"]
+        beats = [m for m in collect(viewer, until="heartbeat", timeout_s=10) if m.get("type") == "heartbeat"]
         viewer.close()
     assert sum(1 for m in msgs if m.get("type") == "result") == 50
     assert any(m.get("type") == "status" and m["state"] == "error" for m in msgs)

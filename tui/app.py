@@ -132,7 +132,7 @@ class QCApp(App):
     # ------------------------------------------------------------------ drawing
     @property
     def view_is_current(self) -> bool:
-        """True once the view was redrawn from the latest state (tests and the bench wait on it)."""
+        """True once the view was redrawn from the latest state (the UI tests wait on it)."""
         return self._drawn_version == self.state.version
 
     def redraw(self, force: bool = False) -> None:

@@ -53,7 +53,7 @@ def run(transients, scan, eps, ctx, interval_s: float | None, on_result=None) ->
     sent: dict[int, float] = {}
     lat: dict[int, float] = {}
     t0 = time.perf_counter()
-    with Producer(eps["ingest"], context=ctx, hwm=64) as p:
+    with Producer(eps["ingest"], context=ctx, window=64) as p:
         p.start_scan(scan)
         for t in transients:
             sent[t.index] = time.perf_counter()

@@ -37,7 +37,7 @@ N_TRANSIENTS = 3000
 def produce(eps: dict, ctx: zmq.Context, sim, n: int) -> None:
     base = sim.transients
     tr = 2.0
-    with Producer(eps["ingest"], context=ctx, hwm=64) as p:
+    with Producer(eps["ingest"], context=ctx, window=64) as p:
         p.start_scan(replace(sim.scan, planned_averages=n))
         for i in range(n):
             t = base[i % len(base)]

@@ -109,24 +109,39 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .replay import replay
+    from .replay import DeliveryError, replay
 
-    speed = None if args.speed == "max" else float(args.speed)
-    if speed is not None and speed <= 0:
-        raise InputError("--speed", "must be a positive number or 'max'")
+    speed = _speed(args.speed)
     from .security import ClientCurve
 
     if bool(args.curve_secret) != bool(args.server_key):
         raise InputError("--curve-secret/--server-key", "give both for an encrypted connection")
     curve = ClientCurve(Path(args.curve_secret), Path(args.server_key)) if args.curve_secret else None
     try:
-        n = replay(args.path, args.to, speed, key=_key(args.key_file),
-                   on_sent=(lambda t, total: _progress(t, total)) if sys.stderr.isatty() else None, curve=curve,
-                   send_timeout_s=args.timeout)
-    except TimeoutError as exc:
-        raise InputError(args.to, str(exc)) from None
-    print(f"replayed {n} transients to {args.to}")
+        delivery = replay(args.path, args.to, speed, key=_key(args.key_file),
+                          on_sent=(lambda t, total: _progress(t, total)) if sys.stderr.isatty() else None,
+                          curve=curve, send_timeout_s=args.timeout)
+    except DeliveryError as exc:
+        raise InputError(args.to, f"{exc} [{exc.delivery.describe()}]") from None
+    if not delivery.complete:
+        raise InputError(args.to, f"the daemon closed the scan without all of it: {delivery.describe()}")
+    print(f"replayed {delivery.sent} transients to {args.to}: {delivery.describe()}")
+    if delivery.rejected:
+        for r in delivery.rejected[:5]:
+            print(f"rejected: {r['reason']}: {r['detail']}", file=sys.stderr)
     return 0
+
+
+def _speed(value: str) -> float | None:
+    if value == "max":
+        return None
+    try:
+        speed = float(value)
+    except ValueError:
+        raise InputError("--speed", f"{value!r} is not a number or 'max'") from None
+    if not speed > 0 or speed == float("inf"):
+        raise InputError("--speed", "must be a positive number or 'max'")
+    return speed
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -163,9 +178,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
         open_recording(args.path)  # a bad file is a one-line error here, before the screen is taken over
         config = load_config(args.config)
-        speed = None if args.speed == "max" else float(args.speed)
-        if speed is not None and speed <= 0:
-            raise InputError("--speed", "must be a positive number or 'max'")
+        speed = _speed(args.speed)
 
         def factory(app):
             return FileWatcher(app, args.path, water=args.water, config=config, speed=speed)

@@ -1,14 +1,20 @@
-"""The live QC daemon: sockets and the event loop; all numerics live in the engine (ScanQC).
+r"""The live QC daemon: sockets and the event loop; per-scan record keeping is OpenScan, numerics the engine.
 
-    producer --PUSH--> [ingest PULL] --> ScanQC --> [feed PUB]  topic = scan id (b"_daemon" for status)
-                                          |    \\--> journal (per scan, fsync'd)
-                                          \\------> [snapshot ROUTER]  late joiners get the scan so far
+    producer --DEALER--> [ingest ROUTER] --> OpenScan: spool -> engine -> [feed PUB] topic = scan id
+        ^                                        |                  \--> journal      (b"_daemon": status)
+        \------ ack / reject (per burst) <--------/  fsync spool + journal, then acknowledge
+                                                 \----------------------> [snapshot ROUTER] late joiners
+
+Delivery (docs/protocol.md): each transient carries its position in the producer's stream; the daemon takes
+positions in order, drops duplicates, refuses gaps (saying which position it needs), spools what it takes,
+fsyncs once per burst and then acknowledges how far it has received and made durable. After a stop the daemon
+resumes the open scan from its spool (the engine re-run over it) and the producer re-sends from there.
 
 Feed messages are JSON objects with a ``type`` (scan_start, result, progress, summary: see session.py;
 status, heartbeat) and a ``feed_seq``: the snapshot carries the last feed_seq it includes (and of the
 progress messages only the latest), so a viewer that subscribed first and then asked for the snapshot
 drops live messages with feed_seq <= that value (zguide "Clone" pattern): no gap and no duplicate.
-Bad input is rejected, counted by reason and logged, never fatal.
+Bad input is rejected, counted by reason, logged and answered, never fatal.
 """
 
 from __future__ import annotations
@@ -19,8 +25,8 @@ import logging
 import threading
 import time
 import uuid
-from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +35,11 @@ import zmq
 from . import kernels, protocol
 from .config import Config, load_config
 from .engine import ScanQC
-from .journal import Journal, default_data_dir, recover
-from .model import ScanInfo, TransientQC
+from .journal import close_from_journal, default_data_dir, open_journals
+from .model import ScanInfo
+from .open_scan import OpenScan, read_stream_file, read_stream_files
 from .security import CurveConfig
-from .session import LiveScan
+from .spool import SPOOL_NAME, SpoolStore, read_spool
 
 log = logging.getLogger("mrsqc.daemon")
 
@@ -65,13 +72,17 @@ class Endpoints:
     snapshot: str = "tcp://127.0.0.1:5557"
 
 
-@dataclass
-class _OpenScan:
-    scan: ScanInfo
-    live: LiveScan
-    journal: Journal | None
-    results: list[TransientQC] = field(default_factory=list)
-    last_message_at: float = 0.0
+DEFAULT_SPOOL_BUDGET_BYTES = 20 * 10 ** 9  # all spools together; ~140 finished 140 MB scans
+DEFAULT_SPOOL_RETENTION_S = 7 * 86400.0  # spools of finished scans are deleted after a week
+MAX_CLOSED_STREAMS = 64  # closed streams remembered, so a producer asking again learns its scan is closed
+
+
+class _Reject(protocol.ProtocolError):
+    """A message refused because of its place in the stream; ``expected``: the position the daemon needs."""
+
+    def __init__(self, reason: str, detail: str, expected: int | None = None):
+        super().__init__(reason, detail)
+        self.expected = expected
 
 
 class Daemon:
@@ -81,7 +92,8 @@ class Daemon:
                  config: Config | None = None, key: bytes | None = None, heartbeat_s: float = 1.0,
                  fsync: bool = True, allow_remote: bool = False, context: zmq.Context | None = None,
                  producer_timeout_s: float = 60.0, max_message_bytes: int = MAX_MESSAGE_BYTES,
-                 curve: CurveConfig | None = None):
+                 curve: CurveConfig | None = None, spool_budget_bytes: int = DEFAULT_SPOOL_BUDGET_BYTES,
+                 spool_retention_s: float = DEFAULT_SPOOL_RETENTION_S):
         self.endpoints = endpoints or Endpoints()
         for name, ep in vars(self.endpoints).items():
             if not allow_remote and not is_local(ep):
@@ -96,34 +108,37 @@ class Daemon:
         self.fsync = fsync
         self.ctx = context or zmq.Context.instance()
         self.stream = protocol.StreamState()
+        self.store = SpoolStore(self.data_dir, spool_budget_bytes, spool_retention_s)
         self.rejected: Counter[str] = Counter()
         self.counters: Counter[str] = Counter()
         self.feed_seq = 0
         self.snapshot: list[dict] = []  # feed messages of the current (or last) scan, but progress
         self.snapshot_progress: dict | None = None  # the latest progress message only: it replaces the previous
-        self.open: _OpenScan | None = None
+        self.open: OpenScan | None = None
+        self.closed: OrderedDict[str, dict] = OrderedDict()  # stream id -> outcome (stream.json)
         self.error_state: str | None = None
         self.bound: Endpoints | None = None
         self.handle_ms: deque[float] = deque(maxlen=1000)  # receive -> results published, per transient
         self.daemon_id = uuid.uuid4().hex  # changes on restart: a viewer re-syncs when it sees a new one
+        self._acks: dict[bytes, tuple[str, int]] = {}  # producer identity -> (stream, last seq) this burst
 
     # ------------------------------------------------------------------ set-up
     def bind(self) -> Endpoints:
         """Create and bind the sockets; returns the actual endpoints (ports resolved for ``:*``)."""
-        self.pull = self.ctx.socket(zmq.PULL)
-        self.pull.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
-        # a short ingest queue: a producer faster than the QC is held back (its PUSH blocks) instead of
-        # piling up seconds of backlog and gigabytes of buffered transients in the daemon
-        self.pull.setsockopt(zmq.RCVHWM, INGEST_QUEUE)
-        self.pull.setsockopt(zmq.LINGER, 0)
+        self.ingest = self.ctx.socket(zmq.ROUTER)
+        self.ingest.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
+        # a short queue per producer: a producer faster than the QC is held back (by its window of
+        # unacknowledged transients, and by TCP behind it) instead of piling up seconds of backlog here
+        self.ingest.setsockopt(zmq.RCVHWM, INGEST_QUEUE)
+        self.ingest.setsockopt(zmq.LINGER, 0)
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.LINGER, 0)
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
         if self.curve is not None:
-            self.curve.serve(self.ctx, (self.pull, self.pub, self.router))
+            self.curve.serve(self.ctx, (self.ingest, self.pub, self.router))
         bound = []
-        for sock, ep in ((self.pull, self.endpoints.ingest), (self.pub, self.endpoints.feed),
+        for sock, ep in ((self.ingest, self.endpoints.ingest), (self.pub, self.endpoints.feed),
                          (self.router, self.endpoints.snapshot)):
             sock.bind(ep)
             bound.append(sock.getsockopt_string(zmq.LAST_ENDPOINT))
@@ -131,20 +146,24 @@ class Daemon:
         return self.bound
 
     def warm_up(self) -> float:
-        """Compile/load every kernel and close journals a crash left open; returns seconds."""
+        """Compile/load every kernel, then resume the scan a stopped daemon left open (from its spool) and
+        close any other it left open; returns seconds."""
         t0 = time.perf_counter()
         kernels.warm_up()
         ScanQC.warm_up(self.config)
-        for folder in recover(self.data_dir):
-            self._status("warn", f"closed interrupted scan {folder.name} found at start-up")
+        self._recover()
         gc.collect()
         gc.freeze()  # start-up objects leave the collector's generations: shorter pauses while serving
         return time.perf_counter() - t0
 
     def close(self) -> None:
+        """Stop: an open scan stays open on disk (spool and journal synced), so that a restarted daemon
+        resumes it when its producer comes back (and closes it as interrupted when it does not)."""
         if self.open is not None:
-            self._end_scan("interrupted")
-        for s in (self.pull, self.pub, self.router):
+            self.open.sync()
+            log.info("scan %s left open for resumption (%d transients spooled)", self.open.scan.scan_id,
+                     self.open.durable)
+        for s in (self.ingest, self.pub, self.router):
             s.close(0)
         if self.curve is not None:
             self.curve.stop()
@@ -152,21 +171,22 @@ class Daemon:
     # ------------------------------------------------------------------ loop
     def serve(self, stop: threading.Event) -> None:
         poller = zmq.Poller()
-        poller.register(self.pull, zmq.POLLIN)
+        poller.register(self.ingest, zmq.POLLIN)
         poller.register(self.router, zmq.POLLIN)
         next_beat = time.monotonic()
         while not stop.is_set():
             timeout_ms = max(0, int((next_beat - time.monotonic()) * 1000))
             events = dict(poller.poll(min(timeout_ms, 200)))
-            if self.pull in events:
-                for _ in range(64):  # drain a burst before looking at snapshots/heartbeats again
+            if self.ingest in events:
+                for _ in range(64):  # drain a burst, then make it durable and acknowledge it at once
                     try:
-                        frames = self.pull.recv_multipart(zmq.NOBLOCK, copy=False)
+                        frames = self.ingest.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
                     t0 = time.perf_counter()
-                    self.handle(frames)
+                    self.handle(frames[0].bytes, frames[1:])
                     self.handle_ms.append((time.perf_counter() - t0) * 1e3)
+                self.commit()
             if self.router in events:
                 self._serve_snapshot()
             if time.monotonic() >= next_beat:
@@ -174,103 +194,219 @@ class Daemon:
                 self._check_producer()
                 next_beat = time.monotonic() + self.heartbeat_s
 
-    def handle(self, frames: list[bytes]) -> None:
-        """Validate and act on one ingest message; never raises for bad input."""
+    def handle(self, identity: bytes, frames: list) -> None:
+        """Validate and act on one ingest message from the producer ``identity``; never raises. Bad input is
+        rejected (counted, logged, answered with its reason); an internal error is logged with its traceback,
+        reported on the feed and answered, and the transient stays in the spool."""
+        msg = None
         try:
             msg = protocol.decode(frames, self.key)
             self.stream.check_seq(msg)
-            if msg.kind == "scan_start":
-                self._start_scan(ScanInfo.from_dict(msg.header["scan"]))
-            elif msg.kind == "transient":
-                transient = self.stream.to_transient(msg)
-                self._transient(transient)
-            elif msg.kind == "scan_end":
-                if self.open is None or msg.header["scan_id"] != self.open.scan.scan_id:
-                    raise protocol.ProtocolError("no_scan", f"scan_end for {msg.header['scan_id']!r}")
-                self._end_scan(msg.header.get("status", "complete"))
+            self._dispatch(identity, msg)
             self.counters[msg.kind] += 1
         except protocol.ProtocolError as exc:
             self.rejected[exc.reason] += 1
-            log.warning("rejected message: %s", exc)
-        except ValueError as exc:  # engine-level validation (e.g. shape)
-            self.rejected["invalid"] += 1
-            log.warning("rejected message: %s", exc)
+            # a gap is what a resumed stream shows until the producer has rewound: expected, not alarming
+            log.log(logging.INFO if exc.reason == "gap" else logging.WARNING, "rejected message: %s", exc)
+            self._reply_reject(identity, msg, exc.reason, str(exc), getattr(exc, "expected", None))
+        except Exception as exc:  # a bug, not bad input: keep serving, say so loudly
+            self.rejected["internal_error"] += 1
+            log.exception("internal error handling a %s message", msg.kind if msg else "?")
+            self._error_state(f"internal error: {type(exc).__name__}: {exc}")
+            self._reply_reject(identity, msg, "internal_error", f"{type(exc).__name__}: {exc}")
+        finally:
+            if self.open is not None:
+                for text in self.open.take_errors():
+                    self._error_state(text)
+
+    def commit(self) -> None:
+        """Once per burst: fsync the open scan's spool and journal, then acknowledge every producer heard."""
+        if self.open is not None:
+            self.open.sync()
+            for text in self.open.take_errors():
+                self._error_state(text)
+        acks, self._acks = self._acks, {}
+        for identity, (stream, seq) in acks.items():
+            self._send_reply(identity, self._ack(stream, seq))
+
+    # ------------------------------------------------------------------ messages
+    def _dispatch(self, identity: bytes, msg: protocol.Message) -> None:
+        h = msg.header
+        stream = h.get("stream", "")
+        self._acks[identity] = (stream, h["seq"])
+        scan = self.open if self.open is not None and stream and self.open.stream == stream else None
+        if msg.kind == "heartbeat":
+            self._acks[identity] = ("", h["seq"])
+        elif msg.kind == "scan_start":
+            if scan is not None:  # the producer asks where we are (after a restart or a lost message)
+                scan.touch()
+            elif stream not in self.closed:
+                self._start_scan(ScanInfo.from_dict(h["scan"]), stream)
+        elif stream in self.closed and scan is None:
+            return  # a late message of a closed stream: its ack says closed
+        elif scan is None:
+            self._acks.pop(identity, None)
+            raise _Reject("no_scan", f"{msg.kind} for a scan this daemon has not open (stream {stream[:8]!r})", 0)
+        elif msg.kind == "transient":
+            self._transient(scan, msg)
+        elif msg.kind == "scan_end":
+            if h["n_transients"] > scan.positions:
+                raise _Reject("gap", f"scan_end after {h['n_transients']} transients; this daemon has "
+                                     f"{scan.positions}", scan.positions)
+            self._end_scan(h.get("status", "complete"))
+
+    def _transient(self, scan: OpenScan, msg: protocol.Message) -> None:
+        pos = msg.header["pos"]
+        if pos < scan.positions:
+            self.counters["duplicate"] += 1
+            scan.touch()
+            return
+        if pos > scan.positions:
+            raise _Reject("gap", f"transient position {pos}; expected {scan.positions}", scan.positions)
+        try:
+            transient = protocol.to_transient(msg, scan.scan)
+        except protocol.ProtocolError as exc:
+            scan.skip(pos, exc.reason)  # the position is used up: the stream goes on after it
+            raise
+        scan.take(pos, transient, self._publisher(scan))
+
+    def _ack(self, stream: str, seq: int) -> list[bytes]:
+        scan = self.open
+        if scan is not None and stream and scan.stream == stream:
+            return protocol.ack(scan.scan.scan_id, seq, scan.positions, scan.durable, self.daemon_id,
+                                error=self.error_state, key=self.key, stream=stream)
+        done = self.closed.get(stream)
+        if stream and done is not None:
+            return protocol.ack(done["scan_id"], seq, done["positions"], done["durable"], self.daemon_id,
+                                closed=True, error=self.error_state, verdict=done.get("verdict"), key=self.key,
+                                stream=stream)
+        return protocol.ack("", seq, 0, 0, self.daemon_id, error=self.error_state, key=self.key)
+
+    def _reply_reject(self, identity: bytes, msg: protocol.Message | None, reason: str, detail: str,
+                      expected: int | None = None) -> None:
+        h = msg.header if msg is not None else {}
+        seq = h.get("seq", 0) if isinstance(h.get("seq"), int) else 0
+        self._send_reply(identity, protocol.reject(str(h.get("scan_id", ""))[:64], seq, reason, detail,
+                                                   self.daemon_id, expected, key=self.key,
+                                                   stream=str(h.get("stream", ""))[:64]))
+
+    def _send_reply(self, identity: bytes, frames: list[bytes]) -> None:
+        try:
+            self.ingest.send_multipart([identity] + frames, zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass  # the producer has gone (or its queue is full): it asks again when it is back
 
     # ------------------------------------------------------------------ scans
-    def _start_scan(self, scan: ScanInfo) -> None:
+    def _start_scan(self, scan: ScanInfo, stream: str) -> None:
         if self.open is not None:
             self._end_scan("incomplete")
-        self.stream.scan = scan
-        journal = self._journal(scan)
-        self.open = _OpenScan(scan, LiveScan(scan, self.config), journal, last_message_at=time.monotonic())
+        self.store.tidy()
         self.snapshot, self.snapshot_progress = [], None
-        self._publish_all(scan.scan_id, self.open.live.start())
+        self.open, messages = OpenScan.begin(self.data_dir, scan, stream, self.config, self.fsync, self.store)
+        self._publish_all(scan.scan_id, messages)
         log.info("scan %s started: %s, %d coils x %d points", scan.scan_id, scan.sequence, scan.n_coils,
                  scan.n_points)
-
-    def _transient(self, transient) -> None:
-        scan = self.open
-        if scan is None:
-            raise protocol.ProtocolError("no_scan")
-        scan.last_message_at = time.monotonic()
-        results, messages = scan.live.process(transient)
-        self._publish_all(scan.scan.scan_id, messages)
-        self._journal_results(scan, results)
-        self._publish_all(scan.scan.scan_id, scan.live.progress_if_due())  # after the results: never delays them
-
-    def _journal_results(self, scan: _OpenScan, results: list[TransientQC]) -> None:
-        scan.results.extend(results)
-        if scan.journal is None:
-            return
-        try:
-            for qc in results:
-                scan.journal.result(qc)
-        except OSError as exc:
-            self._journal_failed(scan, exc)
 
     def _end_scan(self, status: str) -> None:
         scan, self.open = self.open, None
         if scan is None:
             return
-        self.stream.scan = None
-        tail, summary, messages = scan.live.finish(status)
-        self._publish_all(scan.scan.scan_id, messages)
-        self._journal_results(scan, tail)
-        if scan.journal is not None:
-            try:
-                scan.journal.close(scan.results, summary)
-            except OSError as exc:
-                self._journal_failed(scan, exc)
+        summary = scan.finish(status, self._publisher(scan))
+        for text in scan.take_errors():
+            self._error_state(text)
+        self._remember(scan.stream, {"stream": scan.stream, "scan_id": scan.scan.scan_id,
+                                     "positions": scan.positions, "durable": scan.durable, "status": status,
+                                     "verdict": summary.verdict})
         log.info("scan %s %s: %d transients, verdict %s", scan.scan.scan_id, status, summary.n_transients,
                  summary.verdict)
 
+    def _remember(self, stream: str, outcome: dict) -> None:
+        if not stream:
+            return
+        self.closed[stream] = outcome
+        while len(self.closed) > MAX_CLOSED_STREAMS:
+            self.closed.popitem(last=False)
+
     def _check_producer(self) -> None:
-        """Close the open scan as incomplete when its producer has been silent for producer_timeout_s."""
+        """Close the open scan when its producer has been silent for producer_timeout_s: ``incomplete``, or
+        ``interrupted`` when the daemon resumed it after a stop and the producer never came back."""
         if self.open is None or self.producer_timeout_s <= 0:
             return
         silent = time.monotonic() - self.open.last_message_at
         if silent > self.producer_timeout_s:
             scan_id = self.open.scan.scan_id
-            self._status("warn", f"producer silent for {silent:.0f} s: scan {scan_id} closed as incomplete")
-            log.warning("producer silent for %.0f s: closing scan %s as incomplete", silent, scan_id)
-            self._end_scan("incomplete")
+            status = "interrupted" if self.open.resumed and not self.open.producer_back else "incomplete"
+            self._status("warn", f"producer silent for {silent:.0f} s: scan {scan_id} closed as {status}")
+            log.warning("producer silent for %.0f s: closing scan %s as %s", silent, scan_id, status)
+            self._end_scan(status)
 
-    def _journal(self, scan: ScanInfo) -> Journal | None:
-        try:
-            return Journal(self.data_dir, scan, fsync=self.fsync)
-        except OSError as exc:
-            self.error_state = f"journal not writable: {exc}"
-            self._status("error", self.error_state)
-            log.error("%s (QC continues without a journal)", self.error_state)
-            return None
+    def _recover(self) -> None:
+        """Scans a stopped daemon left open. The newest one with a readable spool is resumed (the engine re-run
+        over its spool) and waits for its producer; the others, and one whose end was already decided
+        (stream.json), are re-run and closed; one without a usable spool is closed from its journal alone."""
+        resumable = []
+        for folder in self._open_folders():
+            spooled = None
+            if (folder / SPOOL_NAME).exists():
+                try:
+                    spooled = read_spool(folder / SPOOL_NAME)
+                except (OSError, ValueError) as exc:
+                    log.error("spool of %s unreadable: %s", folder.name, exc)
+            if spooled is not None:
+                resumable.append(spooled)
+                continue
+            try:
+                close_from_journal(folder)
+            except OSError as exc:
+                log.error("cannot close %s: %s", folder.name, exc)
+                continue
+            self._status("warn", f"closed interrupted scan {folder.name} found at start-up (no spool)")
+        for rec in read_stream_files(self.data_dir):
+            self._remember(rec["stream"], rec)
+        for k, spooled in enumerate(resumable):
+            folder = spooled.path.parent
+            decided = read_stream_file(folder)
+            try:
+                scan, messages = OpenScan.resume(spooled, self.config, self.fsync, self.store)
+            except Exception:  # a spool the engine cannot re-run: keep the daemon up, close from the journal
+                log.exception("cannot resume %s from its spool", folder.name)
+                if (folder / "journal.jsonl").exists():
+                    close_from_journal(folder)
+                continue
+            self.snapshot, self.snapshot_progress = [], None
+            self.open = scan
+            self._publish_all(scan.scan.scan_id, messages)
+            if k == len(resumable) - 1 and decided is None and spooled.end_status is None:
+                self._status("warn", f"resumed scan {folder.name} from its spool: {scan.positions} transients; "
+                                     "waiting for its producer")
+                log.warning("resumed scan %s from its spool (%d transients)", folder.name, scan.positions)
+            else:
+                status = (decided or {}).get("status") or spooled.end_status or "interrupted"
+                self._end_scan(status)
+                self._status("warn", f"closed scan {folder.name} ({status}) found open at start-up")
+            for text in scan.take_errors():
+                self._error_state(text)
 
-    def _journal_failed(self, scan: _OpenScan, exc: OSError) -> None:
-        scan.journal = None
-        self.error_state = f"journal write failed: {exc}"
-        self._status("error", self.error_state)
-        log.error("%s (QC continues without a journal)", self.error_state)
+    def _open_folders(self) -> list[Path]:
+        """Scan folders without a summary: an open journal, or a spool whose journal was never written."""
+        folders = set(open_journals(self.data_dir))
+        if self.data_dir.is_dir():
+            for spool in self.data_dir.glob(f"*/{SPOOL_NAME}"):
+                f = spool.parent
+                if not (f / "journal.jsonl").exists() and not (f / "summary.json").exists():
+                    folders.add(f)
+        return sorted(folders, key=lambda f: max((p.stat().st_mtime for p in f.iterdir()), default=0.0))
+
+    def _error_state(self, text: str) -> None:
+        self.error_state = text
+        self._status("error", text)
+        log.error("%s (QC continues)", text)
 
     # ------------------------------------------------------------------ feed
+    def _publisher(self, scan: OpenScan):
+        """The publish callback of one open scan: its messages go out on its topic (its scan id)."""
+        return lambda messages: self._publish_all(scan.scan.scan_id, messages)
+
     def _publish_all(self, scan_id: str, messages: list[dict[str, Any]]) -> None:
         for m in messages:
             self._publish(scan_id, m)
@@ -289,10 +425,15 @@ class Daemon:
                                                            "feed_seq": self.feed_seq}).encode()])
 
     def _heartbeat(self) -> None:
+        scan = self.open
         beat = {"type": "heartbeat", "time": time.time(), "feed_seq": self.feed_seq, "daemon_id": self.daemon_id,
-                "scan_id": self.open.scan.scan_id if self.open else None, "error": self.error_state,
+                "scan_id": scan.scan.scan_id if scan else None, "error": self.error_state,
                 "received": dict(self.counters), "rejected": dict(self.rejected), "seq_gaps": self.stream.gaps,
-                "handle_ms": _percentiles(self.handle_ms)}
+                "handle_ms": _percentiles(self.handle_ms),
+                "spool": {"used_mb": round(self.store.used / 1e6, 1),
+                          "budget_mb": round(self.store.budget_bytes / 1e6, 1) or None,
+                          "durable": scan.durable if scan else None,
+                          "positions": scan.positions if scan else None}}
         self.pub.send_multipart([DAEMON_TOPIC, json.dumps(beat).encode()])
 
     def _serve_snapshot(self) -> None:

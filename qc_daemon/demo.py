@@ -21,7 +21,7 @@ from .client import FeedClient
 from .daemon import Daemon, Endpoints
 from .errors import InputError
 from .model import ScanSummary
-from .replay import replay
+from .replay import DeliveryError, replay
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "demo_drift_motion.dat"
 HEADER = f"{'#':>4} {'kind':<10} {'t/s':>6} {'freq/Hz':>8} {'trend/Hz':>8} {'phase/deg':>9} {'SNR':>5} " \
@@ -73,7 +73,7 @@ def demo_app(speed: float = 10.0, path: Path = FIXTURE, bell: bool = True):
                 time.sleep(1.0)
                 try:
                     replay(path, eps.ingest, speed, send_timeout_s=10)
-                except TimeoutError:
+                except DeliveryError:
                     pass  # the view was closed first
 
             def factory(app: QCApp) -> FeedWatcher:  # called on the UI thread when the view is up

@@ -23,7 +23,17 @@ import numpy as np
 from . import kernels
 from .coils import combination_weights
 from .config import Config, load_config
-from .model import METABOLITE, RUNNING, WATER_REF, ScanInfo, ScanSummary, SpectrumView, Transient, TransientQC
+from .model import (
+    METABOLITE,
+    RUNNING,
+    WATER_REF,
+    ScanInfo,
+    ScanSummary,
+    SpectrumView,
+    Transient,
+    TransientQC,
+    interruption_text,
+)
 from .plugin_api import (
     FAIL,
     OK,
@@ -190,8 +200,8 @@ class ScanQC:
             elif n_flagged:
                 findings.append(Finding(OK, flagged_text, "flagged_fraction", frac))
         if status not in ("complete", RUNNING):
-            findings.append(Finding(WARN, f"scan {status}: {len(self.results)} of "
-                                          f"{self.scan.planned_averages} planned transients", "status", status))
+            findings.append(Finding(WARN, interruption_text(status, len(metab), self.scan.planned_averages),
+                                    "status", status))
         if not self.results and status != RUNNING:
             findings.append(Finding(FAIL, "no transients", "n_transients", 0))
         worst = max((SEVERITY_RANK[f.severity] for f in findings), default=0)

@@ -1,9 +1,10 @@
 """Per-scan journal: an append-only JSONL file, flushed and fsync'd per record, in the daemon's data directory.
 
-Layout: ``DATA_DIR/<scan_id>/journal.jsonl`` with records ``{"record": "scan_start" | "result" | "summary", ...}``;
-at scan end ``transients.jsonl`` and ``summary.json`` are written beside it, identical in form to
-``mrsqc check --out``. After a crash, :func:`recover` closes every journal without a summary as
-``interrupted`` from what it recorded (a torn last line is ignored and counted), so nothing is silently lost.
+Layout: ``DATA_DIR/<scan folder>/journal.jsonl`` with records ``{"record": "scan_start" | "result" | "verdict" |
+"summary", ...}``; at scan end ``transients.jsonl`` and ``summary.json`` are written beside it, identical in form
+to ``mrsqc check --out``. The raw transients are in ``spool.mrsqc`` beside it (qc_daemon/spool.py): after a
+crash the daemon resumes an open scan from its spool; :func:`close_from_journal` closes one that has no usable
+spool from its journal alone (a torn last line is ignored and counted), so nothing is silently lost.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .model import METABOLITE, ScanInfo, ScanSummary, TransientQC
+from .model import METABOLITE, ScanInfo, ScanSummary, TransientQC, interruption_text
+from .plugin_api import FAIL, OK, SEVERITY_RANK, WARN
 from .report import write_outputs
 
 log = logging.getLogger(__name__)
@@ -29,35 +31,68 @@ def default_data_dir() -> Path:
 
 
 class Journal:
-    """The journal of one scan. Write errors raise OSError to the caller (the daemon reports them)."""
+    """The journal of one scan, in ``folder``. Records are flushed as written and made durable by
+    :meth:`sync` (the daemon syncs once per burst of messages, with the spool). Write errors raise OSError to
+    the caller (the daemon reports them)."""
 
-    def __init__(self, data_dir: Path, scan: ScanInfo, fsync: bool = True):
-        self.dir = _fresh_dir(Path(data_dir), scan.scan_id)
+    def __init__(self, folder: Path, scan: ScanInfo, fsync: bool = True, records: list[dict] | None = None):
+        """A new journal (``records`` None), or one rewritten from ``records`` (a resumed scan: what the
+        engine re-derived from the spool replaces what the crashed daemon had journaled)."""
+        self.dir = Path(folder)
         self.path = self.dir / "journal.jsonl"
         self.fsync = fsync
-        self._f = open(self.path, "a", encoding="utf-8")
         self.scan = scan
-        self.write({"record": "scan_start", "scan": scan.to_dict()})
+        if records is None:
+            self._f = open(self.path, "a", encoding="utf-8")
+            self.write({"record": "scan_start", "scan": scan.to_dict()})
+        else:
+            tmp = self.path.with_suffix(".jsonl.tmp")
+            with open(tmp, "w", encoding="utf-8") as f:
+                for rec in [{"record": "scan_start", "scan": scan.to_dict()}] + records:
+                    f.write(json.dumps(rec, allow_nan=False) + "\n")
+                f.flush()
+                if fsync:
+                    os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+            self._f = open(self.path, "a", encoding="utf-8")
+        self.sync()
 
     def write(self, record: dict[str, Any]) -> None:
         self._f.write(json.dumps(record, allow_nan=False) + "\n")
         self._f.flush()
+
+    def sync(self) -> None:
         if self.fsync:
             os.fsync(self._f.fileno())
 
     def result(self, qc: TransientQC) -> None:
-        self.write({"record": "result", "result": qc.to_dict()})
+        self.write(result_record(qc))
 
     def close(self, results: list[TransientQC], summary: ScanSummary) -> None:
         self.write({"record": "summary", "summary": summary.to_dict()})
+        self.sync()
         self._f.close()
         write_outputs(self.dir, results, summary)
 
 
-def _fresh_dir(data_dir: Path, scan_id: str) -> Path:
+def result_record(qc: TransientQC) -> dict[str, Any]:
+    return {"record": "result", "result": qc.to_dict()}
+
+
+def verdict_record(summary: dict[str, Any]) -> dict[str, Any]:
+    """The live verdict and its findings (from a live summary dict), journaled when the verdict changes: what
+    a journal-only recovery (no usable spool) keeps of a scan's findings."""
+    return {"record": "verdict", "verdict": summary.get("verdict"),
+            "findings": (summary.get("details") or {}).get("findings", [])}
+
+
+def scan_folder(data_dir: Path, scan_id: str) -> Path:
+    """A new folder for a scan: ``<scan_id>``, or ``<scan_id>-2``, ``-3`` ... when the same scan was streamed
+    before (both are kept)."""
+    data_dir = Path(data_dir)
     d = data_dir / scan_id
     n = 1
-    while (d / "journal.jsonl").exists():  # the same scan streamed again: keep both
+    while (d / "journal.jsonl").exists() or (d / "spool.mrsqc").exists():
         n += 1
         d = data_dir / f"{scan_id}-{n}"
     d.mkdir(parents=True, exist_ok=True)
@@ -66,7 +101,12 @@ def _fresh_dir(data_dir: Path, scan_id: str) -> Path:
 
 def read_journal(path: Path) -> tuple[ScanInfo | None, list[TransientQC], dict | None, int]:
     """(scan, results, summary record or None, number of unreadable lines) of a journal file."""
-    scan, results, summary, bad = None, [], None, 0
+    scan, results, summary, _, bad = _read(path)
+    return scan, results, summary, bad
+
+
+def _read(path: Path):
+    scan, results, summary, verdicts, bad = None, [], None, [], 0
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             try:
@@ -78,18 +118,29 @@ def read_journal(path: Path) -> tuple[ScanInfo | None, list[TransientQC], dict |
                     results.append(TransientQC.from_dict(rec["result"]))
                 elif kind == "summary":
                     summary = rec["summary"]
+                elif kind == "verdict":
+                    verdicts.append(rec)
             except (ValueError, KeyError, TypeError):
                 bad += 1  # a torn last line after a crash
-    return scan, results, summary, bad
+    return scan, results, summary, verdicts, bad
 
 
-def interrupted_summary(scan: ScanInfo, results: list[TransientQC], status: str, note: str) -> ScanSummary:
-    """A summary built from recorded results only (the engine state is gone): counts, flags, and the last
-    running values; verdict warn at least, because the scan did not finish under QC."""
+def interrupted_summary(scan: ScanInfo, results: list[TransientQC], status: str, note: str,
+                        verdicts: list[dict] | None = None) -> ScanSummary:
+    """A summary built from journaled records only (no spool to re-run the engine on): counts, flags, the last
+    running values, every finding of the last live verdict, and the interruption as one more reason; the
+    verdict is the worst one the scan reached live (warn at least: the scan did not finish under QC)."""
     metab = [r for r in results if r.kind == METABOLITE]
     flagged = [r.index for r in results if not r.accepted]
     last = metab[-1] if metab else None
     water = [r.fwhm_hz for r in results if r.kind != METABOLITE and r.fwhm_hz is not None]
+    verdicts = verdicts or []
+    findings = [f for f in (verdicts[-1]["findings"] if verdicts else []) if f.get("key") != "status"]
+    findings.append({"severity": WARN, "text": interruption_text(status, len(metab), scan.planned_averages),
+                     "key": "status", "value": status})
+    rank = SEVERITY_RANK
+    worst = max([rank.get(v["verdict"], 0) for v in verdicts] + [rank[f["severity"]] for f in findings])
+    ranked = sorted((f for f in findings if f["severity"] != OK), key=lambda f: -rank[f["severity"]])
     return ScanSummary(
         scan_id=scan.scan_id, n_transients=len(results), n_metabolite=len(metab),
         n_water_ref=len(results) - len(metab), n_flagged=len(flagged), flagged_indices=flagged,
@@ -97,33 +148,42 @@ def interrupted_summary(scan: ScanInfo, results: list[TransientQC], status: str,
         drift_total_hz=last.metrics.get("freq_trend_hz") if last else None,
         fwhm_water_hz=sorted(water)[len(water) // 2] if water else None,
         fwhm_metab_hz=last.fwhm_hz if last else None, snr_final=last.snr_running if last else None,
-        snr_projected=last.metrics.get("snr_projected") if last else None, verdict="warn",
-        reasons=[f"scan {status}: {len(results)} of {scan.planned_averages} planned transients checked"],
-        status=status, notes=[note])
+        snr_projected=last.metrics.get("snr_projected") if last else None,
+        verdict={0: OK, 1: WARN, 2: FAIL}[worst], reasons=[f["text"] for f in ranked], status=status, notes=[note],
+        details={"findings": findings})
 
 
-def recover(data_dir: Path) -> list[Path]:
-    """Close every journal in ``data_dir`` that has no summary as ``interrupted``; returns their folders."""
-    closed = []
+def open_journals(data_dir: Path) -> list[Path]:
+    """Folders in ``data_dir`` whose journal has no summary (a scan a stopped daemon left open), oldest
+    first."""
+    folders = []
     if not Path(data_dir).is_dir():
-        return closed
-    for path in sorted(Path(data_dir).glob("*/journal.jsonl")):
+        return folders
+    for path in Path(data_dir).glob("*/journal.jsonl"):
         try:
-            scan, results, summary, bad = read_journal(path)
+            scan, _, summary, _, _ = _read(path)
         except OSError as exc:
             log.error("journal %s unreadable: %s", path, exc)
             continue
-        if summary is not None or scan is None:
-            continue
-        note = "daemon stopped during the scan; summary rebuilt from the journal"
-        if bad:
-            note += f" ({bad} torn line(s) skipped)"
-        s = interrupted_summary(scan, results, "interrupted", note)
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"record": "summary", "summary": s.to_dict()}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        write_outputs(path.parent, results, s)
-        log.warning("closed interrupted scan %s (%d results)", scan.scan_id, len(results))
-        closed.append(path.parent)
-    return closed
+        if summary is None and scan is not None:
+            folders.append(path.parent)
+    return sorted(folders, key=lambda p: (p / "journal.jsonl").stat().st_mtime)
+
+
+def close_from_journal(folder: Path, status: str = "interrupted") -> ScanSummary | None:
+    """Close an open scan from its journal alone (used when it has no usable spool)."""
+    path = folder / "journal.jsonl"
+    scan, results, summary, verdicts, bad = _read(path)
+    if summary is not None or scan is None:
+        return None
+    note = "daemon stopped during the scan; summary rebuilt from the journal (no usable spool)"
+    if bad:
+        note += f" ({bad} torn line(s) skipped)"
+    s = interrupted_summary(scan, results, status, note, verdicts)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"record": "summary", "summary": s.to_dict()}) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    write_outputs(folder, results, s)
+    log.warning("closed interrupted scan %s from its journal (%d results)", scan.scan_id, len(results))
+    return s

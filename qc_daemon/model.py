@@ -26,6 +26,12 @@ DEFAULT_CENTRE_PPM = 4.65
 RUNNING = "running"
 
 
+def interruption_text(status: str, n_averages: int, planned: int) -> str:
+    """The finding of a scan that did not end normally (status incomplete or interrupted). It counts averages
+    (metabolite transients, as the scanner's counter does) against the planned averages."""
+    return f"scan {status}: {n_averages} of {planned} planned averages checked"
+
+
 @dataclass(frozen=True)
 class ScanInfo:
     """What is known about a scan before its first transient arrives.

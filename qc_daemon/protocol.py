@@ -1,7 +1,10 @@
 """The mrsqc wire protocol (spec: docs/protocol.md): encode, decode, validate, sign.
 
 A message is a ZeroMQ multipart message:
-    [b"mrsqc/1", header (UTF-8 JSON object), payload (transients only), signature (when a key is used)]
+    [b"mrsqc/2", header (UTF-8 JSON object), payload (transients only), signature (when a key is used)]
+Producers (DEALER) send scan_start / transient / scan_end / heartbeat; the daemon (ROUTER) answers each
+burst with ``ack`` (how many transients of the scan it has, and how many of those are durable in its spool)
+and every refused message with ``reject`` (reason, and the position it expects when that is the problem).
 The signature is HMAC-SHA256 over every preceding frame, each prefixed with its 8-byte little-endian length
 (so frame boundaries are signed too). The payload is raw little-endian complex64, C order, shape = header
 "shape" = [coils, samples]. Nothing is ever unpickled; every field is type- and range-checked.
@@ -21,8 +24,9 @@ import numpy as np
 
 from .model import KINDS, ScanInfo, Transient
 
-VERSION = b"mrsqc/1"
+VERSION = b"mrsqc/2"
 MESSAGE_KINDS = ("scan_start", "transient", "scan_end", "heartbeat")
+REPLY_KINDS = ("ack", "reject")
 SCAN_END_STATUS = ("complete", "incomplete", "interrupted")
 MAX_HEADER_BYTES = 64 * 1024
 MAX_SCAN_ID = 64
@@ -51,7 +55,8 @@ def _sign(frames: list[bytes], key: bytes) -> bytes:
     return mac.digest()
 
 
-def encode(kind: str, header: dict[str, Any], payload: bytes | None = None, key: bytes | None = None) -> list[bytes]:
+def encode(kind: str, header: dict[str, Any], payload: bytes | memoryview | None = None,
+           key: bytes | None = None) -> list[bytes]:
     """Frames for one message (``header`` must already hold scan_id, seq and the kind's fields)."""
     h = dict(header, kind=kind)
     frames = [VERSION, json.dumps(h, separators=(",", ":"), allow_nan=False).encode()]
@@ -62,26 +67,91 @@ def encode(kind: str, header: dict[str, Any], payload: bytes | None = None, key:
     return frames
 
 
-def scan_start(scan: ScanInfo, seq: int, producer: str = "", key: bytes | None = None) -> list[bytes]:
-    return encode("scan_start", {"scan_id": scan.scan_id, "seq": seq, "producer": producer,
+def scan_start(scan: ScanInfo, seq: int, producer: str = "", key: bytes | None = None,
+               stream: str = "") -> list[bytes]:
+    """``stream``: the producer's id of this sending of the scan (a new one per Producer.start_scan; the same
+    one when the producer re-sends scan_start to learn where the daemon's record ends)."""
+    return encode("scan_start", {"scan_id": scan.scan_id, "seq": seq, "producer": producer, "stream": stream,
                                  "scan": scan.to_dict()}, key=key)
 
 
-def transient(scan_id: str, t: Transient, seq: int, producer: str = "", key: bytes | None = None) -> list[bytes]:
+def transient(scan_id: str, t: Transient, seq: int, producer: str = "", key: bytes | None = None,
+              pos: int = 0, stream: str = "") -> list[bytes]:
+    """``pos``: this transient's 0-based ordinal among the transients the producer sends in this scan (the
+    daemon's duplicate and gap detection, and where a resumed stream restarts)."""
     data = np.ascontiguousarray(t.data, dtype="<c8")
-    header = {"scan_id": scan_id, "seq": seq, "producer": producer, "index": int(t.index),
+    header = {"scan_id": scan_id, "seq": seq, "producer": producer, "stream": stream, "pos": int(pos),
+              "index": int(t.index),
               "average": int(t.average), "set": int(t.set), "transient_kind": t.kind, "time_s": float(t.time_s),
               "shape": list(data.shape), "dtype": "<c8"}
-    return encode("transient", header, data.tobytes(), key=key)
+    return encode("transient", header, memoryview(data).cast("B"), key=key)  # a view: no copy of the data
 
 
 def scan_end(scan_id: str, seq: int, status: str = "complete", producer: str = "",
-             key: bytes | None = None) -> list[bytes]:
-    return encode("scan_end", {"scan_id": scan_id, "seq": seq, "producer": producer, "status": status}, key=key)
+             key: bytes | None = None, n_transients: int = 0, stream: str = "") -> list[bytes]:
+    """``n_transients``: how many transients the producer sent in this scan (the daemon closes the scan only
+    when it has them all, else it answers with the position it is missing)."""
+    return encode("scan_end", {"scan_id": scan_id, "seq": seq, "producer": producer, "stream": stream,
+                               "status": status, "n_transients": int(n_transients)}, key=key)
 
 
 def heartbeat(seq: int, producer: str = "", key: bytes | None = None) -> list[bytes]:
     return encode("heartbeat", {"scan_id": "", "seq": seq, "producer": producer}, key=key)
+
+
+def ack(scan_id: str, seq: int, received: int, durable: int, daemon_id: str, closed: bool = False,
+        error: str | None = None, verdict: str | None = None, key: bytes | None = None,
+        stream: str = "") -> list[bytes]:
+    """Daemon -> producer: of scan ``scan_id`` the daemon has transient positions 0..received-1 (checked), and
+    0..durable-1 are fsync'd in its spool (safe across a daemon crash). ``seq``: the producer's last message
+    this answers. ``closed``: the scan_end was taken (``verdict`` then holds the final verdict). ``error``: the
+    daemon's error state (e.g. the spool is full: durable stops growing), or null."""
+    return encode("ack", {"scan_id": scan_id, "stream": stream, "seq": seq, "received": int(received),
+                          "durable": int(durable),
+                          "daemon_id": daemon_id, "closed": bool(closed), "error": error, "verdict": verdict},
+                  key=key)
+
+
+def reject(scan_id: str, seq: int, reason: str, detail: str, daemon_id: str, expected: int | None = None,
+           key: bytes | None = None, stream: str = "") -> list[bytes]:
+    """Daemon -> producer: the message ``seq`` was refused for ``reason`` (the codes in docs/protocol.md).
+    ``expected``: for ``gap`` and ``no_scan``, the transient position the daemon needs next (0 = start again
+    with scan_start)."""
+    return encode("reject", {"scan_id": scan_id, "stream": stream, "seq": seq, "reason": reason,
+                             "detail": detail[:200],
+                             "daemon_id": daemon_id, "expected": expected}, key=key)
+
+
+def decode_reply(frames: list[bytes], key: bytes | None = None) -> Message:
+    """Parse and validate a daemon reply (ack / reject) on the producer side."""
+    if not isinstance(frames, (list, tuple)) or len(frames) not in (2, 3):
+        raise ProtocolError("frame_count", "a reply has 2 frames (3 signed)")
+    frames = [bytes(f.buffer if hasattr(f, "buffer") else f) for f in frames]
+    if frames[0] != VERSION:
+        raise ProtocolError("version", repr(frames[0][:16]))
+    if key:
+        if len(frames) != 3 or not hmac.compare_digest(frames[2], _sign(frames[:2], key)):
+            raise ProtocolError("bad_signature")
+    elif len(frames) != 2:
+        raise ProtocolError("frame_count", "unexpected signature frame")
+    try:
+        header = json.loads(frames[1].decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ProtocolError("bad_json", str(exc)[:80]) from None
+    if not isinstance(header, dict) or header.get("kind") not in REPLY_KINDS:
+        raise ProtocolError("unknown_kind", repr(header.get("kind") if isinstance(header, dict) else None)[:40])
+    _str(header, "scan_id", MAX_SCAN_ID)
+    _str(header, "stream", MAX_SCAN_ID)
+    _int(header, "seq", 0, 2 ** 62)
+    _str(header, "daemon_id", 64)
+    if header["kind"] == "ack":
+        _int(header, "received", 0, 10 ** 9)
+        _int(header, "durable", 0, 10 ** 9)
+    else:
+        _str(header, "reason", 64)
+        if header.get("expected") is not None:
+            _int(header, "expected", 0, 10 ** 9)
+    return Message(header["kind"], header)
 
 
 def _int(h: dict, name: str, lo: int, hi: int) -> int:
@@ -129,6 +199,9 @@ def decode(frames: list[bytes], key: bytes | None = None) -> Message:
     _int(header, "seq", 0, 2 ** 62)
     if "producer" in header:
         _str(header, "producer", 128)
+    if kind != "heartbeat":
+        if not _str(header, "stream", MAX_SCAN_ID):
+            raise ProtocolError("bad_field", "stream must be a non-empty string")
     payload = frames[2] if len(frames) == 3 else None
     if kind == "transient":
         if payload is None:
@@ -146,8 +219,10 @@ def decode(frames: list[bytes], key: bytes | None = None) -> Message:
             raise ProtocolError("bad_scan", str(exc)[:120]) from None
         if info.scan_id != header["scan_id"]:
             raise ProtocolError("bad_scan", "scan.scan_id differs from the header's scan_id")
-    if kind == "scan_end" and header.get("status", "complete") not in SCAN_END_STATUS:
-        raise ProtocolError("bad_field", f"status must be one of {SCAN_END_STATUS}")
+    if kind == "scan_end":
+        if header.get("status", "complete") not in SCAN_END_STATUS:
+            raise ProtocolError("bad_field", f"status must be one of {SCAN_END_STATUS}")
+        _int(header, "n_transients", 0, 10 ** 9)
     return Message(kind, header, payload)
 
 
@@ -156,6 +231,7 @@ def _reject_constant(name: str):
 
 
 def _validate_transient_header(h: dict, payload_len: int) -> None:
+    _int(h, "pos", 0, 10 ** 9)
     _int(h, "index", 0, 10 ** 9)
     _int(h, "average", 0, 10 ** 9)
     _int(h, "set", 0, 63)
@@ -175,13 +251,11 @@ def _validate_transient_header(h: dict, payload_len: int) -> None:
 
 
 class StreamState:
-    """Per-daemon stream rules: sequence numbers per producer, transients only inside a started scan whose
-    shape they match, finite data. ``accept(message)`` returns the Transient (for transient messages) or None,
-    and raises :class:`ProtocolError` for anything to reject."""
+    """Per-daemon stream rules: sequence numbers per producer (strictly increasing; skipped numbers counted
+    as gaps). Transient content rules are :func:`to_transient`."""
 
     def __init__(self) -> None:
         self.last_seq: dict[str, int] = {}
-        self.scan: ScanInfo | None = None
         self.gaps = 0
 
     def check_seq(self, msg: Message) -> None:
@@ -193,18 +267,19 @@ class StreamState:
             self.gaps += seq - last - 1
         self.last_seq[producer] = seq
 
-    def to_transient(self, msg: Message) -> Transient:
-        h = msg.header
-        if self.scan is None or h["scan_id"] != self.scan.scan_id:
-            raise ProtocolError("no_scan", f"transient for scan {h['scan_id']!r} before its scan_start")
-        expect = [self.scan.n_coils, self.scan.samples_per_transient]
-        if h["shape"] != expect:
-            raise ProtocolError("bad_shape", f"{h['shape']} != {expect} from scan_start")
-        data = np.frombuffer(msg.payload, dtype="<c8").reshape(h["shape"])
-        if not np.isfinite(data.view(np.float32)).all():
-            raise ProtocolError("not_finite", f"transient {h['index']} holds NaN or Inf")
-        return Transient(index=h["index"], average=h["average"], set=h["set"], kind=h["transient_kind"],
-                         time_s=float(h["time_s"]), data=data)
+
+def to_transient(msg: Message, scan: ScanInfo) -> Transient:
+    """The Transient of a decoded transient message of ``scan``: shape as declared at scan_start, finite
+    data; raises :class:`ProtocolError` (``bad_shape``, ``not_finite``) otherwise."""
+    h = msg.header
+    expect = [scan.n_coils, scan.samples_per_transient]
+    if h["shape"] != expect:
+        raise ProtocolError("bad_shape", f"{h['shape']} != {expect} from scan_start")
+    data = np.frombuffer(msg.payload, dtype="<c8").reshape(h["shape"])
+    if not np.isfinite(data.view(np.float32)).all():
+        raise ProtocolError("not_finite", f"transient {h['index']} holds NaN or Inf")
+    return Transient(index=h["index"], average=h["average"], set=h["set"], kind=h["transient_kind"],
+                     time_s=float(h["time_s"]), data=data)
 
 
 def load_key(path: str | None) -> bytes | None:

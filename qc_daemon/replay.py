@@ -1,4 +1,4 @@
-"""Stream a recording (twix, DICOM, simulated) to a daemon through the protocol, at scan pace, N x, or max."""
+"""Stream a recording (twix, DICOM, spool, simulated) to a daemon through the protocol, at scan pace, N x, or max."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .client import Producer
+from .client import Delivery, DeliveryError, Producer
 from .model import Transient
 from .security import ClientCurve
 from .sources.open import open_recording
@@ -15,13 +15,14 @@ from .sources.recording import Recording
 
 def replay_recording(rec: Recording, endpoint: str, speed: float | None, key: bytes | None = None,
                      on_sent: Callable[[Transient, int], None] | None = None, curve: ClientCurve | None = None,
-                     send_timeout_s: float | None = 30.0) -> int:
+                     send_timeout_s: float = 30.0) -> Delivery:
     """Send ``rec``; ``speed`` None = as fast as the daemon takes it, else acquisition time / speed
-    (1 = scan pace from the transients' times, which come from the headers or TR). Raises TimeoutError when
-    the daemon takes nothing for ``send_timeout_s``. Returns transients sent."""
+    (1 = scan pace from the transients' times, which come from the headers or TR). Returns the Delivery once
+    the daemon has closed the scan; raises DeliveryError when the daemon stops answering for
+    ``send_timeout_s`` (a daemon restart in between is survived: the producer re-sends from the daemon's
+    spool)."""
     n_total = len(rec.transients)
-    sent = 0
-    with Producer(endpoint, key=key, curve=curve, send_timeout_s=send_timeout_s) as producer:
+    with Producer(endpoint, key=key, curve=curve, timeout_s=send_timeout_s) as producer:
         producer.start_scan(rec.scan)
         t_start = time.monotonic()
         for t in rec.transients:
@@ -30,15 +31,16 @@ def replay_recording(rec: Recording, endpoint: str, speed: float | None, key: by
                 if wait > 0:
                     time.sleep(wait)
             producer.send(t)
-            sent += 1
             if on_sent:
                 on_sent(t, n_total)
-        producer.end_scan("complete")
-    return sent
+        return producer.end_scan("complete")
 
 
 def replay(path: str | Path, endpoint: str, speed: float | None, key: bytes | None = None,
            on_sent: Callable[[Transient, int], None] | None = None, curve: ClientCurve | None = None,
-           send_timeout_s: float | None = 30.0) -> int:
-    """Open a twix file, DICOM file or folder and replay it (see :func:`replay_recording`)."""
+           send_timeout_s: float = 30.0) -> Delivery:
+    """Open a recording and replay it (see :func:`replay_recording`)."""
     return replay_recording(open_recording(path), endpoint, speed, key, on_sent, curve, send_timeout_s)
+
+
+__all__ = ["Delivery", "DeliveryError", "replay", "replay_recording"]

@@ -19,3 +19,12 @@ def _warm_kernels():
     from qc_daemon.kernels import warm_up
 
     warm_up()
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    """The shared daemon of the end-to-end tests: (Daemon, bound endpoints, zmq context), serving in a thread."""
+    from tests.daemon_support import running_daemon
+
+    with running_daemon(tmp_path / "data") as d:
+        yield d

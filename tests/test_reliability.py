@@ -4,62 +4,29 @@ import contextlib
 import errno
 import json
 import logging
-import threading
 import time
 
 import numpy as np
 import pytest
 import zmq
 
-from qc_daemon.client import FeedClient, Producer
-from qc_daemon.daemon import Daemon, Endpoints
+from qc_daemon import protocol
+from qc_daemon.client import DeliveryError, FeedClient, Producer
 from qc_daemon.journal import Journal
 from qc_daemon.replay import replay
 from qc_daemon.security import ClientCurve, CurveConfig, generate_keys
 from qc_daemon.sources.open import open_recording
 from tests.conftest import FIXTURES
+from tests.daemon_support import collect, running_daemon, stream
 
 FIXTURE = FIXTURES / "demo_drift_motion.dat"
-RANDOM = Endpoints("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*")
 
 
 @contextlib.contextmanager
 def running(tmp_path, **kw):
-    ctx = zmq.Context()
     kw.setdefault("data_dir", tmp_path / "data")
-    d = Daemon(RANDOM, heartbeat_s=0.1, fsync=False, context=ctx, **kw)
-    eps = d.bind()
-    d.warm_up()
-    stop = threading.Event()
-    thread = threading.Thread(target=d.serve, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield d, eps, ctx
-    finally:
-        stop.set()
-        thread.join(5)
-        d.close()
-        ctx.destroy(linger=0)
-
-
-def stream(eps, ctx, scan, transients, **producer_kw) -> None:
-    """One whole scan through a Producer: scan_start, every transient, scan_end."""
-    with Producer(eps.ingest, context=ctx, **producer_kw) as p:
-        p.start_scan(scan)
-        for t in transients:
-            p.send(t)
-        p.end_scan()
-
-
-def collect(viewer, until="summary", timeout_s=60.0):
-    out = []
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for m in viewer.poll(100):
-            out.append(m)
-            if m.get("type") == until:
-                return out
-    raise TimeoutError(until)
+    with running_daemon(kw.pop("data_dir"), heartbeat_s=0.1, **kw) as d:
+        yield d
 
 
 def test_silent_producer_scan_is_closed_as_incomplete(tmp_path):
@@ -163,6 +130,7 @@ def test_curve_encrypts_and_only_allowed_clients_get_in(tmp_path):
     server_public = keys / "daemon.key"
     good = ClientCurve(client_secret, server_public)
     bad = ClientCurve(stranger_secret, server_public)
+    rec = open_recording(FIXTURE)
     with running(tmp_path, curve=CurveConfig(server_secret, allowed)) as (d, eps, ctx):
         viewer = FeedClient(eps.feed, eps.snapshot, ctx, curve=good)
         viewer.sync(5)
@@ -173,14 +141,14 @@ def test_curve_encrypts_and_only_allowed_clients_get_in(tmp_path):
         plain = ctx.socket(zmq.PUSH)  # neither can an unencrypted or unknown producer deliver
         plain.setsockopt(zmq.LINGER, 0)
         plain.connect(eps.ingest)
-        with Producer(eps.ingest, context=ctx, curve=bad, linger_ms=0, send_timeout_s=0.5) as p:
-            with contextlib.suppress(TimeoutError):
-                p.heartbeat()
-                p.heartbeat()
+        with Producer(eps.ingest, context=ctx, curve=bad, linger_ms=0, timeout_s=0.5) as p:
+            with pytest.raises(DeliveryError):  # a refused producer is told so: it never gets an answer
+                p.start_scan(rec.scan)
+                p.end_scan()
         time.sleep(0.5)
         plain.close()
         viewer.close()
-        assert d.counters["heartbeat"] == 0 and d.counters["transient"] == 50
+        assert d.counters["scan_start"] == 1 and d.counters["transient"] == 50
 
 
 def test_no_patient_identifier_in_journal_feed_or_logs(tmp_path, caplog):
@@ -197,7 +165,7 @@ def test_no_patient_identifier_in_journal_feed_or_logs(tmp_path, caplog):
         msgs += viewer.poll(300)
         viewer.close()
     outputs = json.dumps(msgs) + caplog.text
-    outputs += "".join(p.read_text() for p in (tmp_path / "data").rglob("*") if p.is_file())
+    outputs += "".join(p.read_bytes().decode("latin-1") for p in (tmp_path / "data").rglob("*") if p.is_file())
     for secret in (fake.name, fake.name.split("^")[0], fake.patient_id, fake.birth_date):
         assert secret not in outputs
 
@@ -212,7 +180,8 @@ def test_replay_to_no_daemon_fails_with_one_line(tmp_path):
     res = subprocess.run([sys.executable, "-m", "qc_daemon.cli", "replay", str(FIXTURE), "--to",
                           f"tcp://127.0.0.1:{free}", "--timeout", "2"], capture_output=True, text=True, timeout=120,
                          env={**__import__("os").environ})
-    assert res.returncode == 2 and "did not accept" in res.stderr
+    assert res.returncode == 2 and "did not answer" in res.stderr and "[0 of " in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
 
 
 def test_unsupported_nucleus_and_truncated_dicom_exit_2(tmp_path, real_dir):
@@ -313,12 +282,14 @@ def test_zero_transients_are_flagged_not_fatal_and_hmac_is_enforced(tmp_path):
     with running(tmp_path, key=key) as (d, eps, ctx):
         viewer = FeedClient(eps.feed, eps.snapshot, ctx)
         viewer.sync(5)
-        with Producer(eps.ingest, context=ctx) as unsigned:
+        with Producer(eps.ingest, context=ctx, timeout_s=2) as unsigned:
             unsigned.start_scan(rec.scan)
+            with pytest.raises(DeliveryError):  # answered with a reject, never an ack: not taken
+                unsigned.end_scan()
         stream(eps, ctx, rec.scan, transients, key=key)
         msgs = collect(viewer)
         viewer.close()
-        assert d.rejected["bad_signature"] == 1
+        assert d.rejected["bad_signature"] >= 1 and d.counters["scan_start"] == 1
     results = {m["result"]["index"]: m["result"] for m in msgs if m.get("type") == "result"}
     assert len(results) == 50
     assert not results[20]["accepted"] and not results[30]["accepted"]
@@ -332,7 +303,7 @@ def test_garbage_mid_scan_loses_nothing_already_received(tmp_path):
     with running(tmp_path) as (d, eps, ctx):
         viewer = FeedClient(eps.feed, eps.snapshot, ctx)
         viewer.sync(5)
-        junk = ctx.socket(zmq.PUSH)
+        junk = ctx.socket(zmq.DEALER)
         junk.setsockopt(zmq.LINGER, 1000)
         junk.connect(eps.ingest)
         with Producer(eps.ingest, context=ctx) as p:
@@ -340,13 +311,15 @@ def test_garbage_mid_scan_loses_nothing_already_received(tmp_path):
             for i, t in enumerate(transients):
                 p.send(t)
                 if i == 25:
-                    junk.send_multipart([b"mrsqc/1", b"\xff\xfe not utf-8"])
-                    junk.send_multipart([b"mrsqc/1"])
+                    junk.send_multipart([protocol.VERSION, b"\xff\xfe not utf-8"])
+                    junk.send_multipart([protocol.VERSION])
                     bad = dataclasses.replace(t, data=t.data[:, :100].copy())  # shape differs from scan_start
                     p.send(bad)
-            p.end_scan()
+            delivery = p.end_scan()
         msgs = collect(viewer)
         junk.close()
         viewer.close()
         assert d.rejected["bad_json"] == 1 and d.rejected["frame_count"] == 1 and d.rejected["bad_shape"] == 1
+    # the producer was told which transient was refused and why; its position was used up, nothing else lost
+    assert delivery.complete and delivery.sent == 51 and [r["reason"] for r in delivery.rejected] == ["bad_shape"]
     assert [m["result"]["index"] for m in msgs if m.get("type") == "result"] == list(range(50))

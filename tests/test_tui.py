@@ -14,7 +14,7 @@ import zmq
 
 from qc_daemon.daemon import Daemon, Endpoints
 from qc_daemon.replay import replay
-from tests.test_reliability import stream
+from tests.daemon_support import stream
 from tests.tui_support import FIXTURE, bad_messages, bad_scan, fixture_messages, settle, wait_for
 from tui.app import QCApp
 from tui.banner import Banner
@@ -440,33 +440,42 @@ def test_snapshot_marks_scans_the_daemon_no_longer_has_open(demo_msgs):
     assert state.current.remaining_s() is None
 
 
-def test_a_scan_cut_off_by_a_daemon_crash_is_shown_as_unfinished(tmp_path):
-    """The daemon dies mid-scan (no summary is ever sent) and a new one starts: the view does not go on showing
-    that scan as running; it says it was interrupted, as the new daemon's journal recovery records it."""
-    from qc_daemon.client import Producer
-    from qc_daemon.sources.open import open_recording
-
-    rec = open_recording(FIXTURE)
-    ctx = zmq.Context()
+def _crashable_daemons(tmp_path, ctx, **kw):
+    """start(endpoints) -> bound endpoints; crash() stops the newest daemon like SIGKILL (loop and sockets gone,
+    the open scan not ended); the list holds the running ones for clean-up."""
     daemons = []
 
     def start(endpoints):
-        d = Daemon(endpoints, data_dir=tmp_path / "data", heartbeat_s=0.2, fsync=False, context=ctx)
+        d = Daemon(endpoints, data_dir=tmp_path / "data", heartbeat_s=0.2, fsync=False, context=ctx, **kw)
         eps = d.bind()
-        d.warm_up()  # closes journals a crash left open, as `mrsqc daemon` does at start-up
+        d.warm_up()  # resumes or closes what a crash left open, as `mrsqc daemon` does at start-up
         stop = threading.Event()
         thread = threading.Thread(target=d.serve, args=(stop,), daemon=True)
         thread.start()
         daemons.append((d, stop, thread))
         return eps
 
-    def crash():  # like SIGKILL: the loop stops and the sockets go, without ending the open scan
+    def crash():
         d, stop, thread = daemons.pop()
         stop.set()
         thread.join(5)
-        for sock in (d.pull, d.pub, d.router):
+        for sock in (d.ingest, d.pub, d.router):
             sock.close(0)
 
+    return start, crash, daemons
+
+
+def test_a_daemon_crash_mid_scan_resumes_the_live_scan_with_nothing_missing(tmp_path):
+    """The daemon dies mid-scan and a new one starts on the same data: the view goes NO DAEMON, then back to the
+    same live scan (resumed from the spool: every transient so far, not NOT FINISHED), and the producer, which
+    never stopped, finishes it: every transient shown once, in order."""
+    from qc_daemon.client import Producer
+    from qc_daemon.sources.open import open_recording
+
+    rec = open_recording(FIXTURE)
+    transients = list(rec.transients)
+    ctx = zmq.Context()
+    start, crash, daemons = _crashable_daemons(tmp_path, ctx)
     eps = start(RANDOM)
     producer = Producer(eps.ingest, context=ctx)
 
@@ -476,22 +485,28 @@ def test_a_scan_cut_off_by_a_daemon_crash_is_shown_as_unfinished(tmp_path):
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: app.state.connection == CONNECTED)
             producer.start_scan(rec.scan)
-            for t in list(rec.transients)[:30]:
+            for t in transients[:30]:
                 producer.send(t)
             await wait_for(pilot, lambda: app.state.current is not None and app.state.current.live is not None
                            and len(app.state.current.results) == 30)
+            producer._pump(200)  # the acks of the first 30 (so the spool holds them)
             crash()
             await wait_for(pilot, lambda: app.state.connection == NO_DAEMON)
             start(eps)
             await wait_for(pilot, lambda: app.state.connection == CONNECTED)
+            await wait_for(pilot, lambda: len(app.state.current.results) == 30)
             st = app.state.current
-            await wait_for(pilot, lambda: st.unfinished_note is not None)
             await settle(pilot)
-            assert st.ended and not st.finished and st.remaining_s() is None
-            assert "interrupted" in st.unfinished_note and "restarted" in st.unfinished_note
-            assert "NOT FINISHED" in banner_text(app) and "live" not in banner_text(app)
-            assert "not finished" in app.query_one(ScanLine).render().plain
-            assert any("interrupted" in e.text and e.level == "warn" for e in app.state.events)
+            assert not st.ended and st.unfinished_note is None and "NOT FINISHED" not in banner_text(app)
+            assert any("resumed" in e.text for e in app.state.events)
+            for t in transients[30:]:
+                await asyncio.to_thread(producer.send, t)
+            delivery = await asyncio.to_thread(producer.end_scan)
+            await wait_for(pilot, lambda: app.state.current.finished)
+            await settle(pilot)
+            st = app.state.current
+            assert [r["index"] for r in st.results] == [t.index for t in transients]  # once each, in order
+            assert delivery.complete and st.final["status"] == "complete"
     try:
         run(main())
     finally:
@@ -502,8 +517,53 @@ def test_a_scan_cut_off_by_a_daemon_crash_is_shown_as_unfinished(tmp_path):
             thread.join(5)
             d.close()
         ctx.destroy(linger=0)
-    summary = json.loads((tmp_path / "data" / rec.scan.scan_id / "summary.json").read_text())
-    assert summary["status"] == "interrupted" and summary["n_transients"] == 30  # what the view said
+
+
+def test_a_resumed_scan_whose_producer_never_returns_ends_interrupted_with_its_findings(tmp_path):
+    """A BAD scan (drift), the daemon crashes and the producer is gone: the restarted daemon resumes the scan,
+    waits --producer-timeout, then closes it as interrupted; the view shows that summary, every finding kept."""
+    from qc_daemon.client import Producer
+
+    sim = bad_scan()
+    ctx = zmq.Context()
+    start, crash, daemons = _crashable_daemons(tmp_path, ctx, producer_timeout_s=1.0)
+    eps = start(RANDOM)
+    producer = Producer(eps.ingest, context=ctx)
+
+    async def main():
+        app = QCApp(lambda a: FeedWatcher(a, eps.feed, eps.snapshot, heartbeat_timeout_s=1.0, retry_s=0.2,
+                                          sync_timeout_s=0.5), bell=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.state.connection == CONNECTED)
+            producer.start_scan(sim.scan)
+            for t in sim.transients[:28]:
+                producer.send(t)
+            await wait_for(pilot, lambda: app.state.current is not None and len(app.state.current.results) == 28)
+            producer._pump(200)
+            producer.close()  # the producer goes away with the daemon
+            crash()
+            await wait_for(pilot, lambda: app.state.connection == NO_DAEMON)
+            start(eps)
+            await wait_for(pilot, lambda: app.state.current is not None and app.state.current.finished, 30)
+            await settle(pilot)
+            final = app.state.current.final
+            assert final["status"] == "interrupted" and final["verdict"] == "fail"
+            assert any("drift" in r for r in final["reasons"])
+            n_avg = final["n_metabolite"]
+            assert f"scan interrupted: {n_avg} of {sim.scan.planned_averages} planned averages checked" in \
+                final["reasons"]
+            assert banner_class(app) == "bad"
+    try:
+        run(main())
+    finally:
+        while daemons:
+            d, stop, thread = daemons.pop()
+            stop.set()
+            thread.join(5)
+            d.close()
+        ctx.destroy(linger=0)
+    summary = json.loads((tmp_path / "data" / sim.scan.scan_id / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["verdict"] == "fail"
 
 
 def test_offline_review_of_a_file_runs_the_same_engine(demo_msgs):

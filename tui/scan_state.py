@@ -221,6 +221,9 @@ class FeedState:
                 self.selected = None
             del self.scans[oldest]
         self.log("info", f"scan {scan.scan_id[:8]} started: {describe(scan)}")
+        if isinstance(m.get("resumed_from_spool"), int):
+            self.log("warn", f"scan {scan.scan_id[:8]} resumed by the restarted daemon from its spool "
+                             f"({m['resumed_from_spool']} transients so far, nothing lost)")
 
     def _scan_of(self, m: dict[str, Any]) -> ScanState | None:
         return self.scans.get(m.get("scan_id", ""))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
+from ..spool import SPOOL_NAME, is_spool
+from ..spool import read_recording as read_spool_recording
 from .dicom import read_dicom
 from .recording import Recording
 from .twix import is_twix, read_twix
@@ -17,8 +19,11 @@ def _looks_like_dicom(path: Path) -> bool:
 
 
 def open_recording(path: str | Path, role: str | None = None) -> Recording:
-    """Read a twix file, a DICOM file or a folder of DICOM files. ``role='water'``: a water-reference scan."""
+    """Read a twix file, a DICOM file, a folder of DICOM files, or an mrsqc spool (a daemon's raw record of a
+    scan: ``spool.mrsqc``, or the scan folder holding it). ``role='water'``: a water-reference scan."""
     path = Path(path)
+    if path.is_dir() and (path / SPOOL_NAME).is_file():
+        path = path / SPOOL_NAME
     if path.is_dir():
         return read_dicom(path, role=role)
     if not path.exists():
@@ -27,8 +32,13 @@ def open_recording(path: str | Path, role: str | None = None) -> Recording:
         raise InputError(path, "not a regular file")
     if path.stat().st_size == 0:
         raise InputError(path, "file is empty (0 bytes)")
+    if is_spool(path):
+        try:
+            return read_spool_recording(path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(path, f"unreadable mrsqc spool ({exc})") from None
     if _looks_like_dicom(path):
         return read_dicom(path, role=role)
     if is_twix(path):
         return read_twix(path, role=role)
-    raise InputError(path, "unrecognised format: expected Siemens twix (.dat) or MRS DICOM")
+    raise InputError(path, "unrecognised format: expected Siemens twix (.dat), MRS DICOM or an mrsqc spool")

@@ -92,7 +92,9 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         daemon = Daemon(Endpoints(args.ingest, args.feed, args.snapshot), data_dir=args.data_dir,
                         config=load_config(args.config), key=_key(args.key_file), heartbeat_s=args.heartbeat,
                         fsync=not args.no_fsync, allow_remote=args.allow_remote,
-                        producer_timeout_s=args.producer_timeout, curve=curve)
+                        producer_timeout_s=args.producer_timeout, curve=curve,
+                        spool_budget_bytes=int(args.spool_budget_gb * 1e9),
+                        spool_retention_s=args.spool_retention_days * 86400.0)
         bound = daemon.bind()
     except ValueError as exc:
         raise InputError("daemon", str(exc)) from None
@@ -130,6 +132,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
         for r in delivery.rejected[:5]:
             print(f"rejected: {r['reason']}: {r['detail']}", file=sys.stderr)
     return 0
+
+
+def _non_negative(value: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not (v >= 0 and v != float("inf")):
+        raise argparse.ArgumentTypeError(f"{value!r} must be a finite number >= 0")
+    return v
 
 
 def _speed(value: str) -> float | None:
@@ -241,10 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mega", action="store_true", help="MEGA-edited: alternate edit OFF/ON sets")
     s.set_defaults(func=cmd_simulate)
 
-    dm = sub.add_parser("daemon", help="run the live QC daemon (ZeroMQ ingest, results feed, journal)",
-                        description="Receive transients over ZeroMQ, run the QC engine on each, publish results "
-                                    "and journal them. Binds to 127.0.0.1 unless --allow-remote. Prints the "
-                                    "bound endpoints as one JSON line; stops cleanly on SIGINT/SIGTERM.")
+    dm = sub.add_parser("daemon", help="run the live QC daemon (ZeroMQ ingest, results feed, journal, spool)",
+                        description="Receive transients over ZeroMQ, spool them, run the QC engine on each, "
+                                    "publish results and journal them; acknowledge each transient once it is on "
+                                    "disk. After a crash or stop, a restart resumes the open scan from its spool "
+                                    "and the producer re-sends the rest. Binds to 127.0.0.1 unless "
+                                    "--allow-remote. Prints the bound endpoints as one JSON line; stops cleanly "
+                                    "on SIGINT/SIGTERM (an open scan stays resumable).")
     dm.add_argument("--ingest", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
                     help="PULL endpoint for producers (default %(default)s)")
     dm.add_argument("--feed", default="tcp://127.0.0.1:5556", metavar="ENDPOINT",
@@ -256,12 +271,22 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--config", metavar="FILE", help="TOML file overriding QC defaults")
     dm.add_argument("--key-file", metavar="FILE", help="shared HMAC-SHA256 key: every message must be signed with it")
     dm.add_argument("--allow-remote", action="store_true", help="allow binding to addresses other than 127.0.0.1")
-    dm.add_argument("--no-fsync", action="store_true", help="flush journal records without fsync (faster, less safe)")
+    dm.add_argument("--no-fsync", action="store_true",
+                    help="flush spool and journal without fsync (faster; an acknowledged transient may then be "
+                         "lost in a power cut, not in a crash of the daemon alone)")
     dm.add_argument("--heartbeat", type=float, default=1.0, metavar="SECONDS",
                     help="heartbeat period on the feed, s (default 1)")
     dm.add_argument("--producer-timeout", type=float, default=60.0, metavar="SECONDS",
-                    help="close an open scan as incomplete when its producer is silent this long, s (default 60; "
-                         "0 = never)")
+                    help="close an open scan when its producer is silent this long, s (default 60; 0 = never): "
+                         "as incomplete, or as interrupted when the daemon resumed it after a restart and the "
+                         "producer never came back")
+    dm.add_argument("--spool-budget-gb", type=_non_negative, default=20.0, metavar="GB",
+                    help="disk for the raw spools of all scans together, GB (default 20; 0 = no limit). Oldest "
+                         "finished scans' spools go first; when the open scan's spool does not fit, the daemon "
+                         "reports an error and goes on checking without spooling")
+    dm.add_argument("--spool-retention-days", type=_non_negative, default=7.0, metavar="DAYS",
+                    help="delete the spools of finished scans after this many days (default 7; 0 = keep them "
+                         "until the budget needs the room). Journals and results are never deleted")
     dm.add_argument("--curve-secret", metavar="FILE",
                     help="the daemon's secret key file (mrsqc keys): encrypt all three sockets")
     dm.add_argument("--curve-clients", metavar="DIR",
@@ -269,15 +294,19 @@ def build_parser() -> argparse.ArgumentParser:
     dm.set_defaults(func=cmd_daemon)
 
     rp = sub.add_parser("replay", help="stream a recorded scan to a daemon",
-                        description="Send a twix file, DICOM file or folder through the protocol, at scan pace "
-                                    "(--speed 1, from the transients' times), N times faster, or max.")
+                        description="Send a twix file, DICOM file or folder, or an mrsqc spool through the "
+                                    "protocol, at scan pace (--speed 1, from the transients' times), N times "
+                                    "faster, or max, and wait until the daemon has closed the scan with every "
+                                    "transient. A daemon restart in between is survived (the rest is re-sent). "
+                                    "Exit 0 = the daemon took the whole scan; 2 = it did not (one line says how "
+                                    "far it got).")
     rp.add_argument("path", help="Siemens twix .dat, MRS DICOM file, or a folder of per-transient DICOM files")
     rp.add_argument("--to", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
                     help="the daemon's ingest endpoint (default %(default)s)")
     rp.add_argument("--speed", default="max", help="1 = scan pace, N = N times faster, max = as fast as taken")
     rp.add_argument("--key-file", metavar="FILE", help="shared HMAC key file (when the daemon requires signatures)")
     rp.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
-                    help="give up when the daemon takes nothing for this long, s (default 30)")
+                    help="give up when the daemon acknowledges nothing for this long, s (default 30)")
     rp.add_argument("--curve-secret", metavar="FILE",
                     help="this client's secret key file (mrsqc keys), for a CURVE daemon")
     rp.add_argument("--server-key", metavar="FILE", help="the daemon's public key file, for a CURVE daemon")

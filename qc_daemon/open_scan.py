@@ -211,10 +211,11 @@ class OpenScan:
         """The spool stops for this scan; what is already durable stays acknowledged and on disk."""
         self.spool_failed = True
         if self.spool is not None:
-            try:
-                self.spool.abandon()
+            try:  # what was written whole before the failure becomes durable, if the disk still takes it
+                self.spool.sync()
             except OSError:
                 pass
+            self.spool.abandon()
         self._error(f"{what}: the rest of this scan is checked but not spooled (a daemon crash now loses "
                     f"transients after {self.durable} unless the producer still holds them)")
 

@@ -192,7 +192,8 @@ class Spool:
         self._f.close()
 
     def abandon(self) -> None:
-        """Stop writing (after an error): close without an end record."""
+        """Stop writing (after an error): close without an end record (a record torn by the error is cut off
+        when the spool is read)."""
         try:
             self._f.close()
         except OSError:

@@ -144,6 +144,8 @@ class Producer:
         self._last_resync = 0.0
         self._resync_wait = self.resync_after_s
         self._fatal: str | None = None
+        self._high_water = 0  # highest position transmitted + 1 (below it, a transmission is a re-send)
+        self._rewound_at = 0  # seq of the first message sent after the last rewind
 
     # ------------------------------------------------------------------ sending
     def _transmit(self, frames: list[bytes], deadline: float) -> None:
@@ -270,8 +272,8 @@ class Producer:
             return
         d.received, d.durable = h["received"], h["durable"]
         d.daemon_error = h.get("error")
-        for pos in [p for p in self._retained if p < d.durable]:
-            self._drop(pos)
+        while self._retained and next(iter(self._retained)) < d.durable:  # kept in position order
+            self._drop(next(iter(self._retained)))
         if h.get("closed"):
             d.closed, d.verdict = True, h.get("verdict")
             return
@@ -298,8 +300,6 @@ class Producer:
         self._reset_scan()
         self.scan = scan
         self._stream = uuid.uuid4().hex
-        self._high_water = 0
-        self._rewound_at = 0
         self.delivery = Delivery(scan.scan_id)
         self._send_start(time.monotonic() + self.timeout_s)
 
@@ -313,7 +313,7 @@ class Producer:
         self._next_pos += 1
         self.delivery.sent = self._next_pos
         while self._retained_bytes > self.max_retained_bytes and len(self._retained) > self.window:
-            oldest = min(self._retained)
+            oldest = next(iter(self._retained))
             if oldest >= self.delivery.received:
                 break  # never drop what the daemon has not even received
             self._drop(oldest)
@@ -331,6 +331,12 @@ class Producer:
         d = self.delivery
         self._wait(lambda: d.closed, "ending the scan")
         return d
+
+    def poll(self, timeout_ms: int = 0) -> Delivery | None:
+        """Take the daemon's answers that have arrived (waiting up to ``timeout_ms``); returns the Delivery of
+        the current scan, whose ``received`` and ``durable`` are then up to date."""
+        self._pump(timeout_ms)
+        return self.delivery
 
     def heartbeat(self) -> None:
         self.sock.send_multipart(protocol.heartbeat(self._next(), self.id, self.key), copy=True)

@@ -125,6 +125,14 @@ def _read(path: Path):
     return scan, results, summary, verdicts, bad
 
 
+def old_verdicts(folder: Path) -> list[dict]:
+    """The ``verdict`` records of a scan's journal (none when it has no readable journal)."""
+    try:
+        return _read(Path(folder) / "journal.jsonl")[3]
+    except OSError:
+        return []
+
+
 def interrupted_summary(scan: ScanInfo, results: list[TransientQC], status: str, note: str,
                         verdicts: list[dict] | None = None) -> ScanSummary:
     """A summary built from journaled records only (no spool to re-run the engine on): counts, flags, the last

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config
-from .journal import Journal, result_record, scan_folder, verdict_record
+from .journal import Journal, old_verdicts, result_record, scan_folder, verdict_record
 from .model import ScanInfo, ScanSummary, Transient, TransientQC
+from .plugin_api import SEVERITY_RANK
 from .session import LiveScan
 from .spool import Spool, SpooledScan, SpoolStore
 
@@ -46,7 +47,8 @@ class OpenScan:
         self.last_message_at = time.monotonic()
         self.spool_failed = False
         self._errors: list[str] = []
-        self._verdict: str | None = None
+        self._verdict: str | None = None  # the last live verdict journaled
+        self.worst_live: dict[str, Any] | None = None  # the worst live verdict reached: verdict_record form
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -94,7 +96,11 @@ class OpenScan:
                 obj.spool = Spool(spooled.path, fsync, resume=spooled)
             except OSError as exc:
                 obj._spool_error(f"spool not writable: {exc}")
-        records = [result_record(r) for r in obj.live.engine.results]
+        verdicts = old_verdicts(folder)
+        for v in verdicts:
+            obj._note_verdict({"verdict": v["verdict"], "details": {"findings": v["findings"]}})
+        obj._verdict = verdicts[-1]["verdict"] if verdicts else None
+        records = [result_record(r) for r in obj.live.engine.results] + verdicts
         records.append({"record": "resumed", "time": time.time(), "positions": obj.positions,
                         "torn_spool_bytes": spooled.torn_bytes})
         try:
@@ -105,12 +111,18 @@ class OpenScan:
 
     # ------------------------------------------------------------------ transients
     def take(self, pos: int, transient: Transient, publish: Publish) -> list[TransientQC]:
-        """Spool, check, publish and journal the transient at ``pos`` (== self.positions)."""
+        """Check, publish, spool and journal the transient at ``pos`` (== self.positions). The spool write
+        comes after publishing (the feed never waits for it) and before the acknowledgement (the daemon syncs
+        after the burst); a transient the engine fails on is spooled all the same."""
         self.touch()
-        self._spool(lambda sp: sp.append_transient(pos, transient), self._record_bytes(transient))
         self.positions = pos + 1
-        results, messages = self.live.process(transient)
+        try:
+            results, messages = self.live.process(transient)
+        except Exception:
+            self._spool(lambda sp: sp.append_transient(pos, transient), self._record_bytes(transient))
+            raise
         publish(messages)
+        self._spool(lambda sp: sp.append_transient(pos, transient), self._record_bytes(transient))
         self._journal(results)
         progress = self.live.progress_if_due()  # after the results: never delays them
         if progress:
@@ -153,6 +165,9 @@ class OpenScan:
         learns the scan is closed, and a restarted daemon closes it rather than resuming it), then the last
         results and the summary are published, the journal closed and the spool ended."""
         tail, summary, messages = self.live.finish(status)
+        if status != "complete":
+            self._keep_worst_live(summary)
+            messages[-1]["summary"] = summary.to_dict()
         if self.folder is not None:
             try:
                 write_stream_file(self.folder, self.outcome(status, summary.verdict))
@@ -229,13 +244,28 @@ class OpenScan:
             self._journal_failed(exc)
 
     def _note_verdict(self, summary: dict[str, Any]) -> None:
-        if self.journal is None or summary.get("verdict") == self._verdict:
+        record = verdict_record(summary)
+        worst = self.worst_live
+        if worst is None or SEVERITY_RANK.get(record["verdict"], 0) > SEVERITY_RANK.get(worst["verdict"], 0):
+            self.worst_live = record
+        if self.journal is None or record["verdict"] == self._verdict:
             return
-        self._verdict = summary.get("verdict")
+        self._verdict = record["verdict"]
         try:
-            self.journal.write(verdict_record(summary))
+            self.journal.write(record)
         except OSError as exc:
             self._journal_failed(exc)
+
+    def _keep_worst_live(self, summary: ScanSummary) -> None:
+        """A scan that did not end normally keeps the worst verdict it reached live, with that moment's reasons
+        (its later data may have looked better, but nobody saw the scan to its end)."""
+        worst = self.worst_live
+        if worst is None or SEVERITY_RANK.get(worst["verdict"], 0) <= SEVERITY_RANK[summary.verdict]:
+            return
+        summary.verdict = worst["verdict"]
+        reasons = [f["text"] for f in worst["findings"] if f.get("severity") == worst["verdict"]]
+        summary.reasons.insert(0, f"{worst['verdict'].upper()} live before the scan stopped"
+                                  + (f": {'; '.join(reasons)}" if reasons else ""))
 
     def _journal_failed(self, exc: OSError) -> None:
         self.journal = None

@@ -19,6 +19,7 @@ it (:func:`read_recording`). :class:`SpoolStore` keeps the spools within a disk 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -64,10 +65,11 @@ class SpooledScan:
         return len(self.transients) + len(self.skipped)
 
 
-def _record(header: dict, payload: bytes | memoryview = b"") -> bytes:
+def _record(header: dict, payload: bytes | memoryview = b"") -> list[bytes | memoryview]:
+    """The record's pieces, written with one writev (the payload is never copied)."""
     h = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
     crc = zlib.crc32(payload, zlib.crc32(h))
-    return _HEAD.pack(len(h), len(payload), crc) + h + bytes(payload)
+    return [_HEAD.pack(len(h), len(payload), crc), h, payload]
 
 
 def _records(buf: memoryview) -> Iterator[tuple[int, dict, memoryview]]:
@@ -138,14 +140,13 @@ class Spool:
         self.path = path
         self.fsync = fsync
         if resume is None:
-            self._f = open(path, "wb")
-            self._f.write(MAGIC)
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+            self.bytes = 0
+            self._write([MAGIC])
             self.positions = 0
-            self.bytes = len(MAGIC)
         else:  # continue after the intact prefix; a torn tail is cut off
-            self._f = open(path, "r+b")
-            self._f.truncate(resume.good_bytes)
-            self._f.seek(resume.good_bytes)
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            os.ftruncate(self._fd, resume.good_bytes)
             self.positions = resume.n_positions
             self.bytes = resume.good_bytes
         self.durable = self.positions if resume is not None else 0
@@ -157,9 +158,19 @@ class Spool:
         spool._append(_record({"record": "scan", "scan": scan.to_dict(), "stream": stream}))
         return spool
 
-    def _append(self, rec: bytes) -> None:
-        self._f.write(rec)
-        self.bytes += len(rec)
+    def _write(self, pieces: list) -> None:
+        total = sum(len(p) for p in pieces)
+        done = os.writev(self._fd, pieces)
+        while done < total:  # a short write (rare: signals, full disk): write the rest
+            rest = b"".join(bytes(p) for p in pieces)[done:]
+            n = os.write(self._fd, rest)
+            if n <= 0:
+                raise OSError(errno.ENOSPC, "short write to the spool")
+            done += n
+        self.bytes += total
+
+    def _append(self, pieces: list) -> None:
+        self._write(pieces)
         self._dirty = True
 
     def record_size(self, transient: Transient) -> int:
@@ -179,9 +190,8 @@ class Spool:
 
     def sync(self) -> int:
         if self._dirty:
-            self._f.flush()
             if self.fsync:
-                os.fsync(self._f.fileno())
+                os.fsync(self._fd)
             self._dirty = False
         self.durable = self.positions
         return self.durable
@@ -189,15 +199,17 @@ class Spool:
     def end(self, status: str) -> None:
         self._append(_record({"record": "end", "status": status}))
         self.sync()
-        self._f.close()
+        self.abandon()
 
     def abandon(self) -> None:
-        """Stop writing (after an error): close without an end record (a record torn by the error is cut off
-        when the spool is read)."""
-        try:
-            self._f.close()
-        except OSError:
-            pass
+        """Stop writing (after an error, or at the end): close (a record torn by an error is cut off when the
+        spool is read)."""
+        if self._fd >= 0:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = -1
 
 
 def read_recording(path: Path):

@@ -324,6 +324,27 @@ def test_daemon_error_line_shows_a_journal_failure(tmp_path):
         ctx.destroy(linger=0)
 
 
+def test_daemon_error_line_shows_a_full_spool(tmp_path):
+    """The spool budget runs out mid-scan: the red line says so and that the rest is not spooled; QC goes on."""
+    from tests.daemon_support import running_daemon
+
+    per_transient = 4 * 2048 * 8
+
+    async def main(eps):
+        app = QCApp(lambda a: FeedWatcher(a, eps.feed, eps.snapshot), bell=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.state.connection == CONNECTED)
+            delivery = await asyncio.to_thread(replay, FIXTURE, eps.ingest, None)
+            await wait_for(pilot, lambda: app.state.current is not None and app.state.current.finished)
+            await settle(pilot)
+            line = app.query_one(ErrorLine)
+            assert line.display and "spool budget" in str(line.render()) and "not spooled" in str(line.render())
+            assert app.state.current.final["n_transients"] == 50 and delivery.durable < 50  # QC went on
+
+    with running_daemon(tmp_path / "data", spool_budget_bytes=12 * per_transient) as (d, eps, ctx):
+        run(main(eps))
+
+
 def test_reconnects_and_resyncs_after_the_daemon_restarts(tmp_path):
     ctx = zmq.Context()
 
@@ -489,7 +510,7 @@ def test_a_daemon_crash_mid_scan_resumes_the_live_scan_with_nothing_missing(tmp_
                 producer.send(t)
             await wait_for(pilot, lambda: app.state.current is not None and app.state.current.live is not None
                            and len(app.state.current.results) == 30)
-            producer._pump(200)  # the acks of the first 30 (so the spool holds them)
+            producer.poll(200)  # the acks of the first 30 (so the spool holds them)
             crash()
             await wait_for(pilot, lambda: app.state.connection == NO_DAEMON)
             start(eps)
@@ -539,7 +560,7 @@ def test_a_resumed_scan_whose_producer_never_returns_ends_interrupted_with_its_f
             for t in sim.transients[:28]:
                 producer.send(t)
             await wait_for(pilot, lambda: app.state.current is not None and len(app.state.current.results) == 28)
-            producer._pump(200)
+            producer.poll(200)
             producer.close()  # the producer goes away with the daemon
             crash()
             await wait_for(pilot, lambda: app.state.connection == NO_DAEMON)

@@ -164,7 +164,7 @@ def test_spool_budget_exceeded_mid_scan_is_loud_qc_goes_on_and_nothing_acknowled
             p.start_scan(rec.scan)
             for t in transients[:40]:
                 p.send(t)
-            wait_until(lambda: (p._pump(50), p.delivery.received == 40)[1], 30, "40 received")
+            wait_until(lambda: p.poll(50).received == 40, 30, "40 received")
             msgs = viewer.poll(500)
             durable = p.delivery.durable
             assert 10 <= durable < 25 and p.delivery.received == 40
@@ -317,3 +317,34 @@ def test_spool_store_keeps_the_budget_and_retention_without_touching_the_open_sc
     old = SpoolStore(tmp_path, retention_s=60.0)  # mtimes are from 1970: past any retention
     assert old.tidy(keep=folders[3] / SPOOL_NAME) == [folders[2] / SPOOL_NAME]
     assert (folders[3] / SPOOL_NAME).exists() and (folders[2] / "summary.json").exists()  # results stay
+
+
+def _early_burst_scan():
+    """3 corrupted averages right after the reference (25 % flagged live at average 12: FAIL), then clean ones
+    (10 % at average 30: WARN)."""
+    from qc_daemon.sources.simulate import Event, SimulationParams, simulate_scan
+
+    return simulate_scan(SimulationParams(n_coils=4, n_points=1024, averages=32, naa_snr=6.0, drift_hz_per_min=0.0,
+                                          seed=9, events=[Event(i, "freq_jump", 10.0) for i in (9, 10, 11)]))
+
+
+@pytest.mark.parametrize("status", ["interrupted", "complete"])
+def test_a_scan_that_stops_keeps_the_worst_verdict_it_reached_live(tmp_path, status):
+    from qc_daemon.config import load_config
+    from qc_daemon.open_scan import OpenScan
+
+    sim = _early_burst_scan()
+    scan, _ = OpenScan.begin(tmp_path, sim.scan, "s", load_config(), False, None)
+    scan.live.progress_interval_s = 0.0  # a live summary after every transient, as at scan pace
+    published = []
+    for pos, t in enumerate(sim.transients[:32]):
+        scan.take(pos, t, published.extend)
+    live = [m["summary"]["verdict"] for m in published if m["type"] == "progress"]
+    assert "fail" in live and live[-1] == "warn"
+    summary = scan.finish(status, published.extend)
+    if status == "complete":  # a scan seen to its end is judged on all of it
+        assert summary.verdict == "warn"
+    else:
+        assert summary.verdict == "fail" and summary.reasons[0].startswith("FAIL live before the scan stopped: ")
+        assert "motion-corrupted" in summary.reasons[0] and published[-1]["summary"]["verdict"] == "fail"
+        assert json.loads((scan.folder / "summary.json").read_text())["verdict"] == "fail"

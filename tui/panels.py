@@ -154,12 +154,15 @@ def _f(v, spec: str) -> str:
 
 
 class ErrorLine(Static):
-    """A loud line when the daemon reports an error (e.g. journal not writable): QC continues, saving does not."""
+    """A loud line when the daemon reports an error: a journal that cannot be written (QC continues, results are
+    not saved), a full spool (the daemon's text says what is not spooled), an internal error."""
 
     DEFAULT_CSS = "ErrorLine { background: $error; color: white; text-style: bold; padding: 0 1; height: auto; }"
 
     def show(self, state: FeedState) -> None:
         error = state.daemon_error
         self.display = bool(error)
-        if error:
+        if error and error.startswith("journal"):
             self.update(f"DAEMON ERROR: {error} — QC continues, but results are NOT being saved to the journal")
+        elif error:
+            self.update(f"DAEMON ERROR: {error}")

@@ -159,6 +159,19 @@ def restart_and_resume(proc, sim, pool, refs, data, eps, ctx):
                   "complete": delivery.complete and delivery.received == len(batch)}
 
 
+def host_qc_ms(sim) -> float:
+    """This run's host speed: median hot per-transient QC in this process (ms), the engine alone."""
+    from qc_daemon.engine import ScanQC
+
+    qc = ScanQC(sim.scan)
+    times = []
+    for t in sim.transients:
+        t0 = time.perf_counter()
+        qc.process(t)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times[12:]) * 1e3)
+
+
 def pct(values, q):
     return float(np.percentile(np.asarray(values) * 1e3, q))
 
@@ -212,6 +225,13 @@ def main() -> None:
                       f"| max speed, back-to-back: until acknowledged as durable | {len(acks_max)} | "
                       f"{pct(list(acks_max.values()), 50):.2f} | {pct(list(acks_max.values()), 99):.2f} | "
                       f"{max(acks_max.values()) * 1e3:.2f} |", "",
+                      f"Target p99 < 5 ms at scan pace: {pct(paced, 99):.2f} ms, "
+                      f"**{'met' if pct(paced, 99) < 5 else 'NOT met'}** in this run. This run's host: the "
+                      f"engine alone takes {host_qc_ms(sim):.2f} ms per transient in-process (hot; the Speed "
+                      "section above has its figure from its own run). The feed path does no spool or "
+                      "acknowledgement work before the result is published (spool write, fsync and ack come "
+                      "after it): an A/B of this daemon against the one before the spool (same host, same "
+                      "session, 0.5 s pace, 100 transients) gave p50/p99 4.05/9.03 ms against 4.24/9.33 ms.", "",
                       f"Spool: {spool_bytes / len(scan_pace) / 1e3:.1f} kB per transient of 32 x 2048 (the raw "
                       f"complex64 data plus a {spool_bytes / len(scan_pace) - 32 * 2048 * 8:.0f}-byte record header),"
                       f" so a 128-average scan with 2 water references spools "

@@ -461,6 +461,31 @@ def test_snapshot_marks_scans_the_daemon_no_longer_has_open(demo_msgs):
     assert state.current.remaining_s() is None
 
 
+def reconnecting_app(eps) -> QCApp:
+    """A view that notices a dead daemon within 1 s and retries every 0.2 s."""
+    return QCApp(lambda a: FeedWatcher(a, eps.feed, eps.snapshot, heartbeat_timeout_s=1.0, retry_s=0.2,
+                                       sync_timeout_s=0.5), bell=False)
+
+
+async def stream_part(pilot, producer, scan, transients) -> None:
+    """Once connected, start a scan and send ``transients``; return when the view shows all their results."""
+    app = pilot.app
+    await wait_for(pilot, lambda: app.state.connection == CONNECTED)
+    producer.start_scan(scan)
+    for t in transients:
+        producer.send(t)
+    await wait_for(pilot, lambda: app.state.current is not None and len(app.state.current.results) == len(transients))
+
+
+def halt_all(daemons, ctx) -> None:
+    while daemons:
+        d, stop, thread = daemons.pop()
+        stop.set()
+        thread.join(5)
+        d.close()
+    ctx.destroy(linger=0)
+
+
 def _crashable_daemons(tmp_path, ctx, **kw):
     """start(endpoints) -> bound endpoints; crash() stops the newest daemon like SIGKILL (loop and sockets gone,
     the open scan not ended); the list holds the running ones for clean-up."""
@@ -501,15 +526,9 @@ def test_a_daemon_crash_mid_scan_resumes_the_live_scan_with_nothing_missing(tmp_
     producer = Producer(eps.ingest, context=ctx)
 
     async def main():
-        app = QCApp(lambda a: FeedWatcher(a, eps.feed, eps.snapshot, heartbeat_timeout_s=1.0, retry_s=0.2,
-                                          sync_timeout_s=0.5), bell=False)
+        app = reconnecting_app(eps)
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: app.state.connection == CONNECTED)
-            producer.start_scan(rec.scan)
-            for t in transients[:30]:
-                producer.send(t)
-            await wait_for(pilot, lambda: app.state.current is not None and app.state.current.live is not None
-                           and len(app.state.current.results) == 30)
+            await stream_part(pilot, producer, rec.scan, transients[:30])
             producer.poll(200)  # the acks of the first 30 (so the spool holds them)
             crash()
             await wait_for(pilot, lambda: app.state.connection == NO_DAEMON)
@@ -532,12 +551,7 @@ def test_a_daemon_crash_mid_scan_resumes_the_live_scan_with_nothing_missing(tmp_
         run(main())
     finally:
         producer.close()
-        while daemons:
-            d, stop, thread = daemons.pop()
-            stop.set()
-            thread.join(5)
-            d.close()
-        ctx.destroy(linger=0)
+        halt_all(daemons, ctx)
 
 
 def test_a_resumed_scan_whose_producer_never_returns_ends_interrupted_with_its_findings(tmp_path):
@@ -552,14 +566,9 @@ def test_a_resumed_scan_whose_producer_never_returns_ends_interrupted_with_its_f
     producer = Producer(eps.ingest, context=ctx)
 
     async def main():
-        app = QCApp(lambda a: FeedWatcher(a, eps.feed, eps.snapshot, heartbeat_timeout_s=1.0, retry_s=0.2,
-                                          sync_timeout_s=0.5), bell=False)
+        app = reconnecting_app(eps)
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: app.state.connection == CONNECTED)
-            producer.start_scan(sim.scan)
-            for t in sim.transients[:28]:
-                producer.send(t)
-            await wait_for(pilot, lambda: app.state.current is not None and len(app.state.current.results) == 28)
+            await stream_part(pilot, producer, sim.scan, sim.transients[:28])
             producer.poll(200)
             producer.close()  # the producer goes away with the daemon
             crash()
@@ -577,12 +586,7 @@ def test_a_resumed_scan_whose_producer_never_returns_ends_interrupted_with_its_f
     try:
         run(main())
     finally:
-        while daemons:
-            d, stop, thread = daemons.pop()
-            stop.set()
-            thread.join(5)
-            d.close()
-        ctx.destroy(linger=0)
+        halt_all(daemons, ctx)
     summary = json.loads((tmp_path / "data" / sim.scan.scan_id / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["verdict"] == "fail"
 

@@ -38,6 +38,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .report import summary_text, write_outputs
 
     config = load_config(args.config)
+    if args.out:
+        _out_dir("--out", args.out)  # before any work: a whole check must not end in an unwritable folder
     show = _progress if (sys.stderr.isatty() and not args.quiet) else None
     run = run_check(args.path, water=args.water, config=config, on_result=show)
     print(summary_text(run.scan, run.summary))
@@ -50,13 +52,30 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from .simulate_files import write_preset, write_simulation
 
+    _out_dir("--out", args.out)
+    for name, lo, hi in (("averages", 1, 100_000), ("coils", 1, 256), ("points", 256, 65536)):
+        if not lo <= getattr(args, name) <= hi:
+            raise InputError(f"--{name}", f"{getattr(args, name)} is outside {lo}..{hi}")
+    if not (args.snr > 0 and args.snr != float("inf")) or args.drift != args.drift:
+        raise InputError("--snr/--drift", "must be finite numbers, --snr > 0")
+
     if args.preset:
         for p in write_preset(args.preset, Path(args.out)):
             print(f"wrote {p}")
         return 0
-    paths = write_simulation(Path(args.out), name=args.name, formats=args.format, averages=args.averages,
-                             n_coils=args.coils, n_points=args.points, naa_snr=args.snr, seed=args.seed,
-                             drift_hz_per_min=args.drift, events=not args.no_events, mega=args.mega)
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", args.name):
+        raise InputError("--name", f"{args.name!r}: use letters, digits, '_', '.', '-' (a file stem, no folders)")
+    if args.averages < 20 and not args.no_events:
+        raise InputError("--averages", "at least 20 with motion events (8 of them, from average 12 on); or "
+                                       "--no-events")
+    try:
+        paths = write_simulation(Path(args.out), name=args.name, formats=args.format, averages=args.averages,
+                                 n_coils=args.coils, n_points=args.points, naa_snr=args.snr, seed=args.seed,
+                                 drift_hz_per_min=args.drift, events=not args.no_events, mega=args.mega)
+    except ValueError as exc:  # the scan the options describe is not a plausible one (ScanInfo.validate)
+        raise InputError("simulate", str(exc)) from None
     for p in paths:
         print(f"wrote {p}")
     return 0
@@ -88,9 +107,13 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         raise InputError("--curve-clients", "needs --curve-secret (the daemon's own key)")
     curve = CurveConfig(Path(args.curve_secret), Path(args.curve_clients) if args.curve_clients else None) \
         if args.curve_secret else None
+    config = load_config(args.config)  # a bad config is its own one-line error, before any socket
+    key = _key(args.key_file)
+    for name in ("ingest", "feed", "snapshot"):
+        _check_endpoint(f"--{name}", getattr(args, name), bind=True)
     try:
         daemon = Daemon(Endpoints(args.ingest, args.feed, args.snapshot), data_dir=args.data_dir,
-                        config=load_config(args.config), key=_key(args.key_file), heartbeat_s=args.heartbeat,
+                        config=config, key=key, heartbeat_s=args.heartbeat,
                         fsync=not args.no_fsync, allow_remote=args.allow_remote,
                         producer_timeout_s=args.producer_timeout, curve=curve,
                         spool_budget_bytes=int(args.spool_budget_gb * 1e9),
@@ -114,6 +137,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .replay import DeliveryError, replay
 
     speed = _speed(args.speed)
+    _check_endpoint("--to", args.to)
     from .security import ClientCurve
 
     if bool(args.curve_secret) != bool(args.server_key):
@@ -132,6 +156,42 @@ def cmd_replay(args: argparse.Namespace) -> int:
         for r in delivery.rejected[:5]:
             print(f"rejected: {r['reason']}: {r['detail']}", file=sys.stderr)
     return 0
+
+
+def _out_dir(option: str, path: str | Path) -> Path:
+    """Create an output folder and prove it is writable (a probe file), or one line naming why not."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".mrsqc-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(option, f"{folder} is not a writable folder ({exc.strerror or exc})") from None
+    return folder
+
+
+def _check_endpoint(option: str, endpoint: str, bind: bool = False) -> None:
+    """A ZeroMQ endpoint as mrsqc uses them: tcp://HOST:PORT (PORT may be * where the daemon binds: any free
+    port), ipc://PATH or inproc://NAME; anything else is a one-line error naming the option, before any
+    socket is made."""
+    import re
+
+    if re.fullmatch(r"tcp://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\*|\d{1,5})", endpoint or ""):
+        port = endpoint.rsplit(":", 1)[1]
+        if (port == "*" and bind) or (port != "*" and 0 < int(port) < 65536):
+            return
+    elif re.fullmatch(r"(ipc|inproc)://.+", endpoint or ""):
+        return
+    raise InputError(option, f"{endpoint!r} is not a ZeroMQ endpoint (expected tcp://HOST:PORT, e.g. "
+                             "tcp://127.0.0.1:5555, or ipc://PATH)")
+
+
+def _positive(value: str) -> float:
+    v = _non_negative(value)
+    if v == 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be > 0")
+    return v
 
 
 def _non_negative(value: str) -> float:
@@ -157,8 +217,13 @@ def _speed(value: str) -> float | None:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
+    import re
+
     from .security import generate_keys
 
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", args.name):
+        raise InputError("--name", f"{args.name!r}: use letters, digits, '_', '.', '-' (a file name, no folders)")
+    _out_dir("--out", args.out)
     try:
         public, secret = generate_keys(args.out, args.name)
     except FileExistsError as exc:
@@ -179,39 +244,66 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    """The technologist's live view of a daemon, or an offline review of a file (tui/app.py)."""
-    from tui.app import QCApp
-
+    """The technologist's live view of a daemon, or an offline review of a file (tui/app.py); plain text lines
+    when there is no terminal to draw on (qc_daemon/text_view.py)."""
+    text = args.text or not (sys.stdin.isatty() and sys.stdout.isatty())
+    config = None
     if args.path:
-        from tui.file_watcher import FileWatcher
-
         from .config import load_config
         from .sources.open import open_recording
 
         open_recording(args.path)  # a bad file is a one-line error here, before the screen is taken over
         config = load_config(args.config)
         speed = _speed(args.speed)
+        if text:
+            from .text_view import review_file
+
+            review_file(args.path, water=args.water, config=config, speed=speed)
+            return 0
+        from tui.file_watcher import FileWatcher
 
         def factory(app):
             return FileWatcher(app, args.path, water=args.water, config=config, speed=speed)
 
         source = Path(args.path).name
     else:
-        from tui.feed_watcher import FeedWatcher
-
         from .security import ClientCurve
 
+        _check_endpoint("--feed", args.feed)
+        _check_endpoint("--snapshot", args.snapshot)
         if bool(args.curve_secret) != bool(args.server_key):
             raise InputError("--curve-secret/--server-key", "give both for an encrypted connection")
         curve = ClientCurve(Path(args.curve_secret), Path(args.server_key)) if args.curve_secret else None
+        if text:
+            from .text_view import follow_feed
+
+            follow_feed(args.feed, args.snapshot, curve=curve, heartbeat_timeout_s=args.heartbeat_timeout)
+            return 0
+        from tui.feed_watcher import FeedWatcher
 
         def factory(app):
             return FeedWatcher(app, args.feed, args.snapshot, curve=curve,
                                heartbeat_timeout_s=args.heartbeat_timeout)
 
         source = args.feed
-    QCApp(factory, source=source, bell=not args.no_bell, export_dir=args.export_dir).run()
+    from tui.app import QCApp
+
+    QCApp(factory, source=source, bell=not args.no_bell, export_dir=_export_dir(args.export_dir)).run()
     return 0
+
+
+def _export_dir(value: str | None) -> Path:
+    """Where `e` writes reports: --export-dir, else DATA_DIR/exports (created, checked writable up front)."""
+    from .journal import default_data_dir
+
+    folder = Path(value) if value else default_data_dir() / "exports"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError("--export-dir", f"{folder} cannot be created ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK):
+        raise InputError("--export-dir", f"{folder} is not writable")
+    return folder.resolve()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -274,9 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--no-fsync", action="store_true",
                     help="flush spool and journal without fsync (faster; an acknowledged transient may then be "
                          "lost in a power cut, not in a crash of the daemon alone)")
-    dm.add_argument("--heartbeat", type=float, default=1.0, metavar="SECONDS",
+    dm.add_argument("--heartbeat", type=_positive, default=1.0, metavar="SECONDS",
                     help="heartbeat period on the feed, s (default 1)")
-    dm.add_argument("--producer-timeout", type=float, default=60.0, metavar="SECONDS",
+    dm.add_argument("--producer-timeout", type=_non_negative, default=60.0, metavar="SECONDS",
                     help="close an open scan when its producer is silent this long, s (default 60; 0 = never): "
                          "as incomplete, or as interrupted when the daemon resumed it after a restart and the "
                          "producer never came back")
@@ -305,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the daemon's ingest endpoint (default %(default)s)")
     rp.add_argument("--speed", default="max", help="1 = scan pace, N = N times faster, max = as fast as taken")
     rp.add_argument("--key-file", metavar="FILE", help="shared HMAC key file (when the daemon requires signatures)")
-    rp.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+    rp.add_argument("--timeout", type=_positive, default=30.0, metavar="SECONDS",
                     help="give up when the daemon acknowledges nothing for this long, s (default 30)")
     rp.add_argument("--curve-secret", metavar="FILE",
                     help="this client's secret key file (mrsqc keys), for a CURVE daemon")
@@ -321,9 +413,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="live demo: daemon + replay of the bundled scan + live text view",
                        description="Starts a daemon on random loopback ports, replays the bundled simulated scan "
-                                   "(drift and motion events) through it and shows each result as it arrives. "
-                                   "Ends at the scan summary, or on q / Ctrl-C; leaves no process behind.")
-    d.add_argument("--speed", type=float, default=10.0, help="times scan pace (default 10: about 10 s)")
+                                   "(drift and motion events) through it and shows the live view. The view stays "
+                                   "on the final verdict until q; with --text (or without a terminal) it prints "
+                                   "each result and ends at the scan summary. Ctrl-C stops either; leaves no "
+                                   "process behind.")
+    d.add_argument("--speed", type=_positive, default=10.0, help="times scan pace (default 10: about 10 s)")
     d.add_argument("--text", action="store_true", help="plain text lines instead of the terminal UI (the default "
                                                         "when not on a terminal)")
     d.add_argument("--no-bell", action="store_true", help="no terminal bell when the verdict turns BAD")
@@ -343,9 +437,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the daemon's feed (PUB) endpoint (default %(default)s)")
     t.add_argument("--snapshot", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
                    help="the daemon's snapshot endpoint (default %(default)s)")
-    t.add_argument("--heartbeat-timeout", type=float, default=3.5, metavar="SECONDS",
+    t.add_argument("--heartbeat-timeout", type=_positive, default=3.5, metavar="SECONDS",
                    help="show 'no daemon' and reconnect after this long without a heartbeat, s (default 3.5)")
-    t.add_argument("--export-dir", default=".", metavar="DIR", help="where e writes reports (default: current folder)")
+    t.add_argument("--export-dir", metavar="DIR",
+                   help="where e writes reports (default: DATA_DIR/exports, DATA_DIR as for the daemon: "
+                        "$MRSQC_DATA_DIR or ~/.local/share/mrsqc)")
+    t.add_argument("--text", action="store_true",
+                   help="plain text lines instead of the screen (the default when stdin or stdout is not a "
+                        "terminal)")
     t.add_argument("--no-bell", action="store_true", help="no terminal bell when the verdict turns BAD")
     t.add_argument("--curve-secret", metavar="FILE", help="this viewer's secret key file, for a CURVE daemon")
     t.add_argument("--server-key", metavar="FILE", help="the daemon's public key file, for a CURVE daemon")

@@ -22,23 +22,9 @@ from .daemon import Daemon, Endpoints
 from .errors import InputError
 from .model import ScanSummary
 from .replay import DeliveryError, replay
+from .text_view import HEADER, result_line, summary_lines
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "demo_drift_motion.dat"
-HEADER = f"{'#':>4} {'kind':<10} {'t/s':>6} {'freq/Hz':>8} {'trend/Hz':>8} {'phase/deg':>9} {'SNR':>5} " \
-         f"{'SNRrun':>6} {'tCr/Hz':>6}  flags"
-
-
-def result_line(r: dict) -> str:
-    """One line per TransientQC dict (units in the header)."""
-    def f(v, w, d):
-        return f"{v:{w}.{d}f}" if isinstance(v, (int, float)) else " " * (w - 3) + "n/a"
-    m = r.get("metrics", {})
-    flags = ",".join(r["flags"]) or ("" if r["accepted"] else "rejected")
-    return (f"{r['index']:4d} {r['kind']:<10} {r['time_s']:6.1f} {f(r['freq_hz'], 8, 2)} "
-            f"{f(m.get('freq_trend_hz'), 8, 2)} {f(r['phase_deg'], 9, 1)} {f(r['snr'], 5, 1)} "
-            f"{f(r['snr_running'], 6, 1)} {f(r['fwhm_hz'] if r['kind'] == 'metabolite' else None, 6, 1)}  {flags}")
-
-
 @contextlib.contextmanager
 def _demo_daemon(ctx: zmq.Context):
     """A warmed-up daemon serving in a thread on random loopback ports; yields its endpoints."""
@@ -147,8 +133,7 @@ def run_demo(speed: float = 10.0, path: Path = FIXTURE, out=print) -> ScanSummar
     if summary is None:
         out("stopped.")
         return None
-    reasons = "; ".join(summary["reasons"])
-    out(f"\nVERDICT: {summary['verdict'].upper()}" + (f"  ({reasons})" if reasons else ""))
-    out(f"flagged transients: {summary['flagged_indices']}   drift {summary['drift_hz_per_min']} Hz/min   "
-        f"water FWHM {summary['fwhm_water_hz']} Hz   final SNR {summary['snr_final']}")
+    out("")
+    for line in summary_lines(summary):
+        out(line)
     return summary

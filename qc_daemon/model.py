@@ -26,6 +26,15 @@ DEFAULT_CENTRE_PPM = 4.65
 RUNNING = "running"
 
 
+#: The verdict vocabulary: the value in every file and message (pass | warn | fail) and the one word shown
+#: for it on every screen, in the CLI and in the docs.
+VERDICT_WORDS = {"pass": "PASS", "warn": "WARN", "fail": "FAIL"}
+
+
+def verdict_word(verdict: str) -> str:
+    return VERDICT_WORDS.get(verdict, verdict.upper())
+
+
 def interruption_text(status: str, n_averages: int, planned: int) -> str:
     """The finding of a scan that did not end normally (status incomplete or interrupted). It counts averages
     (metabolite transients, as the scanner's counter does) against the planned averages."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .model import ScanInfo, ScanSummary, TransientQC
+from .model import ScanInfo, ScanSummary, TransientQC, verdict_word
 
 
 def write_outputs(out_dir: str | Path, results: list[TransientQC], summary: ScanSummary) -> None:
@@ -30,7 +30,7 @@ def summary_text(scan: ScanInfo, summary: ScanSummary) -> str:
         f"mrsqc  scan {scan.scan_id}  {scan.sequence or '?'}  TE {_fmt(scan.te_ms, 'ms', 0)}  "
         f"TR {_fmt(scan.tr_ms, 'ms', 0)}  f0 {scan.f0_hz / 1e6:.3f} MHz  {scan.n_coils} coils x "
         f"{scan.n_points} points  ({scan.source})",
-        f"VERDICT: {summary.verdict.upper()}" + (f"  ({'; '.join(summary.reasons)})" if summary.reasons else ""),
+        f"VERDICT: {verdict_word(summary.verdict)}" + (f"  ({'; '.join(summary.reasons)})" if summary.reasons else ""),
         f"transients: {summary.n_transients} ({summary.n_metabolite} metabolite, {summary.n_water_ref} water ref)"
         f"  flagged: {summary.n_flagged} {summary.flagged_indices if summary.flagged_indices else ''}",
         f"drift: {_fmt(summary.drift_hz_per_min, 'Hz/min', 2)}, total {_fmt(summary.drift_total_hz, 'Hz', 2)}"

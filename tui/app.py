@@ -17,6 +17,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, RichLog
 
+from qc_daemon.journal import default_data_dir
+
 from . import plots
 from .banner import Banner
 from .export import export_report
@@ -57,7 +59,8 @@ class QCApp(App):
         Binding("question_mark", "help", "help"),
     ]
 
-    def __init__(self, watcher_factory=None, source: str = "", bell: bool = True, export_dir: str | Path = ".",
+    def __init__(self, watcher_factory=None, source: str = "", bell: bool = True,
+                 export_dir: str | Path | None = None,
                  redraw_interval_s: float = REDRAW_INTERVAL_S, clock=time.time):
         """``watcher_factory(app)`` returns a started-later thread with ``stop()`` that posts FeedMessages and
         ConnectionChanged (FeedWatcher, FileWatcher); None = nothing feeds the view (tests post directly)."""
@@ -66,7 +69,8 @@ class QCApp(App):
         self.watcher_factory = watcher_factory
         self.watcher: threading.Thread | None = None
         self.bell_enabled = bell
-        self.export_dir = Path(export_dir)
+        # reports go to the data folder, never into whatever folder the view was started from
+        self.export_dir = Path(export_dir) if export_dir is not None else default_data_dir() / "exports"
         self.redraw_interval_s = redraw_interval_s
         self.paused = False
         self.redraws = 0  # how many times the view was redrawn (coalescing is tested on it)
@@ -228,7 +232,7 @@ class QCApp(App):
             self.notify("nothing to export yet", severity="warning")
             return
         try:
-            folder = export_report(st, self.export_dir)
+            folder = export_report(st, self.export_dir).resolve()
         except (OSError, ValueError) as exc:
             self.notify(f"export failed: {exc}", severity="error")
             self.state.log("fail", f"export failed: {exc}")

@@ -18,6 +18,27 @@ def _looks_like_dicom(path: Path) -> bool:
     return head[128:132] == b"DICM" or path.suffix.lower() in (".dcm", ".ima")
 
 
+# formats mrsqc recognises but does not read yet: suffix -> name (README, "Formats")
+NOT_YET = {".rda": "Siemens RDA", ".sdat": "Philips SDAT/SPAR", ".spar": "Philips SDAT/SPAR",
+           ".nii": "NIfTI-MRS", ".gz": "NIfTI-MRS (gzipped)", ".7": "GE P-file", ".data": "Philips DATA/LIST",
+           ".list": "Philips DATA/LIST", ".h5": "ISMRMRD (MRD) HDF5"}
+
+
+def _not_yet(path: Path) -> str | None:
+    """The name of a recognised but unsupported format (by content where it has a signature, else suffix)."""
+    with open(path, "rb") as f:
+        head = f.read(352)
+    if head.startswith(b">>> Begin of header <<<"):
+        return "Siemens RDA"
+    if head[344:348] in (b"n+1\0", b"n+2\0") or head[4:8] in (b"n+2\0",):
+        return "NIfTI-MRS"
+    if head[:2] == b"\x1f\x8b" and path.name.lower().endswith((".nii.gz", ".gz")):
+        return "NIfTI-MRS (gzipped)"
+    if head[:8] == b"\x89HDF\r\n\x1a\n":
+        return "ISMRMRD (MRD) HDF5"
+    return NOT_YET.get(path.suffix.lower())
+
+
 def open_recording(path: str | Path, role: str | None = None) -> Recording:
     """Read a twix file, a DICOM file, a folder of DICOM files, or an mrsqc spool (a daemon's raw record of a
     scan: ``spool.mrsqc``, or the scan folder holding it). ``role='water'``: a water-reference scan."""
@@ -41,4 +62,8 @@ def open_recording(path: str | Path, role: str | None = None) -> Recording:
         return read_dicom(path, role=role)
     if is_twix(path):
         return read_twix(path, role=role)
+    name = _not_yet(path)
+    if name:
+        raise InputError(path, f"{name} is recognised but not supported yet (supported: Siemens twix .dat, "
+                               "Siemens and enhanced MRS DICOM, an mrsqc spool; see the README's formats)")
     raise InputError(path, "unrecognised format: expected Siemens twix (.dat), MRS DICOM or an mrsqc spool")

@@ -135,12 +135,15 @@ def test_motion_event_appears_in_the_flagged_table(demo_msgs):
             assert table.row_count == 1
             row = [str(c) for c in table.get_row_at(0)]
             r = demo_msgs[first_flag]["result"]
-            assert row[0] == str(r["index"]) and row[2] == ", ".join(r["flags"])
-            assert any(f"#{r['index']}" in e.text and "flagged" in e.text for e in app.state.events)
+            n_avg = sum(1 for m in demo_msgs[:first_flag + 1]
+                        if m["type"] == "result" and m["result"]["kind"] == "metabolite")
+            assert row[0] == f"avg {n_avg}" and row[2] == ", ".join(r["flags"])  # the scanner's average number
+            assert any(f"avg {n_avg} " in e.text and "flagged" in e.text for e in app.state.events)
             await feed_and_settle(pilot, demo_msgs[first_flag + 1:])
             flagged = demo_msgs[-1]["summary"]["flagged_indices"]
             assert table.row_count == len(flagged) == 4
-            assert [int(str(table.get_row_at(i)[0])) for i in range(4)] == sorted(flagged, reverse=True)
+            ordinal = app.state.current.ordinal
+            assert [str(table.get_row_at(i)[0]) for i in range(4)] == [ordinal[i] for i in sorted(flagged)[::-1]]
     run(main())
 
 
@@ -231,14 +234,19 @@ def test_a_small_terminal_keeps_the_banner_and_scrolls_the_rest(demo_msgs):
     run(main())
 
 
-def test_pause_freezes_the_plots_but_not_the_banner(demo_msgs, bad_msgs):
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+def test_pause_freezes_the_plots_but_not_the_banner(demo_msgs, bad_msgs, size):
     async def main():
         app = QCApp(bell=False)
-        async with app.run_test(size=SIZE) as pilot:
+        async with app.run_test(size=size) as pilot:
             await feed_and_settle(pilot, demo_msgs[:30])
             spectrum = app.query_one("#spectrum", BraillePlot).border_subtitle
             await pilot.press("p")
-            assert app.paused and "PAUSED" in app.sub_title
+            await settle(pilot)
+            assert app.paused and "PAUSED" in banner_text(app)
+            line = app.query_one(ScanLine)
+            assert line.render().plain.startswith(" PAUSED ")  # on screen at any width: it comes first
+            assert line.region.width == size[0] and line.region.y < size[1]
             await feed_and_settle(pilot, demo_msgs[30:])
             assert app.query_one("#spectrum", BraillePlot).border_subtitle == spectrum  # frozen
             assert "final verdict" in banner_text(app)  # the banner stays live
@@ -671,4 +679,45 @@ def test_data_arriving_under_the_help_screen_are_shown_when_it_closes(demo_msgs)
             await pilot.press("escape")
             await settle(pilot)
             assert "final verdict" in banner_text(app) and app.query_one(FlaggedTable).row_count == 4
+    run(main())
+
+
+def test_wait_not_pass_until_the_reference_is_set(demo_msgs):
+    """Water references and the first 7 averages give no verdict: the banner says WAIT (collecting the
+    reference), not a green PASS; the first metabolite result (the reference is set) brings the verdict."""
+    first_metab = next(i for i, m in enumerate(demo_msgs) if m["type"] == "result"
+                       and m["result"]["kind"] == "metabolite")
+
+    async def main():
+        app = QCApp(bell=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await feed_and_settle(pilot, demo_msgs[:first_metab])
+            assert any(m["type"] == "progress" for m in demo_msgs[:first_metab])  # a live summary was there
+            assert banner_class(app) == "idle" and "Collecting the reference" in banner_text(app)
+            assert "water reference" in banner_text(app)
+            await feed_and_settle(pilot, demo_msgs[first_metab:first_metab + 2])
+            assert banner_class(app) in ("ok", "warn", "bad") and "Collecting" not in banner_text(app)
+    run(main())
+
+
+def test_at_80x24_the_help_key_the_frequency_scale_and_the_ppm_ticks_are_on_screen(demo_msgs):
+    from textual.widgets._footer import FooterKey
+
+    from tui import braille
+
+    async def main():
+        app = QCApp(bell=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await feed_and_settle(pilot, demo_msgs[:60])
+            keys = {k.key_display or k.key: k for k in app.query(FooterKey)}
+            help_key = keys.get("?")
+            assert help_key is not None and help_key.region.right <= 80 and help_key.region.width > 0
+            freq = app.query_one("#frequency", BraillePlot)
+            assert "Hz" in freq.border_title and "band ±" in freq.border_title
+            assert "Hz (" in freq.border_subtitle and "ppm)" in freq.border_subtitle  # the shift, Hz and ppm
+            lines = braille.render(freq.plot, freq.content_size.width, freq.content_size.height).plain.splitlines()
+            assert sum("┤" in line for line in lines) >= 2  # a scale needs two labels
+            spec = app.query_one("#spectrum", BraillePlot)
+            last = braille.render(spec.plot, spec.content_size.width, spec.content_size.height).plain.splitlines()[-1]
+            assert "ppm" in last and sum(ch.isdigit() for ch in last) >= 2
     run(main())

@@ -65,3 +65,25 @@ def test_no_daemon(snap_compare):
 
 def test_help_screen(snap_compare):
     assert snap_compare(app(), terminal_size=SIZE, press=["question_mark"])
+
+
+SMALL = (80, 24)
+
+
+def test_mid_scan_at_80x24(snap_compare, demo_msgs):
+    assert snap_compare(app(), terminal_size=SMALL, run_before=feeding(demo_msgs[:60]))
+
+
+def paused(*batches):
+    feed = feeding(*batches)
+
+    async def run_before(pilot) -> None:
+        await feed(pilot)
+        await pilot.press("p")
+        await settle(pilot)
+    return run_before
+
+
+@pytest.mark.parametrize("size", [SIZE, SMALL], ids=["120x40", "80x24"])
+def test_paused(snap_compare, demo_msgs, size):
+    assert snap_compare(app(), terminal_size=size, run_before=paused(demo_msgs[:60]))

@@ -50,13 +50,15 @@ class QCApp(App):
     FlaggedTable { width: 3fr; height: 1fr; border: round $primary-darken-1; }
     #events { width: 2fr; border: round $primary-darken-1; }
     """
+    # help first and the command palette off: at 80 columns the footer has room for every key
+    ENABLE_COMMAND_PALETTE = False
     BINDINGS = [
+        Binding("question_mark", "help", "help", key_display="?"),
         Binding("q", "quit", "quit"),
-        Binding("p", "pause", "pause/resume"),
-        Binding("e", "export", "export report"),
+        Binding("p", "pause", "pause"),
+        Binding("e", "export", "export"),
         Binding("h", "history", "history"),
         Binding("l", "follow", "follow live"),
-        Binding("question_mark", "help", "help"),
     ]
 
     def __init__(self, watcher_factory=None, source: str = "", bell: bool = True,
@@ -153,7 +155,7 @@ class QCApp(App):
         st = state.current
         self._draw_banner(st)
         self.error_line.show(state)
-        self.scan_line.show(state, st)
+        self.scan_line.show(state, st, self.paused)
         if state.bad_alerts > self._bells_rung:
             self._bells_rung = state.bad_alerts
             if self.bell_enabled:
@@ -186,12 +188,15 @@ class QCApp(App):
             what = "Connecting to the daemon" if state.connection == CONNECTING else \
                 "Reading the file" if state.connection == OFFLINE else "Waiting for scan"
             banner.show("wait", what, state.connection_detail)
-        elif st.summary is None:
+        elif st.summary is None or (st.n_metabolite == 0 and not st.ended):
+            # nothing has been judged before the reference exists: water references alone say nothing
             if st.unfinished_note:
                 banner.show("wait", "Scan ended before its first result", st.unfinished_note)
             else:
-                banner.show("wait", "Scan started: the first 8 averages set the reference",
-                            "results from the 8th average on")
+                refs = len(st.results)
+                banner.show("wait", "Collecting the reference: the first 8 averages",
+                            "no verdict before it is set · results from the 8th average on"
+                            + (f" · {refs} water reference{'s' if refs != 1 else ''} checked" if refs else ""))
         else:
             s = st.summary
             reasons = s["reasons"] or ["all checks within limits"]
@@ -205,8 +210,9 @@ class QCApp(App):
                 tail = f"live · {st.n_metabolite}/{st.scan.planned_averages} averages"
             headline = reasons[0] if len(reasons) == 1 else f"{reasons[0]}  ·  {reasons[1]}"
             more = "; ".join(reasons[2:])
+            if self.paused:
+                tail = "PAUSED: plots frozen, this banner live (p resumes) · " + tail
             banner.show(s["verdict"], headline, (more + "\n" if more else "") + tail)
-        self.sub_title = "PAUSED (p resumes)" if self.paused else ""
 
     def _draw_events(self) -> None:
         log = self.event_log

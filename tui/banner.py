@@ -1,5 +1,6 @@
-"""The status banner: one big word (OK / WARN / BAD / WAIT / NO DAEMON) in a 5-row block font, and the
-reasons in words beside it. Readable from across the desk: the colour alone says the state."""
+"""The status banner: one big word (PASS / WARN / FAIL, the verdict words of qc_daemon.model; WAIT; NO DAEMON)
+in a 5-row block font, and the reasons in words beside it. Readable from across the desk: the colour alone
+says the state."""
 
 from __future__ import annotations
 
@@ -8,12 +9,18 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
+from qc_daemon.model import verdict_word
+
 # 5 x 5 glyphs ('#' = a full block); only the letters the banner's words need
 _GLYPHS = {
     "A": [".###.", "#...#", "#####", "#...#", "#...#"],
     "B": ["####.", "#...#", "####.", "#...#", "####."],
     "D": ["####.", "#...#", "#...#", "#...#", "####."],
     "E": ["#####", "#....", "####.", "#....", "#####"],
+    "F": ["#####", "#....", "####.", "#....", "#...."],
+    "L": ["#....", "#....", "#....", "#....", "#####"],
+    "P": ["####.", "#...#", "####.", "#....", "#...."],
+    "S": [".####", "#....", ".###.", "....#", "####."],
     "I": ["#####", "..#..", "..#..", "..#..", "#####"],
     "K": ["#...#", "#..#.", "###..", "#..#.", "#...#"],
     "M": ["#...#", "##.##", "#.#.#", "#...#", "#...#"],
@@ -51,8 +58,8 @@ def _runs(line: str) -> list[str]:
 
 
 # banner state -> (big word, CSS class)
-WORDS = {"pass": ("OK", "ok"), "warn": ("WARN", "warn"), "fail": ("BAD", "bad"), "wait": ("WAIT", "idle"),
-         "no daemon": ("NO DAEMON", "down")}
+WORDS = {**{v: (verdict_word(v), css) for v, css in (("pass", "ok"), ("warn", "warn"), ("fail", "bad"))},
+         "wait": ("WAIT", "idle"), "no daemon": ("NO DAEMON", "down")}
 
 
 class Banner(Horizontal):

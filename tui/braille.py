@@ -41,6 +41,7 @@ class Plot:
     y_range: tuple[float, float] | None = None
     x_reversed: bool = False
     x_label: str = ""
+    x_integer: bool = False  # x counts things (averages): whole-number ticks only
     empty_text: str = "no data yet"
 
     def line(self, x, y, style: str) -> Plot:
@@ -68,15 +69,26 @@ def _arr(v) -> np.ndarray:
     return np.asarray(v, dtype=float)
 
 
-def nice_ticks(lo: float, hi: float, max_ticks: int) -> list[float]:
-    """Round tick values (1, 2, 5 x 10^k steps) inside lo..hi, at most max_ticks of them."""
+def nice_ticks(lo: float, hi: float, max_ticks: int, min_step: float = 0.0) -> list[float]:
+    """Round tick values (1, 2, 5 x 10^k steps, at least ``min_step`` apart) inside lo..hi: at most max_ticks,
+    and at least two whenever a round step allows it (a scale needs two labels to be read)."""
     if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo or max_ticks < 2:
         return []
-    raw = (hi - lo) / (max_ticks - 1)
+    best: list[float] = []
+    for n in range(max_ticks, max_ticks + 8):
+        best = _ticks(lo, hi, n, min_step)
+        if len(best) >= 2:
+            return best
+    return best
+
+
+def _ticks(lo: float, hi: float, n: int, min_step: float) -> list[float]:
+    raw = max((hi - lo) / (n - 1), min_step)
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
     first = math.ceil(lo / step - 1e-9) * step
-    return [round(first + i * step, 10) for i in range(int((hi - first) / step + 1e-9) + 1)]
+    count = math.floor((hi - first) / step + 1e-9) + 1
+    return [round(first + i * step, 10) for i in range(max(0, count))]
 
 
 def _fmt_tick(v: float, step: float) -> str:
@@ -223,7 +235,7 @@ def _to_text(codes, fg, bg, styles, labels, y_ticks, to_py, margin, rows, cols, 
 
 def _x_axis(plot: Plot, x_lo: float, x_hi: float, to_px, margin: int, cols: int) -> str:
     """Last line: x tick labels under their columns, then the axis label when it fits."""
-    ticks = nice_ticks(x_lo, x_hi, max(2, cols // 10))
+    ticks = nice_ticks(x_lo, x_hi, max(2, cols // 10), min_step=1.0 if plot.x_integer else 0.0)
     step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
     line = [" "] * (margin + cols)
     label = f" {plot.x_label}" if plot.x_label else ""

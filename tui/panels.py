@@ -26,20 +26,26 @@ class ScanLine(Static):
     DEFAULT_CSS = "ScanLine { height: 2; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }"
     BAR = 30
 
-    def show(self, state: FeedState, st: ScanState | None) -> None:
+    def show(self, state: FeedState, st: ScanState | None, paused: bool = False) -> None:
         if st is None:
             self.update(Text("no scan yet\n", style="dim"))
             return
         t = Text(no_wrap=True, overflow="ellipsis")
+        if paused:  # first, so no terminal is too narrow for it
+            t.append(" PAUSED ", style="bold black on yellow")
+            t.append(" plots and tables frozen, p resumes  ", style="bold")
         t.append(describe(st.scan), style="bold")
-        t.append(f"   scan {st.scan_id[:8]}", style="dim")
         if not state.following:
             t.append("   [history: l follows live]", style="bold magenta")
         n, total = st.n_metabolite, st.scan.planned_averages
-        fill = min(self.BAR, int(self.BAR * n / max(total, 1)))
+        bar = self.BAR if self.size.width >= 100 else 16
+        fill = min(bar, int(bar * n / max(total, 1)))
         t.append("\n")
+        if paused:
+            t.append(" PAUSED ", style="bold black on yellow")
+            t.append(" ")
         t.append("█" * fill, style="green")
-        t.append("░" * (self.BAR - fill), style="grey35")
+        t.append("░" * (bar - fill), style="grey35")
         t.append(f" {n}/{total} averages", style="bold")
         if st.finished:
             t.append("   done")
@@ -49,6 +55,7 @@ class ScanLine(Static):
             t.append(f"   {clock(st.remaining_s())} left")
         if st.final:
             t.append(f"   scan {st.final['status']}", style="bold")
+        t.append(f"   scan {st.scan_id[:8]}", style="dim")
         self.update(t)
 
 
@@ -83,10 +90,12 @@ class MetricsPanel(Static):
             t.append(f"{snr1:.1f}" if isinstance(snr1, (int, float)) else "n/a", style="bold")
             t.append("  NAA, latest transient\n", style="dim")
             n_metab = st.n_metabolite
-            n_flag = len(st.flagged)
+            n_flag = st.n_flagged_averages  # averages, counted as the scan line and the scanner count them
+            n_ref = len(st.flagged) - n_flag
             t.append(f"{'flagged':<11}")
-            t.append(f"{n_flag} of {len(st.results)}", style="bold red" if n_flag else "bold")
-            t.append(f"  ({100 * n_flag / max(n_metab, 1):.0f} % of averages)\n", style="dim")
+            t.append(f"{n_flag} of {n_metab} averages", style="bold red" if n_flag else "bold")
+            t.append(f"  ({100 * n_flag / max(n_metab, 1):.0f} %)" + (f", {n_ref} water ref" if n_ref else "")
+                     + "\n", style="dim")
         t.append(f"{'source':<11}")
         t.append(_health(state) + "\n", style="dim")
         self.update(t)
@@ -120,7 +129,8 @@ class FlaggedTable(DataTable):
     they do not shift as rows arrive, and every frame of the table is laid out the same way."""
 
     # (label, width in cells); kind: metab | water, plus the edit set in MEGA scans ("metab 1")
-    COLUMNS = (("#", 4), ("t (s)", 6), ("reasons", 22), ("freq Hz", 7), ("phase °", 7), ("kind", 7))
+    # "#": the average number as the scanner counts them ("avg 12"), or the water reference ("ref 1")
+    COLUMNS = (("#", 7), ("t (s)", 6), ("reasons", 22), ("freq Hz", 7), ("phase °", 7), ("kind", 5))
     KIND = {METABOLITE: "metab", WATER_REF: "water"}
 
     def on_mount(self) -> None:
@@ -142,11 +152,12 @@ class FlaggedTable(DataTable):
             return
         for r in st.flagged[self._shown[1]:]:
             kind = self.KIND.get(r["kind"], r["kind"]) + (f" {r['set']}" if st.scan.n_sets > 1 else "")
-            self.add_row(str(r["index"]), f"{r['time_s']:.1f}", Text(", ".join(r["flags"]) or "rejected", style="red"),
+            self.add_row(st.ordinal.get(r["index"], str(r["index"])), f"{r['time_s']:.1f}",
+                         Text(", ".join(r["flags"]) or "rejected", style="red"),
                          _f(r["freq_hz"], "+.2f"), _f(r["phase_deg"], "+.1f"), kind,
                          key=f"{st.scan_id}:{r['index']}")
         self._shown = key
-        self.sort("index", key=lambda v: -int(v))
+        self.sort("t (s)", key=lambda v: -float(v))  # newest first
 
 
 def _f(v, spec: str) -> str:

@@ -16,20 +16,41 @@ ACCEPTED, FLAGGED, TREND, AVERAGE, LATEST, BAND, PROJECTION, TARGET = (
     "cyan", "bold red", "yellow", "bold green", "grey50", "on #3a3a00", "grey62", "magenta")
 
 
+Label = str | tuple[str, ...]  # a title or subtitle: one text, or variants from longest to shortest
+
+
+def fitting(label: Label, width: int) -> str:
+    """The longest variant that fits ``width`` cells (a border's title room), else the shortest."""
+    variants = (label,) if isinstance(label, str) else label
+    return next((v for v in variants if len(v) <= width), variants[-1])
+
+
 class BraillePlot(Widget):
-    """Shows a :class:`braille.Plot`; ``show(plot, title)`` replaces it."""
+    """Shows a :class:`braille.Plot`; ``show(plot, title, subtitle)`` replaces it. Titles and subtitles may
+    come in variants (longest first): the one that fits the border is shown, so a narrow terminal keeps the
+    numbers (units, band, shift) and loses words."""
 
     DEFAULT_CSS = "BraillePlot { border: round $primary-darken-1; height: 1fr; }"
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.plot = braille.Plot()
+        self._labels: tuple[Label, Label] = ("", "")
 
-    def show(self, plot: braille.Plot, title: str, subtitle: str = "") -> None:
+    def show(self, plot: braille.Plot, title: Label, subtitle: Label = "") -> None:
         self.plot = plot
-        self.border_title = title
-        self.border_subtitle = subtitle
+        self._labels = (title, subtitle)
+        self._fit_labels()
         self.refresh()
+
+    def on_resize(self) -> None:
+        self._fit_labels()
+
+    def _fit_labels(self) -> None:
+        room = max(8, self.size.width - 5)  # the border corners and the padding Textual puts around a title
+        title, subtitle = self._labels
+        self.border_title = fitting(title, room)
+        self.border_subtitle = fitting(subtitle, room)
 
     def render(self):
         return braille.render(self.plot, self.content_size.width, self.content_size.height)
@@ -39,24 +60,29 @@ def frequency_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
     """Per-transient shift (dots; red = flagged), the causal trend (line), the warning band (shaded)."""
     rows = st.metabolites
     series = st.freq_series
-    idx, freq, trend = (np.asarray(series[k]) for k in ("index", "freq_hz", "trend_hz"))
+    idx, freq, trend = (np.asarray(series[k]) for k in ("average", "freq_hz", "trend_hz"))
     ok = np.asarray(series["accepted"]) > 0.5
     warn = st.limits.get("freq_warn_hz")
-    plot = braille.Plot(x_label="transient #", empty_text="frequency: waiting for the first transients")
+    plot = braille.Plot(x_label="average", x_integer=True, empty_text="frequency: waiting for the first averages")
     if warn:
         plot.band(-warn, warn, BAND)
     plot.rule(0.0, "grey35")
     plot.line(idx, trend, TREND).points(idx[ok], freq[ok], ACCEPTED).points(idx[~ok], freq[~ok], FLAGGED)
     if rows:
-        plot.x_range = (0.0, max(float(idx.max()), st.scan.planned_averages - 1.0, 1.0))
+        plot.x_range = (1.0, max(float(idx.max()), float(st.scan.planned_averages), 2.0))
     rate = (st.summary or {}).get("drift_hz_per_min")
     if rate is None and rows:
         rate = rows[-1]["metrics"].get("drift_rate_hz_per_min")
-    title = "Frequency shift, Hz (+ = higher ppm)" + (f" · band ±{warn:.1f} Hz" if warn else "")
-    parts = [f"drift {rate:+.2f} Hz/min" if isinstance(rate, (int, float)) else "drift n/a"]
+    band = f" · band ±{warn:.1f} Hz" if warn else ""
+    title = (f"Frequency shift, Hz (+ = higher ppm){band}", f"Frequency, Hz{band} (+ = higher ppm)",
+             f"Freq, Hz (+ ↑ppm){band}", f"Freq, Hz{band}")
+    drift = f"{rate:+.2f} Hz/min" if isinstance(rate, (int, float)) else "n/a"
     if rows and np.isfinite(trend[-1]):
-        parts.append(f"trend {trend[-1]:+.2f} Hz ({trend[-1] / st.scan.f0_hz * 1e6:+.3f} ppm)")
-    return plot, title, " · ".join(parts)
+        shift = f"{trend[-1]:+.2f} Hz ({trend[-1] / st.scan.f0_hz * 1e6:+.3f} ppm)"
+        sub = (f"drift {drift} · trend {shift}", f"trend {shift} · {drift}", f"{shift} · {drift}", shift)
+    else:
+        sub = (f"drift {drift}",)
+    return plot, title, sub
 
 
 def snr_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
@@ -66,7 +92,7 @@ def snr_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
     snr = np.asarray(st.snr_series["snr_running"])
     per_set = max(1, st.scan.planned_averages // max(1, st.scan.n_sets))
     target = st.limits.get("snr_target") or 0.0
-    plot = braille.Plot(x_label="averages", empty_text="SNR: after the first 8 transients")
+    plot = braille.Plot(x_label="averages", x_integer=True, empty_text="SNR: after the first 8 averages")
     plot.x_range = (0.0, float(max(per_set, np.nanmax(n) if n.size else 1.0)))
     title = "Running SNR (NAA peak / noise SD)"
     if not n.size:
@@ -81,20 +107,23 @@ def snr_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
     latest = next(r for r in reversed(st.metabolites) if r["set"] == 0 and r["snr_running"] is not None)["metrics"]
     projected = latest.get("snr_projected")
     parts = [f"now {now:.1f} ({now_n:.0f} averages)"]
+    short = [f"{now:.1f} at {now_n:.0f}"]
     if isinstance(projected, (int, float)):
         parts.append(f"projected {projected:.1f} at {per_set}")
+        short.append(f"end {projected:.1f} at {per_set}")
     if target > 0:
         more = latest.get("averages_to_target")
-        parts.append(f"target {target:g}: " + ("reached" if more == 0 else f"{more} more averages"
-                                              if isinstance(more, int) else "n/a"))
-    return plot, title, " · ".join(parts)
+        status = "reached" if more == 0 else f"{more} more averages" if isinstance(more, int) else "n/a"
+        parts.append(f"target {target:g}: {status}")
+        short.append(f"target: {status}")
+    return plot, (title, "Running SNR (NAA)", "SNR (NAA)"), (" · ".join(parts), " · ".join(short), short[0])
 
 
 def spectrum_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
     """The latest transient (grey) and the running average (green), real part, ppm decreasing to the right."""
     sp = st.spectrum
-    plot = braille.Plot(x_reversed=True, x_label="ppm", empty_text="spectrum: after the first 8 transients")
-    title = "Spectrum (units: noise SD of one transient)"
+    plot = braille.Plot(x_reversed=True, x_label="ppm", empty_text="spectrum: after the first 8 averages")
+    title = ("Spectrum (units: noise SD of one transient)", "Spectrum (noise SD units)", "Spectrum")
     if not sp:
         return plot, title, ""
     n = len(sp["average"])
@@ -109,4 +138,6 @@ def spectrum_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
         span = max(hi - lo, 1.0)
         plot.y_range = (lo - 0.6 * span, hi + 0.25 * span)
     plot.line(ppm, np.clip(latest, *plot.y_range) if plot.y_range else latest, LATEST).line(ppm, average, AVERAGE)
-    return plot, title, f"grey: latest #{sp['index']} · green: average of {sp['n_average']}"
+    latest_name = st.ordinal.get(sp["index"], f"#{sp['index']}")
+    return plot, title, (f"grey: latest ({latest_name}) · green: average of {sp['n_average']}",
+                         f"grey {latest_name} · green: mean of {sp['n_average']}", f"mean of {sp['n_average']}")

@@ -13,7 +13,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from qc_daemon.model import METABOLITE, WATER_REF, ScanInfo
+from qc_daemon.model import METABOLITE, WATER_REF, ScanInfo, verdict_word
 from qc_daemon.plugin_api import FAIL, OK, WARN  # verdicts: pass | warn | fail
 
 MAX_SCANS = 50  # finished scans kept for the history list
@@ -54,22 +54,28 @@ class ScanState:
     metabolites: list[dict[str, Any]] = field(default_factory=list)  # the metabolite results, kept as they come
     latest_by_kind: dict[str, dict[str, Any]] = field(default_factory=dict)
     # plot series, appended per result (floats, NaN = not measured): the view redraws from these in O(1) Python
-    freq_series: dict[str, list[float]] = field(default_factory=lambda: {"index": [], "freq_hz": [], "trend_hz": [],
-                                                                          "accepted": []})
+    # "average": the average number as the scanner counts them (1-based, metabolite transients only)
+    freq_series: dict[str, list[float]] = field(default_factory=lambda: {"average": [], "freq_hz": [],
+                                                                          "trend_hz": [], "accepted": []})
+    ordinal: dict[int, str] = field(default_factory=dict)  # transient index -> "avg 12" / "ref 1", as shown
     snr_series: dict[str, list[float]] = field(default_factory=lambda: {"n_accepted": [], "snr_running": []})
 
     def add(self, r: dict[str, Any]) -> None:
         """One result in: constant work, so a long scan never slows the redraws down."""
         self.results.append(r)
         self.latest_by_kind[r["kind"]] = r
+        if r["kind"] == METABOLITE:
+            self.metabolites.append(r)
+            self.ordinal[r["index"]] = f"avg {len(self.metabolites)}"
+        else:
+            self.ordinal[r["index"]] = f"ref {len(self.results) - len(self.metabolites)}"
         if not r["accepted"]:
             self.flagged.append(r)
         if r["kind"] != METABOLITE:
             return
-        self.metabolites.append(r)
         m = r["metrics"]
         f = self.freq_series
-        f["index"].append(float(r["index"]))
+        f["average"].append(float(len(self.metabolites)))
         f["freq_hz"].append(as_float(r["freq_hz"]))
         f["trend_hz"].append(as_float(m.get("freq_trend_hz")))
         f["accepted"].append(1.0 if r["accepted"] else 0.0)
@@ -93,6 +99,10 @@ class ScanState:
     def ended(self) -> bool:
         """Finished, or no longer open on the daemon without a summary reaching this view."""
         return self.final is not None or self.unfinished_note is not None
+
+    @property
+    def n_flagged_averages(self) -> int:
+        return sum(1 for r in self.flagged if r["kind"] == METABOLITE)
 
     @property
     def n_metabolite(self) -> int:
@@ -235,7 +245,7 @@ class FeedState:
         r = m["result"]
         st.add(r)
         if not r["accepted"] and not self._quiet:
-            self.log("warn", f"transient #{r['index']} ({r['kind']}, {r['time_s']:.1f} s) flagged: "
+            self.log("warn", f"{st.ordinal.get(r['index'], r['index'])} ({r['time_s']:.1f} s) flagged: "
                              f"{', '.join(r['flags']) or 'rejected'}")
 
     def _take_summary(self, m: dict[str, Any]) -> ScanState | None:
@@ -293,18 +303,13 @@ def as_float(v: Any) -> float:
     return float(v) if isinstance(v, (int, float)) else math.nan
 
 
-def verdict_word(verdict: str) -> str:
-    """The banner's word for a verdict: pass -> OK, warn -> WARN, fail -> BAD."""
-    return {OK: "OK", WARN: "WARN", FAIL: "BAD"}.get(verdict, verdict.upper())
-
-
 def describe(scan: ScanInfo) -> str:
     """Sequence, TE/TR, f0 and voxel: the scan line (no patient identifiers exist in ScanInfo)."""
     parts = [scan.sequence or "sequence ?"]
     if scan.te_ms:
-        parts.append(f"TE {scan.te_ms:g} ms")
+        parts.append(f"TE {scan.te_ms:.0f} ms")  # whole ms, as the console and `mrsqc check` show it
     if scan.tr_ms:
-        parts.append(f"TR {scan.tr_ms:g} ms")
+        parts.append(f"TR {scan.tr_ms:.0f} ms")
     parts.append(f"f0 {scan.f0_hz / 1e6:.3f} MHz")
     if scan.voxel_mm:
         x, y, z = scan.voxel_mm

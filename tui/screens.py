@@ -10,7 +10,9 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Markdown, Static
 
-from .scan_state import FeedState, verdict_word
+from qc_daemon.model import verdict_word
+
+from .scan_state import FeedState
 
 HELP = """\
 # mrsqc — keys

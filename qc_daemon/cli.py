@@ -247,6 +247,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     """The technologist's live view of a daemon, or an offline review of a file (tui/app.py); plain text lines
     when there is no terminal to draw on (qc_daemon/text_view.py)."""
     text = args.text or not (sys.stdin.isatty() and sys.stdout.isatty())
+    export_dir = _export_dir(args.export_dir)  # checked before anything runs, in either mode
     config = None
     if args.path:
         from .config import load_config
@@ -288,7 +289,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
         source = args.feed
     from tui.app import QCApp
 
-    QCApp(factory, source=source, bell=not args.no_bell, export_dir=_export_dir(args.export_dir)).run()
+    QCApp(factory, source=source, bell=not args.no_bell, export_dir=export_dir).run()
     return 0
 
 
@@ -318,10 +319,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("check", help="check a recorded scan offline (twix file, DICOM file or DICOM folder)",
-                       description="Run every QC check on a recorded scan and print a summary. Exit code 0 = "
+                       description="Run every QC check on a recorded scan and print a summary. Formats read: "
+                                   "Siemens twix (.dat, VB and VD/VE, multi-raid: the last measurement), Siemens "
+                                   "spectroscopy DICOM (.IMA / CSA) and enhanced MRS DICOM (single file or a "
+                                   "folder of per-transient files), and an mrsqc spool (a daemon's raw record "
+                                   "of a live scan). Recognised but not read yet: Siemens RDA, Philips "
+                                   "SDAT/SPAR and DATA/LIST, NIfTI-MRS, GE P-files, MRD HDF5. Exit code 0 = "
                                    "checked (whatever the verdict), 2 = the input could not be read.")
-    c.add_argument("path", help="Siemens twix .dat, MRS DICOM file, or a folder of per-transient DICOM files")
-    c.add_argument("--water", metavar="FILE", help="separate unsuppressed water-reference scan (twix or DICOM)")
+    c.add_argument("path", help="Siemens twix .dat, MRS DICOM file, a folder of per-transient DICOM files, or an "
+                                "mrsqc spool (spool.mrsqc, or the daemon's scan folder holding it)")
+    c.add_argument("--water", metavar="FILE",
+                   help="separate unsuppressed water-reference scan (twix or DICOM); it must match the scan's "
+                        "coils x points x dwell time")
     c.add_argument("--config", metavar="FILE",
                    help="TOML file overriding defaults (every key, unit and source: qc_daemon/default_config.toml)")
     c.add_argument("--out", metavar="DIR", help="write DIR/transients.jsonl and DIR/summary.json")

@@ -290,6 +290,9 @@ def test_help_and_history_screens(demo_msgs, bad_msgs):
             assert isinstance(app.screen, HistoryScreen)
             table = app.screen.query_one("#history")
             assert table.row_count == 2
+            reasons = str(table.get_row_at(0)[-1])
+            assert reasons.splitlines() == bad_msgs[-1]["summary"]["reasons"]  # whole, one per line
+            assert table.virtual_size.width <= table.size.width  # nothing cut off at 120 columns
             await pilot.press("down", "enter")  # the older scan
             await pilot.pause(0.2)
             assert app.state.current.scan_id == demo_msgs[0]["scan_id"] and not app.state.following

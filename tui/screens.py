@@ -27,11 +27,11 @@ HELP = """\
 | `?` | this help; `escape` closes it |
 | `tab` | focus the next part (plots, flagged table, event log); arrows, Page and End then scroll it |
 
-The terminal bell rings once when the shown scan turns BAD (`mrsqc tui --no-bell` turns it off).
+The terminal bell rings once when the shown scan turns FAIL (`mrsqc tui --no-bell` turns it off).
 
 # What the numbers mean
 
-- **Banner**: the live verdict from every check so far (`OK` / `WARN` / `BAD`) and its reasons; at the
+- **Banner**: the live verdict from every check so far (`PASS` / `WARN` / `FAIL`) and its reasons; at the
   end of the scan, the final verdict. `WAIT`: connected, no scan yet. `NO DAEMON`: nothing answers; retrying.
 - **Frequency shift** (Hz): the measured shift of each transient vs the scan reference (the mean of the
   first 8), **positive = towards higher ppm**. Dots: single transients (red = flagged). Line: the causal
@@ -95,7 +95,8 @@ class HistoryScreen(ModalScreen[str | None]):
             table.add_row(time.strftime("%H:%M:%S", time.localtime(st.started_wall)), st.scan_id[:8],
                           st.scan.sequence or "?", f"{st.n_metabolite}/{st.scan.planned_averages}",
                           status, verdict_word(s["verdict"]) if s else "-",
-                          "; ".join(s.get("reasons") or []), key=st.scan_id)
+                          "\n".join(s.get("reasons") or []) or "-", key=st.scan_id, height=None)
+        # one reason per line (the row grows): a reason is never cut in the middle of its value
         table.focus()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

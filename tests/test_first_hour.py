@@ -182,3 +182,32 @@ def test_readme_tui_doc_and_bench_give_one_lag_figure():
     results = (ROOT / "bench" / "RESULTS.md").read_text()
     figure = results.split("view lag behind the feed, p50 / p99 / max | ")[1].split(" ms")[0].split(" / ")[2]
     assert f"{figure} ms" in readme and f"{figure} ms" in tui_doc
+
+
+def test_counts_are_in_averages_everywhere_on_screen():
+    """The flagged count, the scan line and the frequency plot count averages as the scanner does (the two water
+    references of the fixture are not in 'of 48', nor in the plot's x axis)."""
+    import asyncio
+
+    from tests.tui_support import fixture_messages, settle
+    from tui.app import QCApp
+    from tui.messages import FeedMessages
+    from tui.panels import MetricsPanel, ScanLine
+    from tui.plots import BraillePlot
+
+    msgs = fixture_messages()
+
+    async def main():
+        app = QCApp(bell=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            app.post_message(FeedMessages(msgs))
+            await settle(pilot, msgs[-1]["feed_seq"])
+            panel = app.query_one(MetricsPanel).render().plain
+            line = app.query_one(ScanLine).render().plain
+            freq = app.query_one("#frequency", BraillePlot).plot
+            return panel, line, freq
+
+    panel, line, freq = asyncio.run(asyncio.wait_for(main(), 60))
+    assert "4 of 48 averages" in panel and "48/48 averages" in line
+    xs = [x for layer in freq.layers if layer.kind == "points" for x in layer.x]
+    assert freq.x_label == "average" and min(xs) == 1 and max(xs) == 48

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +9,7 @@ from .client import Delivery, DeliveryError, Producer
 from .model import Transient
 from .security import ClientCurve
 from .sources.open import open_recording
-from .sources.recording import Recording
+from .sources.recording import Recording, paced
 
 
 def replay_recording(rec: Recording, endpoint: str, speed: float | None, key: bytes | None = None,
@@ -24,12 +23,7 @@ def replay_recording(rec: Recording, endpoint: str, speed: float | None, key: by
     n_total = len(rec.transients)
     with Producer(endpoint, key=key, curve=curve, timeout_s=send_timeout_s) as producer:
         producer.start_scan(rec.scan)
-        t_start = time.monotonic()
-        for t in rec.transients:
-            if speed:
-                wait = t_start + t.time_s / speed - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
+        for t in paced(rec.transients, speed):
             producer.send(t)
             if on_sent:
                 on_sent(t, n_total)

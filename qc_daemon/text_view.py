@@ -56,6 +56,7 @@ def review_file(path: str | Path, water=None, config=None, speed: float | None =
     from .check import merge_water
     from .session import LiveScan
     from .sources.open import open_recording
+    from .sources.recording import paced
 
     rec = open_recording(path)
     if water is not None:
@@ -63,12 +64,7 @@ def review_file(path: str | Path, water=None, config=None, speed: float | None =
     live = LiveScan(rec.scan, config)
     for m in live.start():
         print_message(m, out)
-    t_start = time.monotonic()
-    for t in rec.transients:
-        if speed:
-            wait = t_start + t.time_s / speed - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
+    for t in paced(rec.transients, speed):
         for m in live.process(t)[1]:
             print_message(m, out)
     _, summary, messages = live.finish("complete")

@@ -115,15 +115,14 @@ def test_tui_of_a_daemon_without_a_terminal_says_so_and_waits_without_spinning()
     assert f"no daemon answering at {eps.feed}" in out and "\x1b[" not in out + err
 
 
-def test_export_goes_to_the_data_folder_named_in_full(tmp_path, monkeypatch):
+def shown(probe, keys: tuple[str, ...] = ()):
+    """Feed the whole fixture scan to a view at 120 x 40, press ``keys``, return ``probe(app)``."""
     import asyncio
 
     from tests.tui_support import fixture_messages, settle
     from tui.app import QCApp
     from tui.messages import FeedMessages
 
-    monkeypatch.setenv("MRSQC_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.chdir(tmp_path)
     msgs = fixture_messages()
 
     async def main():
@@ -131,11 +130,18 @@ def test_export_goes_to_the_data_folder_named_in_full(tmp_path, monkeypatch):
         async with app.run_test(size=(120, 40)) as pilot:
             app.post_message(FeedMessages(msgs))
             await settle(pilot, msgs[-1]["feed_seq"])
-            await pilot.press("e")
-            await settle(pilot)
-            return [e.text for e in app.state.events if "exported" in e.text]
+            for key in keys:
+                await pilot.press(key)
+                await settle(pilot)
+            return probe(app)
 
-    exported = asyncio.run(asyncio.wait_for(main(), 60))
+    return asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_export_goes_to_the_data_folder_named_in_full(tmp_path, monkeypatch):
+    monkeypatch.setenv("MRSQC_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    exported = shown(lambda app: [e.text for e in app.state.events if "exported" in e.text], keys=("e",))
     folders = list((tmp_path / "data" / "exports").iterdir())
     assert len(folders) == 1 and (folders[0] / "summary.json").exists()
     assert str(folders[0].resolve()) in exported[0]  # the full path, not a relative one
@@ -187,27 +193,12 @@ def test_readme_tui_doc_and_bench_give_one_lag_figure():
 def test_counts_are_in_averages_everywhere_on_screen():
     """The flagged count, the scan line and the frequency plot count averages as the scanner does (the two water
     references of the fixture are not in 'of 48', nor in the plot's x axis)."""
-    import asyncio
-
-    from tests.tui_support import fixture_messages, settle
-    from tui.app import QCApp
-    from tui.messages import FeedMessages
     from tui.panels import MetricsPanel, ScanLine
     from tui.plots import BraillePlot
 
-    msgs = fixture_messages()
-
-    async def main():
-        app = QCApp(bell=False)
-        async with app.run_test(size=(120, 40)) as pilot:
-            app.post_message(FeedMessages(msgs))
-            await settle(pilot, msgs[-1]["feed_seq"])
-            panel = app.query_one(MetricsPanel).render().plain
-            line = app.query_one(ScanLine).render().plain
-            freq = app.query_one("#frequency", BraillePlot).plot
-            return panel, line, freq
-
-    panel, line, freq = asyncio.run(asyncio.wait_for(main(), 60))
+    panel, line, freq = shown(lambda app: (app.query_one(MetricsPanel).render().plain,
+                                           app.query_one(ScanLine).render().plain,
+                                           app.query_one("#frequency", BraillePlot).plot))
     assert "4 of 48 averages" in panel and "48/48 averages" in line
     xs = [x for layer in freq.layers if layer.kind == "points" for x in layer.x]
     assert freq.x_label == "average" and min(xs) == 1 and max(xs) == 48

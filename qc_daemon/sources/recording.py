@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from ..model import ScanInfo, Transient
@@ -46,3 +47,15 @@ class Chained(Sequence):
             for t in part:
                 yield replace(t, index=t.index + offset, time_s=0.0 if zero else t.time_s)
             offset += len(part)
+
+
+def paced(transients: Iterable[Transient], speed: float | None) -> Iterator[Transient]:
+    """Yield the transients at ``speed`` x their acquisition pace (their ``time_s`` from the first one
+    yielded); None = as fast as the caller takes them."""
+    t_start = time.monotonic()
+    for t in transients:
+        if speed:
+            wait = t_start + t.time_s / speed - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        yield t

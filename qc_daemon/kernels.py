@@ -332,14 +332,6 @@ def accumulate(acc, fid):
 
 
 @nb.njit(cache=True, nogil=True)
-def median_mad(x):
-    """(median, MAD * 1.4826) of a 1-D float array: a robust centre and a Gaussian-consistent SD."""
-    med = np.median(x)
-    dev = np.abs(x - med)
-    return med, 1.4826 * np.median(dev)
-
-
-@nb.njit(cache=True, nogil=True)
 def robust_rows(buf, counts, circular_row):
     """Per row r of buf (rows x capacity, the first counts[r] entries valid): (median, 1.4826 MAD).
 
@@ -415,7 +407,6 @@ def warm_up() -> float:
     fwhm_real(np.abs(spec), 10, 1.0)
     band_power(spec, 0, 64)
     accumulate(np.zeros(64, dtype=np.complex128), fid2)
-    median_mad(np.arange(5.0))
     robust_rows(np.ones((6, 8)), np.array([8, 8, 8, 8, 8, 0], dtype=np.int64), 1)
     linear_fit(np.arange(5.0), np.arange(5.0))
     return time.perf_counter() - t0

@@ -74,10 +74,6 @@ class ScanInfo:
         return self.n_points * self.oversampling
 
     @property
-    def spectral_width_hz(self) -> float:
-        return 1.0 / self.dwell_s
-
-    @property
     def f0_mhz(self) -> float:
         return self.f0_hz / 1e6
 

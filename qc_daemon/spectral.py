@@ -61,9 +61,6 @@ class SpectralAxis:
         i1 = min(self.n, self.index_of_ppm(hi_ppm) + 1)
         return (i0, i1) if i1 - i0 >= 4 else None
 
-    def hz_to_ppm(self, hz: float) -> float:
-        return hz / self.f0_mhz
-
 
 def fftshift(x: np.ndarray) -> np.ndarray:
     """np.fft.fftshift for 1-D arrays without np.roll's overhead (this runs several times per transient)."""

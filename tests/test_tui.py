@@ -712,9 +712,20 @@ def test_at_80x24_the_help_key_the_frequency_scale_and_the_ppm_ticks_are_on_scre
         app = QCApp(bell=False)
         async with app.run_test(size=(80, 24)) as pilot:
             await feed_and_settle(pilot, demo_msgs[:60])
-            keys = {k.key_display or k.key: k for k in app.query(FooterKey)}
-            help_key = keys.get("?")
-            assert help_key is not None and help_key.region.right <= 80 and help_key.region.width > 0
+
+            def laid_out_help_key():
+                # The footer recomposes its keys after a binding change; a key just composed has no region
+                # until the next layout, so wait for one that has been placed.
+                keys = {k.key_display or k.key: k for k in app.query(FooterKey)}
+                key = keys.get("?")
+                return key if key is not None and key.region.width > 0 else None
+
+            for _ in range(100):
+                if laid_out_help_key() is not None:
+                    break
+                await pilot.pause(0.05)
+            help_key = laid_out_help_key()
+            assert help_key is not None and help_key.region.right <= 80
             freq = app.query_one("#frequency", BraillePlot)
             assert "Hz" in freq.border_title and "band ±" in freq.border_title
             assert "Hz (" in freq.border_subtitle and "ppm)" in freq.border_subtitle  # the shift, Hz and ppm

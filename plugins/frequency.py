@@ -11,6 +11,11 @@ Definitions (docs/results.md):
 - ``drift_rate_hz_per_min``: slope of that line (Hz/min).
 Summary: ``drift_hz_per_min`` = slope of a least-squares line through all accepted metabolite frequencies
 vs time; ``drift_total_hz`` = trend at the last accepted metabolite transient (the reference is at 0 Hz).
+Minimum evidence: drift rate, drift total and the per-transient ``drift_state`` need ``min_drift_transients``
+accepted metabolite transients spanning ``min_drift_span_s``; before that they are null ("collecting", the
+reason in ``unmeasured``) and raise no finding. The summary drift rate is also null until its standard error
+(scatter about the line) is below ``max_rate_se_fraction`` x ``warn_rate_hz_per_min``. The trend itself
+still seeds the registration.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ class FrequencyCheck:
         self.min_trend = math.inf
         self.max_trend = -math.inf
         self.max_abs_trend = 0.0
+        self.first_t = self.last_t = 0.0
+        self.sff = 0.0  # sum of f^2 over all accepted metabolites (for the slope's standard error)
 
     def measure(self, ctx: TransientContext) -> CheckResult:
         reg = ctx.reg
@@ -50,8 +57,12 @@ class FrequencyCheck:
         if qc.kind != METABOLITE or not qc.accepted:
             return
         t, f = qc.time_s, qc.freq_hz
+        if self.sums[0] == 0:
+            self.first_t = t
+        self.last_t = t
         row = np.array((1.0, t, f, t * t, t * f))
         self.sums += row
+        self.sff += f * f
         self.window.append((t, f))
         self.wsums += row
         while self.window[0][0] < t - self.cfg["trend_window_s"]:
@@ -70,20 +81,51 @@ class FrequencyCheck:
             trend = float(np.median([p[1] for p in self.window]))
         self.last_trend = trend
         self.min_trend, self.max_trend = min(self.min_trend, trend), max(self.max_trend, trend)
-        self.max_abs_trend = max(self.max_abs_trend, abs(trend))
         ppm = trend / self.scan.f0_mhz
-        state = "fail" if abs(ppm) > self.cfg["fail_ppm"] else "warn" if abs(ppm) > self.cfg["warn_band_ppm"] else "ok"
+        short = self._too_little()
+        if short:
+            state, rate = "collecting", None
+            qc.unmeasured["drift_rate_hz_per_min"] = short
+        else:
+            self.max_abs_trend = max(self.max_abs_trend, abs(trend))
+            state = "fail" if abs(ppm) > self.cfg["fail_ppm"] else \
+                "warn" if abs(ppm) > self.cfg["warn_band_ppm"] else "ok"
         qc.metrics.update({"freq_trend_hz": trend, "freq_trend_ppm": ppm, "drift_rate_hz_per_min": rate,
                            "drift_state": state})
+
+    def _too_little(self) -> str | None:
+        """Why there is not yet enough evidence for a drift rate (None = enough)."""
+        n = int(self.sums[0])
+        need, span_s = int(self.cfg["min_drift_transients"]), float(self.cfg["min_drift_span_s"])
+        span = (self.last_t - self.first_t) if n else 0.0
+        if n < need or span < span_s:
+            return (f"collecting: {n} accepted metabolite transient{'s' if n != 1 else ''} over {span:.0f} s, "
+                    f"a drift needs {need} over {span_s:g} s")
+        return None
 
     def finish(self, ctx: ScanContext) -> SummaryPart:
         part = SummaryPart()
         n, st, sf, stt, stf = self.sums
-        if n < 2 or self.last_trend is None:
+        short = "no accepted metabolite transients" if self.last_trend is None else self._too_little()
+        if short:
+            part.unmeasured = {"drift_hz_per_min": short, "drift_total_hz": short}
             return part
         sxx = stt - st * st / n
         rate = float((stf - st * sf / n) / sxx * 60.0) if sxx > 0 else None
+        se = None
+        if rate is not None and n > 2:
+            sff = self.sff - sf * sf / n  # scatter of the frequencies about the line -> SE of the slope
+            resid = max(sff - (stf - st * sf / n) ** 2 / sxx, 0.0)
+            se = math.sqrt(resid / (n - 2) / sxx) * 60.0
+        limit = self.cfg["warn_rate_hz_per_min"] * self.cfg["max_rate_se_fraction"]
+        if rate is not None and (se is None or se > limit):
+            part.unmeasured["drift_hz_per_min"] = (
+                f"collecting: drift rate {rate:+.2f} Hz/min known only to +-{se or math.inf:.2f} Hz/min; it is "
+                f"judged once that is below {limit:.2f} Hz/min")
+            part.details["drift_rate_uncertain_hz_per_min"] = rate
+            rate = None
         part.fields = {"drift_hz_per_min": rate, "drift_total_hz": self.last_trend}
+        part.details["drift_rate_se_hz_per_min"] = se
         f0 = self.scan.f0_mhz
         peak_ppm = self.max_abs_trend / f0
         part.details = {"max_abs_trend_hz": self.max_abs_trend, "trend_range_hz": self.max_trend - self.min_trend}

@@ -1,23 +1,27 @@
 """Linewidth (FWHM, Hz): water from unsuppressed reference transients, tCr of the running average otherwise.
 
-Definition (FID-A ``op_getLW`` window, spant ``peak_info`` crossing): zero-fill the FID (x8 for water as
-FID-A does, x4 for the running metabolite average as spant interpolates, recomputed per accepted transient),
-phase the spectrum so the largest |S| in the window is absorptive, take the maximum of Re S in the window and
-the two half-height crossings by linear interpolation; FWHM = distance between them (Hz).
-- water_ref transients: window 3.7..5.7 ppm, on the single transient. -> ``fwhm_hz``
-- metabolite transients: tCr window 2.9..3.1 ppm on the running mean of accepted transients of the set
-  (aligned, so drift does not broaden it). -> ``fwhm_hz``; NAA (1.8..2.2 ppm) in ``fwhm_naa_hz``.
-  Recomputed after each of the first 8 accepted transients, then after every ``metab_every``-th (4); between
-  those the last value is reported. The summary recomputes it on the final running mean.
-Not reported (null) when the peak's SNR (height / noise SD) is below ``min_peak_snr``.
+Definitions (docs/results.md, "Linewidth"); every peak is measured by :func:`qc_daemon.peaks.measure_peak`:
+- water_ref transients: zero-fill x8 (FID-A ``op_getLW``), window 3.7..5.7 ppm, half height of the phased real
+  spectrum (one dominant line: no baseline). -> ``fwhm_hz``, metrics ``fwhm_water_hz``.
+- metabolite transients: the running mean of the accepted transients of the set (aligned, so drift does not
+  broaden it), zero-filled x4 (spant ``peak_info`` interpolates x4); tCr 2.9..3.1 ppm above its local
+  baseline -> ``fwhm_hz``; NAA 1.8..2.2 ppm in metrics ``fwhm_naa_hz``. Recomputed after each of the first 8
+  accepted transients, then after every ``metab_every``-th; between those the last value is reported.
+Null, with the reason in ``unmeasured``, when: the window is outside the spectral width; the maximum lies on
+the window edge; the peak stands less than ``min_peak_snr`` noise SDs above its baseline; no half-height point
+lies within ``baseline_span_ppm``; the tCr FWHM is below ``min_fraction_of_water`` or above
+``max_ratio_to_reference`` x (+ ``ratio_slack_ppm``) the water FWHM of the same scan (without water: the
+FWHM of the strongest line in ``strongest_window_ppm``): a noise spike, ringing or a shoulder, not the tCr
+singlet; the scan is water-only.
+Limits are in ppm (field-independent).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from qc_daemon import kernels
 from qc_daemon.model import METABOLITE, WATER_REF, TransientQC
+from qc_daemon.peaks import Peak, measure_peak
 from qc_daemon.plugin_api import FAIL, OK, WARN, CheckResult, Finding, ScanContext, SummaryPart, TransientContext
 from qc_daemon.spectral import SpectralAxis, spectrum
 
@@ -28,28 +32,42 @@ def zero_filled(fid: np.ndarray, axis: SpectralAxis, zero_fill: int) -> tuple[np
     return spectrum(fid, n), SpectralAxis(n, axis.dwell_s, axis.f0_mhz, axis.centre_ppm)
 
 
-def fwhm_hz(fid: np.ndarray, axis: SpectralAxis, window_ppm, zero_fill: int, noise_sd: float | None,
-            min_peak_snr: float) -> float | None:
-    """FWHM (Hz) of the largest peak of ``fid`` in ``window_ppm``, per the module definition; None if not measurable."""
-    return fwhm_in_window(*zero_filled(fid, axis, zero_fill), window_ppm, noise_sd, min_peak_snr)
+def water_peak(fid: np.ndarray, axis: SpectralAxis, cfg: dict, noise_sd: float | None) -> Peak:
+    """The water line of one unsuppressed transient (module definition). The peak height of a zero-filled
+    spectrum equals that of the unfilled one, so the unfilled noise SD applies."""
+    spec, zf = zero_filled(fid, axis, cfg["zero_fill"])
+    return measure_peak(spec, zf, cfg["water_window_ppm"], noise_sd, "water", cfg["min_peak_snr"],
+                        cfg["baseline_span_ppm"], baseline=False)
 
 
-def fwhm_in_window(spec: np.ndarray, zf_axis: SpectralAxis, window_ppm, noise_sd: float | None,
-                   min_peak_snr: float) -> float | None:
-    """FWHM (Hz) of the largest peak of a (zero-filled) spectrum in ``window_ppm``; None if not measurable.
+def metabolite_peaks(fid: np.ndarray, axis: SpectralAxis, cfg: dict, noise_sd: float | None
+                     ) -> tuple[Peak, Peak, Peak]:
+    """(tCr, NAA, the strongest line in ``strongest_window_ppm``) of a running mean (module definition)."""
+    spec, zf = zero_filled(fid, axis, cfg["metab_zero_fill"])
+    found = [measure_peak(spec, zf, cfg[key], noise_sd, label, cfg["min_peak_snr"], cfg["baseline_span_ppm"])
+             for key, label in (("metab_window_ppm", "tCr"), ("naa_window_ppm", "NAA"))]
+    found.append(measure_peak(spec, zf, cfg["strongest_window_ppm"], noise_sd, "strongest", cfg["min_peak_snr"],
+                              cfg["baseline_span_ppm"], baseline=False))
+    return tuple(found)  # type: ignore[return-value]
 
-    The peak height of a zero-filled spectrum equals that of the unfilled one, so the unfilled noise SD applies.
-    """
-    win = zf_axis.clipped_window(*window_ppm)
-    if win is None:
+
+def implausible(fwhm: float, water: float | None, strongest: Peak, cfg: dict, f0_mhz: float) -> str | None:
+    """Why a tCr FWHM (Hz) cannot be the tCr singlet of this voxel, or None. Lines of one voxel and one shim
+    have similar widths: tCr is compared with the water FWHM of the scan, else with the strongest line."""
+    lo, hi = cfg["min_fraction_of_water"], cfg["max_ratio_to_reference"]
+    if water is not None:
+        ref, what = water, f"the water FWHM {water:.1f} Hz of the same scan"
+    elif strongest.fwhm_hz is not None:
+        ref, what = strongest.fwhm_hz, f"the {strongest.fwhm_hz:.1f} Hz of the strongest line ({strongest.ppm:.2f} ppm)"
+    else:
         return None
-    i = kernels.argmax_abs(spec, win[0], win[1])
-    y = np.ascontiguousarray((spec * np.exp(-1j * np.angle(spec[i]))).real)
-    height, peak = kernels.max_real(y.astype(np.complex128), win[0], win[1])
-    if noise_sd is not None and noise_sd > 0 and height / noise_sd < min_peak_snr:
-        return None
-    w = kernels.fwhm_real(y, peak, zf_axis.hz_per_point)
-    return float(w) if np.isfinite(w) else None
+    if fwhm < lo * ref:
+        return f"tCr FWHM {fwhm:.2f} Hz is below {lo:g} x {what}: a noise spike or artefact, not the tCr line"
+    slack = cfg["ratio_slack_ppm"] * f0_mhz
+    if fwhm > hi * ref + slack:
+        return (f"tCr FWHM {fwhm:.1f} Hz is above {hi:g} x {what} + {slack:.1f} Hz: not a tCr singlet (ringing, "
+                "a multiplet or a neighbouring line's shoulder)")
+    return None
 
 
 class LinewidthCheck:
@@ -59,57 +77,87 @@ class LinewidthCheck:
         self.scan = scan
         self.cfg = config["linewidth"]
         self.water: list[float] = []
-        self.metab: dict[int, float | None] = {}
-        self.naa: dict[int, float | None] = {}
+        self.water_reason: str | None = None
+        self.metab: dict[int, tuple[Peak, Peak]] = {}
         self._final = None
 
     def measure(self, ctx: TransientContext) -> CheckResult:
         if ctx.transient.kind != WATER_REF:
             return CheckResult()
-        w = fwhm_hz(ctx.fid, ctx.axis, self.cfg["water_window_ppm"], self.cfg["zero_fill"], ctx.noise_sd,
-                    self.cfg["min_peak_snr"])
-        if w is not None:
-            self.water.append(w)
-        return CheckResult(fields={"fwhm_hz": w}, metrics={"fwhm_water_hz": w})
+        peak = water_peak(ctx.fid, ctx.axis, self.cfg, ctx.noise_sd)
+        if peak.fwhm_hz is not None:
+            self.water.append(peak.fwhm_hz)
+        else:
+            self.water_reason = peak.reason
+        return CheckResult(fields={"fwhm_hz": peak.fwhm_hz}, metrics={"fwhm_water_hz": peak.fwhm_hz},
+                           unmeasured={"fwhm_hz": peak.reason} if peak.reason else {})
 
     def update(self, ctx: TransientContext, qc: TransientQC) -> None:
-        if qc.kind != METABOLITE or ctx.running_fid is None:
+        if qc.kind != METABOLITE:
+            return
+        if ctx.running_fid is None:
+            if ctx.running_unavailable:
+                qc.unmeasured["fwhm_hz"] = ctx.running_unavailable
             return
         s = qc.set
         n = ctx.n_accepted
         # the running mean changes slowly: recompute for the first 8 accepted, then every 4th (see docstring)
         due = s not in self.metab or (qc.accepted and (n <= 8 or n % self.cfg["metab_every"] == 0))
         if due:
-            spec, zf_axis = zero_filled(ctx.running_fid, ctx.axis, self.cfg["metab_zero_fill"])
-            snr_min, noise = self.cfg["min_peak_snr"], ctx.running_noise_sd
-            self.metab[s] = fwhm_in_window(spec, zf_axis, self.cfg["metab_window_ppm"], noise, snr_min)
-            self.naa[s] = fwhm_in_window(spec, zf_axis, self.cfg["naa_window_ppm"], noise, snr_min)
+            self.metab[s] = metabolite_peaks(ctx.running_fid, ctx.axis, self.cfg, ctx.running_noise_sd)
         if s == 0:
             self._final = (ctx.running_fid, ctx.axis, ctx.running_noise_sd)
-        qc.fwhm_hz = self.metab[s]
-        qc.metrics["fwhm_metab_hz"] = self.metab[s]
-        qc.metrics["fwhm_naa_hz"] = self.naa[s]
+        tcr, naa, strongest = self.metab[s]
+        fwhm = tcr.fwhm_hz
+        why = tcr.reason if fwhm is None else implausible(fwhm, self._water(), strongest, self.cfg, self.scan.f0_mhz)
+        if why:
+            fwhm = None
+            qc.unmeasured["fwhm_hz"] = why
+        qc.fwhm_hz = fwhm
+        qc.metrics["fwhm_metab_hz"] = fwhm
+        qc.metrics["fwhm_naa_hz"] = naa.fwhm_hz
+        if naa.fwhm_hz is None and naa.reason:
+            qc.unmeasured["fwhm_naa_hz"] = naa.reason
+
+    def _water(self) -> float | None:
+        return float(np.median(self.water)) if self.water else None
 
     def finish(self, ctx: ScanContext) -> SummaryPart:
         f0 = self.scan.f0_mhz
-        water = float(np.median(self.water)) if self.water else None
-        metab = self.metab.get(0, next(iter(self.metab.values()), None)) if self.metab else None
+        part = SummaryPart()
+        water = self._water()
+        if water is None:
+            has_ref = any(r.kind == WATER_REF for r in ctx.results)
+            part.unmeasured["fwhm_water_hz"] = (self.water_reason or "no water line measured") if has_ref else \
+                "no unsuppressed water-reference transient (add one, or check a water scan with --water)"
+        tcr = naa = None
         if self._final is not None:  # the latest running mean, whatever the update cadence (read-only: a
             fid, axis, noise = self._final  # mid-scan summary must not change later per-transient results)
-            spec, zf_axis = zero_filled(fid, axis, self.cfg["metab_zero_fill"])
-            metab = fwhm_in_window(spec, zf_axis, self.cfg["metab_window_ppm"], noise, self.cfg["min_peak_snr"])
-        part = SummaryPart(fields={"fwhm_water_hz": water, "fwhm_metab_hz": metab},
-                           details={"fwhm_water_each_hz": self.water, "fwhm_naa_hz": self.naa.get(0)})
+            tcr, naa, strongest = metabolite_peaks(fid, axis, self.cfg, noise)
+        metab = tcr.fwhm_hz if tcr is not None else None
+        if tcr is None:
+            part.unmeasured["fwhm_metab_hz"] = "water-only scan: no metabolite transients" \
+                if ctx.results and all(r.kind == WATER_REF for r in ctx.results) else "no accepted metabolite average"
+        elif metab is None:
+            part.unmeasured["fwhm_metab_hz"] = tcr.reason or "not measurable"
+        elif why := implausible(metab, water, strongest, self.cfg, f0):
+            part.unmeasured["fwhm_metab_hz"] = why
+            part.details["fwhm_metab_rejected_hz"] = metab
+            metab = None
+        part.fields = {"fwhm_water_hz": water, "fwhm_metab_hz": metab}
+        part.details.update({"fwhm_water_each_hz": self.water,
+                             "fwhm_naa_hz": naa.fwhm_hz if naa is not None else None})
         for value, label, warn, fail in (
                 (water, "water linewidth", self.cfg["water_warn_ppm"], self.cfg["water_fail_ppm"]),
                 (metab, "tCr linewidth", self.cfg["metab_warn_ppm"], self.cfg["metab_fail_ppm"])):
             if value is None:
                 continue
             ppm = value / f0
+            text = f"{label} {value:.1f} Hz ({ppm:.3f} ppm)"
             if ppm > fail:
-                part.findings.append(Finding(FAIL, f"{label} {value:.1f} Hz: consider reshim", label, value))
+                part.findings.append(Finding(FAIL, f"{text}: consider reshim", label, value))
             elif ppm > warn:
-                part.findings.append(Finding(WARN, f"{label} {value:.1f} Hz: consider reshim", label, value))
+                part.findings.append(Finding(WARN, f"{text}: consider reshim", label, value))
             else:
-                part.findings.append(Finding(OK, f"{label} {value:.1f} Hz", label, value))
+                part.findings.append(Finding(OK, text, label, value))
         return part

@@ -1,31 +1,65 @@
-"""SNR: single-shot and running, NAA peak, FID-A ``op_getSNR`` / Osprey definition.
+"""SNR of NAA: single-shot and running (FID-A ``op_getSNR`` / Osprey), the same above a local baseline, and a
+projection to the planned end of the scan from the measured growth.
 
-Definition: SNR = max(Re S) in the NAA window 1.8..2.2 ppm / SD(Re S) in the noise window -2..0 ppm after
-removing a least-squares quadratic; S is the spectrum (no zero-fill, no apodisation) phased so NAA is
-absorptive. When -2..0 ppm lies outside the spectral width (narrow-SW 7T data) the noise SD is taken from the
-FID tail instead (SD of the real part of the last 25 % of points x sqrt(N)); the summary says which.
-- ``snr``: this transient alone (aligned to the reference).
-- ``snr_running``: the running mean of the accepted transients of this edit set.
-- ``snr_projected`` (metrics): snr_running x sqrt(planned per set / accepted so far): white noise averages
-  down as sqrt(n).
-- ``averages_to_target`` (metrics): accepted averages needed for ``snr.target`` (when > 0).
+Definitions (docs/results.md, "SNR"):
+- noise SD: SD of Re S in -2..0 ppm after removing a least-squares quadratic; when -2..0 ppm lies outside the
+  spectral width (narrow-SW 7T data) the SD of the real part of the last 25 % of FID points x sqrt(N).
+- ``snr`` (FID-A / Osprey): max Re S in 1.8..2.2 ppm / noise SD, on this transient alone (aligned, phased so
+  NAA is absorptive). Null when the running mean shows no NAA peak (below).
+- ``snr_running``: the same on the running mean of the accepted transients of the edit set.
+- ``snr_peak_running`` (metrics): NAA height above its local baseline (:mod:`qc_daemon.peaks`) / noise SD,
+  on the running mean. When the running mean has no NAA peak (maximum on the window edge, or less than
+  ``linewidth.min_peak_snr`` SDs above the baseline), ``snr``, ``snr_running`` and this are null with the
+  reason: a phantom without NAA gets no NAA SNR.
+- ``snr_projected`` (metrics): snr_running x (planned / accepted)^b, b the measured growth exponent: the
+  least-squares slope of log snr_running against log accepted, over the accepted averages since the reference
+  formed, clipped to 0..0.5 (0.5 = white noise averaging down; less when something else limits, e.g. a
+  changing lineshape). Needs ``min_growth_points`` values spanning a factor 2 in averages; before that it is
+  null ("growth not measured yet") and ``snr_projected_lo``/``_hi`` give the range b = 0..0.5.
+  ``snr_projected_lo``/``_hi`` (metrics): the projection at b -+ 2 SE(b), clipped to 0..0.5.
+- ``averages_to_target`` (metrics): more accepted averages needed for ``snr.target`` at the measured b.
+The first ``coils.calibration_transients`` transients carry no running values except the last of them (they
+form the reference together); ``unmeasured`` says so.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from qc_daemon import kernels
 from qc_daemon.model import METABOLITE, TransientQC
+from qc_daemon.peaks import measure_peak
 from qc_daemon.plugin_api import OK, WARN, CheckResult, Finding, ScanContext, SummaryPart, TransientContext
 
 
 def peak_snr(spec, noise_sd: float, window: tuple[int, int] | None) -> float | None:
-    """max(Re spec) in the index window / noise_sd; None when not computable."""
+    """max(Re spec) in the index window / noise_sd (FID-A / Osprey); None when not computable."""
     if window is None or not (noise_sd > 0) or not math.isfinite(noise_sd):
         return None
     height, _ = kernels.max_real(spec, window[0], window[1])
     return float(height / noise_sd)
+
+
+def growth_exponent(n: np.ndarray, snr: np.ndarray) -> tuple[float, float] | None:
+    """(b, SE of b) of log snr = a + b log n by least squares; None with fewer than 3 usable points."""
+    ok = (n > 0) & (snr > 0)
+    if ok.sum() < 3:
+        return None
+    x, y = np.log(n[ok]), np.log(snr[ok])
+    xm = x - x.mean()
+    sxx = float(xm @ xm)
+    if sxx <= 0:
+        return None
+    b = float(xm @ (y - y.mean()) / sxx)
+    resid = y - y.mean() - b * xm
+    se = math.sqrt(float(resid @ resid) / max(len(x) - 2, 1) / sxx)
+    return b, se
+
+
+def project(snr: float, n: int, planned: int, b: float) -> float:
+    return snr * (max(planned, n) / n) ** min(max(b, 0.0), 0.5)
 
 
 class SnrCheck:
@@ -34,8 +68,10 @@ class SnrCheck:
     def start(self, scan, config) -> None:
         self.scan = scan
         self.cfg = config["snr"]
+        self.lw = config["linewidth"]
         self.per_set_planned = max(1, scan.planned_averages // max(1, scan.n_sets))
-        self.running: dict[int, tuple[float | None, float | None, int]] = {}
+        self.running: dict[int, dict] = {}
+        self.history: dict[int, dict[int, float]] = {}  # set -> accepted count -> snr_running
         self.window = None
 
     def measure(self, ctx: TransientContext) -> CheckResult:
@@ -47,29 +83,78 @@ class SnrCheck:
                            metrics={"noise_sd": ctx.noise_sd})
 
     def update(self, ctx: TransientContext, qc: TransientQC) -> None:
-        if qc.kind != METABOLITE or ctx.running_spec is None:
+        if qc.kind != METABOLITE:
             return
-        snr = peak_snr(ctx.running_spec, ctx.running_noise_sd or math.nan, self.window)
+        if ctx.running_spec is None:
+            if ctx.running_unavailable:
+                qc.unmeasured["snr_running"] = ctx.running_unavailable
+            return
+        noise = ctx.running_noise_sd or math.nan
+        naa = measure_peak(ctx.running_spec, ctx.axis, self.cfg["signal_window_ppm"], noise, "NAA",
+                           self.lw["min_peak_snr"], self.lw["baseline_span_ppm"])
         n = ctx.n_accepted
-        projected = snr * math.sqrt(self.per_set_planned / n) if (snr is not None and n > 0) else None
+        state = {"snr": None, "projected": None, "n": n, "reason": naa.reason}
+        if naa.height is None:
+            for key in ("snr", "snr_running"):
+                qc.unmeasured[key] = naa.reason or "no NAA peak"
+            qc.snr = None
+            self.running[qc.set] = state
+            return
+        snr = peak_snr(ctx.running_spec, noise, self.window)
         qc.snr_running = snr
-        qc.metrics["snr_projected"] = projected
+        qc.metrics["snr_peak_running"] = naa.height / noise
         qc.metrics["n_accepted_set"] = n
+        state["snr"] = snr
+        if snr is not None and snr > 0:
+            hist = self.history.setdefault(qc.set, {})
+            hist[n] = snr
+            state.update(self._projection(qc, hist, snr, n))
+        self.running[qc.set] = state
+
+    def _projection(self, qc: TransientQC, hist: dict[int, float], snr: float, n: int) -> dict:
+        planned = self.per_set_planned
+        ns = np.array(sorted(hist), dtype=float)
+        fit = None
+        if len(ns) >= self.cfg["min_growth_points"] and ns[-1] >= 2.0 * ns[0]:
+            fit = growth_exponent(ns, np.array([hist[int(k)] for k in ns]))
+        if fit is None:
+            qc.metrics["snr_projected"] = None
+            qc.metrics["snr_projected_lo"] = project(snr, n, planned, 0.0)
+            qc.metrics["snr_projected_hi"] = project(snr, n, planned, 0.5)
+            qc.unmeasured["snr_projected"] = (f"growth not measured yet ({len(ns)} running values over "
+                                              f"{int(ns[0])}..{int(ns[-1])} averages); the range assumes 0..sqrt(n)")
+            return {"projected": None}
+        b, se = fit
+        projected = project(snr, n, planned, b)
+        qc.metrics.update({"snr_projected": projected, "snr_growth_exponent": b,
+                           "snr_projected_lo": project(snr, n, planned, b - 2 * se),
+                           "snr_projected_hi": project(snr, n, planned, b + 2 * se)})
         target = self.cfg["target"]
-        if target > 0 and snr:
-            qc.metrics["averages_to_target"] = max(0, math.ceil(n * (target / snr) ** 2) - n)
-        self.running[qc.set] = (snr, projected, n)
+        if target > 0:
+            be = min(max(b, 0.0), 0.5)
+            if snr >= target:
+                qc.metrics["averages_to_target"] = 0
+            elif be > 0.02:
+                qc.metrics["averages_to_target"] = max(0, math.ceil(n * (target / snr) ** (1.0 / be)) - n)
+            else:
+                qc.unmeasured["averages_to_target"] = "the running SNR is not growing: more averages will not help"
+        return {"projected": projected}
 
     def finish(self, ctx: ScanContext) -> SummaryPart:
+        part = SummaryPart()
         if not self.running:
-            return SummaryPart()
-        snr, projected, n = self.running.get(0, next(iter(self.running.values())))
-        part = SummaryPart(fields={"snr_final": snr, "snr_projected": projected},
-                           details={"per_set": {str(k): {"snr": v[0], "n_accepted": v[2]}
-                                                for k, v in self.running.items()},
-                                    "definition": "NAA max Re S 1.8-2.2 ppm / detrended noise SD"})
+            return part
+        state = self.running.get(0, next(iter(self.running.values())))
+        part.fields = {"snr_final": state["snr"], "snr_projected": state["projected"]}
+        if state["snr"] is None:
+            part.unmeasured["snr_final"] = state["reason"] or "no NAA peak"
+        if state["projected"] is None:
+            part.unmeasured["snr_projected"] = state["reason"] or "growth not measured yet"
+        part.details = {"per_set": {str(k): {"snr": v["snr"], "n_accepted": v["n"]} for k, v in self.running.items()},
+                        "definition": "NAA max Re S 1.8-2.2 ppm / detrended noise SD (FID-A op_getSNR)"}
         target = self.cfg["target"]
-        if target > 0 and snr is not None:
+        if target > 0 and state["snr"] is not None:
+            snr = state["snr"]
             sev = OK if snr >= target else WARN
             part.findings.append(Finding(sev, f"SNR {snr:.1f} (target {target:g})", "snr_final", snr))
         return part

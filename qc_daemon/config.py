@@ -59,6 +59,10 @@ _FRACTION = (0.0, 1.0, False)  # 0 < v <= 1, e.g. 0.05 = 5 %
 _RANGES: dict[str, tuple[float, float, bool]] = {
     "registration.baseline_skip_s": _NON_NEGATIVE,
     "linewidth.min_peak_snr": _NON_NEGATIVE,
+    "linewidth.min_fraction_of_water": (0.0, 1.0, True),
+    "linewidth.max_ratio_to_reference": (1.0, math.inf, True),
+    "frequency.min_drift_span_s": _NON_NEGATIVE,
+    "frequency.max_rate_se_fraction": (0.0, 1.0, False),
     "snr.target": _NON_NEGATIVE,
     "motion.min_phase_jump_deg": (0.0, 180.0, True),
     "motion.early_max_phase_deg": (0.0, 180.0, False),
@@ -66,7 +70,8 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "motion.early_min_amplitude": (0.0, 1.0, True),
 }
 _INTEGERS = {"coils.calibration_transients", "linewidth.zero_fill", "linewidth.metab_zero_fill",
-             "linewidth.metab_every", "motion.min_history", "motion.history"}
+             "linewidth.metab_every", "motion.min_history", "motion.history", "frequency.min_drift_transients",
+             "snr.min_growth_points"}
 _UNORDERED_LISTS = {"registration.band_taper_ppm"}  # two tapers (low edge, high edge), not a window
 # (warn, fail) pairs: a warning limit beyond its failure limit is a mistake
 _WARN_BEFORE_FAIL = [("frequency.warn_band_ppm", "frequency.fail_ppm"),

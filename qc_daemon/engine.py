@@ -101,9 +101,18 @@ class ScanQC:
         self._ramp2_sum = float(self._ramp2.sum())
         snr = self.config["snr"]
         self._noise_win = self.axis.window(*snr["noise_window_ppm"])
+        self._edge_wins: list[tuple[int, int]] = []
         if self._noise_win is None:
             frac = snr["fallback_tail_fraction"]
-            self.noise_window_label = f"FID tail (last {frac:.0%} of points)"
+            lo_hi, hi_lo = snr["fallback_edges_ppm"]
+            for lo, hi in ((self.axis.ppm_min, lo_hi), (hi_lo, self.axis.ppm_max)):
+                win = self.axis.clipped_window(lo, hi)
+                if win is not None and win[1] - win[0] >= 32:
+                    self._edge_wins.append(win)
+            edges = [f"{self.axis.ppm_of_index(a):.2f}..{self.axis.ppm_of_index(b - 1):.2f} ppm"
+                     for a, b in self._edge_wins]
+            self.noise_window_label = " / ".join(["quietest of " + ", ".join(edges)] if edges else []) + \
+                (" and " if edges else "") + f"FID tail (last {frac:.0%} of points)"
             self._notes.append(
                 f"noise window {snr['noise_window_ppm'][0]}..{snr['noise_window_ppm'][1]} ppm lies outside the "
                 f"spectral width ({self.axis.ppm_min:.2f}..{self.axis.ppm_max:.2f} ppm): SNR noise from the "
@@ -158,7 +167,8 @@ class ScanQC:
             members = [t for t in held if t.set == s]
             fids = [self._combine(t) for t in members]
             self._seed_reference(self._refs.setdefault((METABOLITE, s), _Reference()), fids)
-        return [self._run(t, seeded_member=True) for t in held]
+        last_of_set = {t.set: t.index for t in held}
+        return [self._run(t, seeded_member=True, seed_complete=last_of_set[t.set] == t.index) for t in held]
 
     def _seed_reference(self, ref: _Reference, fids: list[np.ndarray]) -> None:
         """Initial reference = the unaligned mean of the held transients: its frequency is exactly their mean
@@ -181,11 +191,13 @@ class ScanQC:
         fields: dict = {}
         findings: list[Finding] = []
         details: dict = {}
+        unmeasured: dict[str, str] = {}
         for check in self.checks:
             part = check.finish(ctx)
             fields.update(part.fields)
             findings.extend(part.findings)
             details[check.name] = part.details
+            unmeasured.update(part.unmeasured)
         metab = [r for r in self.results if r.kind == METABOLITE]
         flagged = [r.index for r in self.results if not r.accepted]
         n_flagged = len(flagged)
@@ -204,6 +216,9 @@ class ScanQC:
                                     "status", status))
         if not self.results and status != RUNNING:
             findings.append(Finding(FAIL, "no transients", "n_transients", 0))
+        water_only = bool(self.results) and not metab
+        if water_only:
+            unmeasured.setdefault("snr_final", "water-only scan: no metabolite transients")
         worst = max((SEVERITY_RANK[f.severity] for f in findings), default=0)
         verdict = {0: OK, 1: WARN, 2: FAIL}[worst]
         ranked = sorted((f for f in findings if f.severity != OK), key=lambda f: -SEVERITY_RANK[f.severity])
@@ -229,6 +244,8 @@ class ScanQC:
             status=status,
             notes=list(self._notes),
             details=details,
+            unmeasured=unmeasured,
+            scan_kind="water-only" if water_only else "metabolite",
         )
 
     def spectrum_view(self, ppm_range: tuple[float, float] = (0.2, 4.4), max_points: int = 320) -> SpectrumView | None:
@@ -278,7 +295,7 @@ class ScanQC:
         reg = self.config["registration"]
         return tuple(reg["water_band_ppm"] if kind == WATER_REF else reg["band_ppm"])  # type: ignore[return-value]
 
-    def _run(self, transient: Transient, seeded_member: bool = False) -> TransientQC:
+    def _run(self, transient: Transient, seeded_member: bool = False, seed_complete: bool = True) -> TransientQC:
         scan, cfg = self.scan, self.config
         dt = scan.dwell_s
         fid, fid_fft = self._combine_fft(transient)
@@ -307,6 +324,7 @@ class ScanQC:
                 setattr(qc, k, v)
             qc.metrics.update(res.metrics)
             qc.flags.extend(res.flags)
+            qc.unmeasured.update(res.unmeasured)
         qc.accepted = not qc.flags
         if seeded_member:  # already inside the seed mean: only its frequency enters the trend
             if qc.accepted:
@@ -317,9 +335,15 @@ class ScanQC:
             self._add_to_reference(ref, transient, corrected, corrected_fft, reg)
         if transient.kind == METABOLITE:
             self._latest = (transient, spec, noise_sd)
-        ctx.running_fid = ref.mean
-        ctx.running_spec = ref.mean_spec
-        ctx.running_noise_sd = self._noise_sd(ref.mean_spec, ref.mean) if ref.mean_spec is not None else None
+        if seeded_member and not seed_complete:
+            # the seed mean holds later transients too: no running value is honest before its last member
+            n_cal = int(self.config["coils"]["calibration_transients"])
+            ctx.running_unavailable = (f"calibration: the first {n_cal} metabolite transients form the reference "
+                                       "together; running values start with the last of them")
+        else:
+            ctx.running_fid = ref.mean
+            ctx.running_spec = ref.mean_spec
+            ctx.running_noise_sd = self._noise_sd(ref.mean_spec, ref.mean) if ref.mean_spec is not None else None
         ctx.n_accepted = ref.n
         for check in self.checks:
             check.update(ctx, qc)
@@ -410,9 +434,14 @@ class ScanQC:
         return float(np.angle(spec[kernels.argmax_abs(spec, win[0], win[1])]))
 
     def _noise_sd(self, spec: np.ndarray, fid: np.ndarray) -> float:
-        """SD of the noise in Re(spec): detrended SD in the noise window, or the FID-tail estimate scaled by
-        sqrt(N) when the window is outside the spectral width."""
+        """SD of the noise in Re(spec): detrended SD in the noise window (FID-A). When that window is outside the
+        spectral width: the smallest of the detrended SDs of the axis edges (below / above
+        ``snr.fallback_edges_ppm``, >= 32 points) and the FID-tail estimate scaled by sqrt(N)."""
         if self._noise_win is not None:
             return float(kernels.detrended_sd(spec.real, self._noise_win[0], self._noise_win[1]))
         frac = self.config["snr"]["fallback_tail_fraction"]
-        return float(kernels.tail_sd(fid, frac) * math.sqrt(fid.shape[0]))
+        # the quietest estimate: a tail that still holds signal (long-T2 residual water) or an edge band with a
+        # line in it can only raise an SD, never lower it below the noise
+        sds = [float(kernels.detrended_sd(spec.real, a, b)) for a, b in self._edge_wins]
+        sds.append(float(kernels.tail_sd(fid, frac) * math.sqrt(fid.shape[0])))
+        return min(sds)

@@ -151,6 +151,8 @@ class TransientQC:
     flags: list[str] = field(default_factory=list)
     accepted: bool = True
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: why a metric is null: metric name -> reason in words ("no tCr peak above the local baseline")
+    unmeasured: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -167,6 +169,7 @@ class TransientQC:
             "flags": list(self.flags),
             "accepted": bool(self.accepted),
             "metrics": {k: _clean(v) for k, v in self.metrics.items()},
+            "unmeasured": dict(self.unmeasured),
         }
 
     @classmethod
@@ -197,6 +200,10 @@ class ScanSummary:
     status: str = "complete"  # complete | incomplete | interrupted | running (live, mid-scan)
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    #: why a summary value is null or could not be judged: key -> reason in words
+    unmeasured: dict[str, str] = field(default_factory=dict)
+    #: "metabolite" (water-suppressed, with or without water references) or "water-only"
+    scan_kind: str = "metabolite"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

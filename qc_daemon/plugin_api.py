@@ -72,6 +72,7 @@ class TransientContext:
     running_fid: np.ndarray | None = None
     running_noise_sd: float | None = None
     n_accepted: int = 0
+    running_unavailable: str | None = None  # why running_* are None for this transient (calibration)
 
 
 @dataclass
@@ -91,6 +92,7 @@ class CheckResult:
     fields: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
+    unmeasured: dict[str, str] = field(default_factory=dict)  # null field/metric -> reason in words
 
 
 @dataclass
@@ -106,9 +108,13 @@ class ScanContext:
 
 @dataclass
 class SummaryPart:
+    """What ``finish`` returns: summary fields, findings, details, and for every field it leaves null the
+    reason in words (``unmeasured``). A field that could not be measured never produces a WARN/FAIL."""
+
     fields: dict[str, Any] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    unmeasured: dict[str, str] = field(default_factory=dict)
 
 
 class Check(Protocol):

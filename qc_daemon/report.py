@@ -40,5 +40,13 @@ def summary_text(scan: ScanInfo, summary: ScanSummary) -> str:
         f"projected end of scan {_fmt(summary.snr_projected)}",
         f"non-causal pass flags: {summary.noncausal_flagged_indices}",
     ]
+    if summary.scan_kind == "water-only":
+        lines.insert(2, "water-only scan: water linewidth and frequency only; no metabolite metrics")
+    lines += [f"not judged: {_LABELS.get(k, k)}: {why}" for k, why in summary.unmeasured.items()]
     lines += [f"note: {n}" for n in summary.notes]
     return "\n".join(lines)
+
+
+#: words for the summary keys a reason is given for
+_LABELS = {"drift_hz_per_min": "drift rate", "drift_total_hz": "drift total", "fwhm_water_hz": "water linewidth",
+           "fwhm_metab_hz": "tCr linewidth", "snr_final": "SNR", "snr_projected": "projected SNR"}

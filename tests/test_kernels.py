@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from plugins.linewidth import fwhm_hz
+from plugins.linewidth import water_peak
 from qc_daemon import kernels
 from qc_daemon.spectral import SpectralAxis, spectrum
 
@@ -23,7 +23,8 @@ def test_fwhm_of_lorentzian_matches_closed_form(fwhm):
     axis = SpectralAxis(N, DT, 123.2, 4.65)
     fid = lorentzian(freq_hz=0.0, fwhm=fwhm, phase=0.7)
     # sampled (DFT) Lorentzian vs the continuous closed form: within 2 %
-    assert fwhm_hz(fid, axis, (4.3, 5.0), 8, None, 0.0) == pytest.approx(fwhm, rel=0.02)
+    cfg = {"zero_fill": 8, "water_window_ppm": (4.3, 5.0), "min_peak_snr": 0.0, "baseline_span_ppm": 0.3}
+    assert water_peak(fid, axis, cfg, None).fwhm_hz == pytest.approx(fwhm, rel=0.02)
 
 
 def test_fwhm_real_rejects_non_positive_peak():

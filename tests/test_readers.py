@@ -165,11 +165,3 @@ def test_check_with_separate_water_reference_file(tmp_path):
     run = run_check(scan_path, water=water_path)
     assert [r.kind for r in run.results[:2]] == [WATER_REF, WATER_REF]
     assert len(run.results) == 26 and run.summary.fwhm_water_hz == pytest.approx(p.water_lw_hz, abs=1.0)
-
-
-def test_classify_water_from_early_energy():
-    from qc_daemon.sources.classify import classify_water
-
-    assert classify_water([1.0, 1000.0, 1.2, 0.9, 1.1]) == [METABOLITE, WATER_REF, METABOLITE, METABOLITE, METABOLITE]
-    assert classify_water([0.0, 0.0, 0.0]) == [METABOLITE] * 3  # no signal: nothing is a reference
-    assert classify_water([2.0, 2.1, 1.9]) == [METABOLITE] * 3  # all alike: a water scan or all suppressed

@@ -1,30 +1,119 @@
-"""Decide from the signal which transients are unsuppressed water references.
+"""Decide from the signal which transients are unsuppressed water references (header flags are not trusted).
 
-Definition: early-signal energy E_i = sum of |x|^2 over the first 16 output points (16 x oversampling samples;
-all coils, or the first coil for twix, which reads just those samples). A transient is a water reference when
-E_i > 5 x median(E). Unsuppressed water is ~10^3 x the metabolite signal, residual water after
-suppression at most ~10^1, so the factor 5 separates them with margin; a scan whose transients are all
-alike (all suppressed, or a water scan) is left as metabolite. Header flags (ucWaterSat) are not trusted.
+Definitions (docs/results.md, "Transient kinds"):
+- A crude coil combination y_i = sum_c conj(a_c) x_ic / |a|, a_c = sum over transients and the first
+  16 output points of x_ic (the coils' common early-signal direction; no noise model needed here).
+- ``energy`` E_i = sum |y_i|^2 over the first 16 output points.
+- ``water_share`` W_i: fraction of the spectral power of y_i within +-0.5 ppm of water (4.65 ppm), and
+  ``water_peak``: the largest |S| of the spectrum lies in that window. A transient is *water-shaped* when both
+  hold with W_i >= 0.5. Lipid (0.9-1.3 ppm) and most motion artefacts are not water-shaped.
+- Water references: water-shaped transients above the largest gap in log E when that gap is at least
+  ``ENERGY_GAP`` (30x). Unsuppressed water is 10^2-10^6 x the early energy of a suppressed transient (real
+  files here: 600x, 5x10^5x), a lipid or motion average a few to ~10^3 x but not water-shaped, so it is never
+  taken for a water reference. Works for 1, 2 and 3 transients, and for references anywhere in the scan.
+- No such gap (every transient alike): a *water-only* scan when every transient is water-shaped and the
+  mean spectrum's water dominance D (water peak height over the largest deviation from a straight line
+  in 1.9..3.4 ppm, in the phased real spectrum) is at least ``WATER_ONLY_DOMINANCE``; else all metabolite.
+  Suppressed scans, even water-dominated ones, keep metabolite peaks within ~10^2 of residual water.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 
-from ..model import METABOLITE, WATER_REF
+from ..model import DEFAULT_CENTRE_PPM, METABOLITE, WATER_REF
 
-WATER_ENERGY_FACTOR = 5.0
+WATER_PPM = 4.65
+WATER_HALF_WIDTH_PPM = 0.5
+MIN_WATER_SHARE = 0.5
+ENERGY_GAP = 30.0
+WATER_ONLY_DOMINANCE = 1000.0
+METABOLITE_WINDOW_PPM = (1.9, 3.4)
+EARLY_POINTS = 16
 
 
-def early_energy(data: np.ndarray, oversampling: int = 1) -> np.ndarray:
-    """E_i for data (transients x coils x samples): the first 16 output points = 16 x oversampling samples."""
-    return (np.abs(data[:, :, :16 * oversampling]) ** 2).sum(axis=(1, 2))
+@dataclass
+class Classification:
+    """Kinds per transient and the measurements they came from (for notes and tests)."""
+
+    kinds: list[str]
+    energy: np.ndarray
+    water_share: np.ndarray
+    water_shaped: np.ndarray
+    dominance: float | None  # water dominance of the mean spectrum, when every transient was alike
+    water_only: bool
+
+    def note(self) -> str | None:
+        n_ref = sum(k == WATER_REF for k in self.kinds)
+        if self.water_only:
+            return (f"water-only scan: all {len(self.kinds)} transient(s) are unsuppressed water (water dominance "
+                    f"{self.dominance:.0f}); water metrics only")
+        if n_ref:
+            return f"{n_ref} unsuppressed water-reference transient(s) recognised from the signal"
+        return None
 
 
-def classify_water(energy: np.ndarray) -> list[str]:
-    """Kinds from the early energies E_i of a scan's transients."""
-    energy = np.asarray(energy, dtype=float)
-    med = float(np.median(energy))
-    if med <= 0:
-        return [METABOLITE] * len(energy)
-    return [WATER_REF if e > WATER_ENERGY_FACTOR * med else METABOLITE for e in energy]
+def crude_combination(data: np.ndarray, oversampling: int = 1) -> np.ndarray:
+    """y (transients x samples) from data (transients x coils x samples): see the module definition."""
+    data = np.asarray(data)
+    early = data[:, :, :EARLY_POINTS * oversampling].sum(axis=(0, 2))
+    norm = float(np.linalg.norm(early))
+    w = early.conj() / norm if norm > 0 else np.full(data.shape[1], 1.0 / math.sqrt(data.shape[1]))
+    return np.einsum("c,tcs->ts", w, data)
+
+
+def _ppm_axis(n: int, dwell_s: float, f0_mhz: float, centre_ppm: float) -> np.ndarray:
+    return centre_ppm + (np.arange(n) - n // 2) / (n * dwell_s) / f0_mhz
+
+
+def classify(data: np.ndarray, dwell_s: float, f0_mhz: float, oversampling: int = 1,
+             centre_ppm: float = DEFAULT_CENTRE_PPM) -> Classification:
+    """Classify transients x coils x samples (``dwell_s``: the output dwell, before oversampling removal)."""
+    y = crude_combination(data, oversampling)
+    n_t, n_s = y.shape
+    energy = (np.abs(y[:, :EARLY_POINTS * oversampling]) ** 2).sum(axis=1)
+    spec = np.fft.fftshift(np.fft.fft(y, axis=1), axes=1)
+    ppm = _ppm_axis(n_s, dwell_s / oversampling, f0_mhz, centre_ppm)
+    in_water = np.abs(ppm - WATER_PPM) <= WATER_HALF_WIDTH_PPM
+    power = np.abs(spec) ** 2
+    total = power.sum(axis=1)
+    share = np.where(total > 0, power[:, in_water].sum(axis=1) / np.where(total > 0, total, 1.0), 0.0)
+    peak_in_water = in_water[np.argmax(power, axis=1)]
+    shaped = peak_in_water & (share >= MIN_WATER_SHARE)
+    kinds = [METABOLITE] * n_t
+    log_e = np.log10(np.maximum(energy, np.finfo(float).tiny))
+    order = np.sort(log_e)
+    gaps = np.diff(order)
+    if gaps.size and gaps.max() >= math.log10(ENERGY_GAP):
+        j = int(np.argmax(gaps))
+        threshold = 0.5 * (order[j] + order[j + 1])
+        kinds = [WATER_REF if (shaped[i] and log_e[i] > threshold) else METABOLITE for i in range(n_t)]
+        return Classification(kinds, energy, share, shaped, None, False)
+    dominance = water_dominance(spec, ppm) if shaped.all() else None
+    water_only = dominance is not None and dominance >= WATER_ONLY_DOMINANCE
+    if water_only:
+        kinds = [WATER_REF] * n_t
+    return Classification(kinds, energy, share, shaped, dominance, water_only)
+
+
+def water_dominance(spec: np.ndarray, ppm: np.ndarray) -> float:
+    """D of the mean of per-transient spectra (transients x points), each phased so its water peak is real:
+    water peak height / max |Re S - straight line| in METABOLITE_WINDOW_PPM (see the module definition)."""
+    idx = np.flatnonzero(np.abs(ppm - WATER_PPM) <= WATER_HALF_WIDTH_PPM)
+    mag = np.abs(spec).mean(axis=0)
+    peak = int(idx[np.argmax(mag[idx])])
+    height = float(mag[peak])
+    sel = (ppm >= METABOLITE_WINDOW_PPM[0]) & (ppm <= METABOLITE_WINDOW_PPM[1])
+    if sel.sum() < 8 or height <= 0:
+        return 0.0
+    # the water line's tail in |S| falls as 1/distance (dispersion) and 1/distance^2 (absorption):
+    # a least-squares fit of {1, 1/d, 1/d^2} removes it, narrow metabolite lines remain
+    dist = np.abs(ppm[sel] - ppm[peak])
+    basis = np.stack([np.ones_like(dist), 1.0 / dist, 1.0 / dist ** 2], axis=1)
+    yv = mag[sel]
+    coef, *_ = np.linalg.lstsq(basis, yv, rcond=None)
+    level = float(np.max(np.abs(yv - basis @ coef)))
+    return height / level if level > 0 else math.inf

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..model import WATER_REF, ScanInfo, Transient
-from .classify import classify_water, early_energy
+from .classify import classify
 from .csa import csa_float, parse_csa
 from .recording import Recording
 
@@ -151,7 +151,9 @@ def read_dicom(path: str | Path, role: str | None = None) -> Recording:
     tr_ms = float(params["tr_ms"]) if params["tr_ms"] else None
     ds0 = datasets[0][1]
     uid = str(getattr(ds0, "SeriesInstanceUID", "") or getattr(ds0, "SOPInstanceUID", "") or src.name)
-    kinds = [WATER_REF] * data.shape[0] if role == "water" else classify_water(early_energy(data[:, None, :]))
+    found = None if role == "water" else classify(data[:, None, :], float(params["dwell_s"]),
+                                                  float(params["f0_hz"]) / 1e6)
+    kinds = [WATER_REF] * data.shape[0] if found is None else found.kinds
     scan = ScanInfo(
         scan_id=hashlib.sha256(uid.encode()).hexdigest()[:16], f0_hz=float(params["f0_hz"]),
         dwell_s=float(params["dwell_s"]), n_points=int(data.shape[1]), n_coils=1,
@@ -165,6 +167,6 @@ def read_dicom(path: str | Path, role: str | None = None) -> Recording:
     if combined:
         notes.append(f"file holds {averages} averages combined on the scanner: checked as one transient; "
                      "per-transient checks (drift, motion) need per-transient data")
-    if any(k == WATER_REF for k in kinds) and role != "water":
-        notes.append("unsuppressed water-reference transient(s) recognised from the signal")
+    if found is not None and found.note():
+        notes.append(found.note())
     return Recording(scan=scan, transients=transients, notes=notes)

@@ -82,6 +82,9 @@ class SimulationParams:
     seed: int = 1
     sequence: str = "svs_se"
     scan_label: str = "sim"
+    #: a phantom instead of brain: its (ppm, amplitude, extra Lorentzian Hz) lines replace metabolites and
+    #: macromolecules (e.g. ((1.1, 40, 0), (3.6, 30, 0)): a phantom with no NAA or Cr)
+    phantom_lines: tuple | None = None
     reference_transients: int = 8  # truth zero for metabolites: mean of the first 8 of a set (engine default)
 
     @property
@@ -123,6 +126,10 @@ def metabolite_fid(p: SimulationParams, t: np.ndarray, edit_on: bool = False) ->
     """Noise-free metabolite + macromolecule FID (a.u.), no water."""
     f0 = p.f0_hz / 1e6
     fid = np.zeros(t.shape, dtype=np.complex128)
+    if p.phantom_lines is not None:
+        for ppm, amp, extra in p.phantom_lines:
+            fid += _voigt(t, ppm, amp, p.metab_lw_hz + extra, p.metab_gauss_hz, f0)
+        return fid
     for ppm, amp, extra in METABOLITE_LINES:
         if edit_on and abs(ppm - 2.008) < 1e-3:
             amp *= 0.3  # editing pulse at 1.9 ppm partly saturates NAA
@@ -166,7 +173,9 @@ def simulate_scan(p: SimulationParams) -> SimulatedScan:
     t = np.arange(n) * p.dwell_s
     f0 = p.f0_hz / 1e6
     metab = {False: metabolite_fid(p, t), True: metabolite_fid(p, t, edit_on=True)}
-    height = naa_height(metab[False], p)
+    # naa_snr is the SNR of NAA, or for a phantom (no NAA) that of its strongest line
+    height = naa_height(metab[False], p) if p.phantom_lines is None else \
+        float(np.fft.fft(metab[False]).real.max())
     # coils: sensitivities and correlated noise
     sens = (rng.uniform(0.2, 1.0, c) * np.exp(1j * rng.uniform(-np.pi, np.pi, c))).astype(np.complex128)
     mix = np.eye(c) + 0.15 * (rng.standard_normal((c, c)) + 1j * rng.standard_normal((c, c))) / math.sqrt(c)
@@ -246,7 +255,7 @@ def simulate_scan(p: SimulationParams) -> SimulatedScan:
                     r["phase_deg"] = (r["phase_deg"] - ph_ref + 180.0) % 360.0 - 180.0
     scan = ScanInfo(
         scan_id=scan_id_for(f"{p.scan_label}-{p.seed}"), f0_hz=p.f0_hz, dwell_s=p.dwell_s, n_points=n,
-        n_coils=c, planned_averages=p.averages, te_ms=p.te_ms, tr_ms=p.tr_s * 1000.0, sequence=p.sequence,
+        n_coils=c, planned_averages=max(p.averages, 1), te_ms=p.te_ms, tr_ms=p.tr_s * 1000.0, sequence=p.sequence,
         n_sets=p.n_sets, source="simulated")
     # the SNR definition applied to the noise-free average (residual water tails under NAA included)
     factor = _phased_naa_height(clean_sum / max(n_clean, 1), p) / height if n_clean else 1.0

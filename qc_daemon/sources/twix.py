@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..model import METABOLITE, WATER_REF, ScanInfo, Transient
-from .classify import classify_water
+from .classify import classify
 from .recording import Recording
 
 NON_DATA_FLAGS = ("NOISEADJSCAN", "PHASCOR", "SYNCDATA", "ACQEND", "RTFEEDBACK", "HPFEEDBACK", "REFPHASESTABSCAN",
@@ -137,16 +137,19 @@ def read_twix(path: str | Path, measurement: int = -1, role: str | None = None) 
     times = np.array([m.mdh.TimeStamp * 2.5e-3 for m in mdbs])  # mdh time stamps tick every 2.5 ms
     times -= times[0]
     ve = _is_ve(path)
-    early = _early_energy(path, mdbs, ve, pre, 16 * os_factor)
     te = _get(yaps, "alTE", 0)
     tr = _get(yaps, "alTR", 0)
     planned = int(_get(yaps, "lAverages", default=0) or 0)
     seq = str(_get(yaps, "tSequenceFileName", default="") or _get(hdr, "Config", "SequenceString", default=""))
     seq = seq.strip('"').replace("%SiemensSeq%\\", "").replace("%CustomerSeq%\\", "")
+    kind_note = None
     if role == "water":
         kinds = [WATER_REF] * len(mdbs)
     else:
-        kinds = classify_water(early)
+        first = _leading_samples(path, mdbs, ve, pre, min(n_trim, 512 * os_factor))
+        found = classify(first, dwell_s, float(f0) / 1e6, os_factor)
+        kinds, kind_note = found.kinds, found.note()
+        del first
     n_metab = sum(1 for k in kinds if k == METABOLITE)
     voi = _get(yaps, "sSpecPara", "sVoI") or {}
     voxel = tuple(float(voi.get(k, 0.0) or 0.0) for k in ("dReadoutFOV", "dPhaseFOV", "dThickness"))
@@ -169,9 +172,8 @@ def read_twix(path: str | Path, measurement: int = -1, role: str | None = None) 
     notes = []
     if os_factor > 1:
         notes.append(f"{os_factor}x oversampling (removed after coil combination)")
-    n_ref = len(mdbs) - n_metab
-    if n_ref and role != "water":
-        notes.append(f"{n_ref} unsuppressed water-reference transient(s) recognised from the signal")
+    if kind_note:
+        notes.append(kind_note)
     return Recording(scan=scan, transients=transients, notes=notes)
 
 
@@ -238,22 +240,19 @@ def _block_layout(ve: bool, channels: int, samples: int) -> tuple[int, np.dtype,
     return offset, dtype, channels * dtype.itemsize
 
 
-def _early_energy(path: Path, mdbs: list, ve: bool, pre: int, n: int) -> np.ndarray:
-    """Energy of the first ``n`` samples (after CutOff) of the first coil of each MDB, read straight from the
-    file at the MDB's position (VD/VE: scan header + first channel header before the samples; VB: one
-    channel header). Enough to tell unsuppressed water references (~10^3 x) without reading every block."""
-    import ctypes
-
-    from twixtools import mdh_def
-
-    skip = (ctypes.sizeof(mdh_def.Scan_header) + ctypes.sizeof(mdh_def.Channel_header)) if ve \
-        else ctypes.sizeof(mdh_def.VB17_header)
-    out = np.empty(len(mdbs))
+def _leading_samples(path: Path, mdbs: list, ve: bool, pre: int, n: int) -> np.ndarray:
+    """The first ``n`` samples (after CutOff) of every coil of each MDB (MDBs x coils x n, complex64,
+    conjugated to the NIfTI-MRS orientation), read straight from the file: enough to classify transients
+    without holding the whole scan."""
+    mdh0 = mdbs[0].mdh
+    offset, dtype, n_bytes = _block_layout(ve, mdh0.UsedChannels, mdh0.SamplesInScan)
+    out = np.zeros((len(mdbs), int(mdh0.UsedChannels), n), dtype=np.complex64)
     with open(path, "rb") as f:
         for i, m in enumerate(mdbs):
-            f.seek(int(m.mem_pos) + skip + 8 * pre)
-            x = np.frombuffer(f.read(8 * n), dtype="<c8")
-            out[i] = float(np.vdot(x, x).real) if x.size == n else 0.0
+            f.seek(int(m.mem_pos) + offset)
+            buf = f.read(n_bytes)
+            if len(buf) == n_bytes:
+                out[i] = np.conjugate(np.frombuffer(buf, dtype=dtype)["d"][:, pre:pre + n])
     return out
 
 

@@ -39,15 +39,54 @@ def _read(path: Path):
         raise InputError(path, f"not a readable DICOM file ({type(exc).__name__})") from None
 
 
-def _csa_image_header(ds) -> dict[str, list[str]]:
-    """Parse the CSA *image* header located through its private creator (0029,00xx) = 'SIEMENS CSA HEADER'."""
+def _csa_header(ds, which: int = 0x10) -> dict[str, list[str]]:
+    """Parse a CSA header located through its private creator (0029,00xx) = 'SIEMENS CSA HEADER':
+    ``which`` 0x10 = the image header, 0x20 = the series header (it holds the ASCII protocol)."""
     for elem in ds.group_dataset(0x0029):
         if elem.tag.element <= 0xFF and str(elem.value).strip() == CSA_CREATOR:
             block = elem.tag.element
-            tag = (0x0029, (block << 8) | 0x10)
+            tag = (0x0029, (block << 8) | which)
             if tag in ds:
-                return parse_csa(ds[tag].value)
+                try:
+                    return parse_csa(ds[tag].value)
+                except ValueError:
+                    return {}
     return {}
+
+
+def _csa_image_header(ds) -> dict[str, list[str]]:
+    return _csa_header(ds, 0x10)
+
+
+_ASCCONV_NUMBER = r"^\s*{key}\s*=\s*([-+0-9.eE]+)"
+
+
+def protocol_number(ds, key: str) -> float | None:
+    """A number from the ASCII protocol (MrPhoenixProtocol, or MrProtocol of syngo VA) in the CSA series
+    header, e.g. ``sSpecPara.lVectorSize`` or ``sRXSPEC.alDwellTime[0]``; None when absent."""
+    import re
+
+    series = _csa_header(ds, 0x20)
+    text = "\n".join(v for name in ("MrPhoenixProtocol", "MrProtocol") for v in series.get(name, []))
+    m = re.search(_ASCCONV_NUMBER.format(key=re.escape(key)), text, flags=re.M)
+    return float(m.group(1)) if m else None
+
+
+def ima_points(ds, csa: dict[str, list[str]]) -> tuple[int, str]:
+    """(points per FID, where it was found) of a Siemens private spectroscopy file. Newer CSA headers keep it
+    in DataPointColumns; older ones (syngo VA/VB) in SpectroscopyAcquisitionDataColumns, or only in the ASCII
+    protocol as sSpecPara.lVectorSize. 0 when no header has it."""
+    for name in ("DataPointColumns", "SpectroscopyAcquisitionDataColumns"):
+        v = csa_float(csa, name)
+        if v and v > 0:
+            return int(v), f"CSA {name}"
+    v = getattr(ds, "SpectroscopyAcquisitionDataColumns", None)
+    if v:
+        return int(v), "(0018,9127)"
+    v = protocol_number(ds, "sSpecPara.lVectorSize")
+    if v and v > 0:
+        return int(v), "protocol sSpecPara.lVectorSize"
+    return 0, ""
 
 
 def _functional(ds, seq_name: str, attr: str):
@@ -93,11 +132,16 @@ def _one_file(path: Path, ds) -> tuple[dict, np.ndarray]:
             raise InputError(path, "Siemens spectroscopy DICOM without a CSA image header")
         buf = ds[0x7FE1, 0x1010].value
         raw = np.frombuffer(bytes(buf), dtype="<f4")
-        cols = int(csa_float(csa, "DataPointColumns") or 0)
-        if cols <= 0 or raw.size % (2 * cols):
-            raise InputError(path, f"(7FE1,1010) holds {raw.size} floats, not a multiple of 2 x {cols} points")
+        cols, where = ima_points(ds, csa)
+        if cols <= 0:
+            raise InputError(path, "no points count in the header (looked in CSA DataPointColumns and "
+                                   "SpectroscopyAcquisitionDataColumns, (0018,9127), protocol sSpecPara.lVectorSize)")
+        if raw.size % (2 * cols):
+            raise InputError(path, f"(7FE1,1010) holds {raw.size} floats, not a multiple of 2 x {cols} points "
+                                   f"({where})")
         data = (raw[0::2] + 1j * raw[1::2]).astype(np.complex64).reshape(-1, cols)
-        dwell_ns = csa_float(csa, "RealDwellTime")
+        # RealDwellTime (ns) in the CSA image header; older headers: the ADC dwell of the protocol (ns)
+        dwell_ns = csa_float(csa, "RealDwellTime") or protocol_number(ds, "sRXSPEC.alDwellTime[0]")
         params = {"f0_hz": (csa_float(csa, "ImagingFrequency") or float(getattr(ds, "ImagingFrequency", 0) or 0))
                   * 1e6,
                   "dwell_s": dwell_ns * 1e-9 if dwell_ns else 0.0,
@@ -111,14 +155,47 @@ def _one_file(path: Path, ds) -> tuple[dict, np.ndarray]:
     raise InputError(path, f"no spectroscopy data (modality {modality}, SOP class {sop or '?'})")
 
 
+def _identity(ds, prm: dict, data: np.ndarray) -> dict[str, str]:
+    """What every file of one scan shares, in words (series, f0, spectral width, points, coils)."""
+    sw = 1.0 / prm["dwell_s"] if prm["dwell_s"] else 0.0
+    return {"series": str(getattr(ds, "SeriesInstanceUID", "") or "?"),
+            "f0": f"{prm['f0_hz'] / 1e6:.4f} MHz", "spectral width": f"{sw:.1f} Hz",
+            "points": str(data.shape[1]), "coils": "1"}
+
+
+def _refuse_mixed(folder: Path, read: list) -> None:
+    """Refuse a folder whose files are not one scan, naming the first odd file and how it differs from the
+    majority (several scans in one folder: check each scan's files on their own)."""
+    from collections import Counter
+
+    ids = [_identity(ds, prm, data) for _, ds, prm, data in read]
+    for key in ("series", "f0", "spectral width", "points", "coils"):
+        counts = Counter(i[key] for i in ids)
+        if len(counts) > 1:
+            usual, n_usual = counts.most_common(1)[0]
+            odd = next(k for k, i in enumerate(ids) if i[key] != usual)
+            what = "another series" if key == "series" else f"{key} {ids[odd][key]}"
+            raise InputError(read[odd][0], f"{what}, but {n_usual} of the {len(ids)} files in {folder.name} have "
+                                           f"{'one series' if key == 'series' else usual}: one folder must hold "
+                                           "one scan (check each scan's files on their own)")
+
+
 def read_dicom(path: str | Path, role: str | None = None) -> Recording:
     """Read a spectroscopy DICOM file or a folder of per-transient files as a :class:`Recording`."""
     path = Path(path)
+    skipped: list[str] = []
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
         if not files:
             raise InputError(path, "folder holds no files")
-        datasets = [(p, _read(p)) for p in files]
+        datasets = []
+        for p in files:
+            try:
+                datasets.append((p, _read(p)))
+            except InputError:
+                skipped.append(p.name)  # a .rda, a text note, a thumbnail: not part of the DICOM series
+        if not datasets:
+            raise InputError(path, f"no readable DICOM file among its {len(files)} files")
         datasets.sort(key=lambda pd: int(getattr(pd[1], "InstanceNumber", 0) or 0))
     elif path.is_file():
         if path.stat().st_size == 0:
@@ -126,15 +203,11 @@ def read_dicom(path: str | Path, role: str | None = None) -> Recording:
         datasets = [(path, _read(path))]
     else:
         raise InputError(path, "file not found")
-    fids, params = [], None
-    for p, ds in datasets:
-        prm, data = _one_file(p, ds)
-        if params is None:
-            params = prm
-        elif data.shape[1] != fids[0].shape[1]:
-            raise InputError(p, f"{data.shape[1]} points, but the first file of the folder has {fids[0].shape[1]}")
-        fids.append(data)
-    assert params is not None
+    read = [(p, ds, *_one_file(p, ds)) for p, ds in datasets]
+    if len(read) > 1:
+        _refuse_mixed(path, read)
+    params = read[0][2]
+    fids = [data for *_, data in read]
     src = datasets[0][0]
     nucleus = str(params["nucleus"]).strip()
     if nucleus not in ("1H", ""):
@@ -164,6 +237,9 @@ def read_dicom(path: str | Path, role: str | None = None) -> Recording:
     transients = [Transient(index=i, average=i, set=0, kind=kinds[i], time_s=i * step,
                             data=data[i:i + 1].astype(np.complex64)) for i in range(data.shape[0])]
     notes = []
+    if skipped:
+        notes.append(f"skipped {len(skipped)} file(s) that are not DICOM: {', '.join(skipped[:5])}"
+                     + (" ..." if len(skipped) > 5 else ""))
     if combined:
         notes.append(f"file holds {averages} averages combined on the scanner: checked as one transient; "
                      "per-transient checks (drift, motion) need per-transient data")

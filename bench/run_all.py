@@ -57,6 +57,7 @@ def one_scan(seed: int, snr: float) -> dict:
     tail, summary = qc.finish()
     res += tail
     truth = {t["index"]: t for t in sim.truth["transients"]}
+    nc = set(summary.noncausal_flagged_indices)
     metab = [r for r in res if r.kind == METABOLITE]
     clean = [r for r in metab if not truth[r.index]["corrupted"]]
     bad = [r for r in metab if truth[r.index]["corrupted"]]
@@ -72,6 +73,7 @@ def one_scan(seed: int, snr: float) -> dict:
             "trend_rmse_hz": float(np.sqrt(np.mean(trend ** 2))),
             "found": sum(not r.accepted for r in bad), "n_bad": len(bad),
             "false": sum(not r.accepted for r in clean), "n_clean": len(clean), "by_kind": by_kind,
+            "nc_found": sum(r.index in nc for r in bad), "nc_false": sum(r.index in nc for r in clean),
             "water_fwhm_err_hz": abs(summary.fwhm_water_hz - p.water_lw_hz),
             "snr_rel_err": (summary.snr_final - snr_truth) / snr_truth, "ms_per_transient": per * 1e3}
 
@@ -203,10 +205,14 @@ def main() -> None:
             f"{'yes' if rms(r4, 'trend_rmse_hz') <= 0.3 else 'NO'} |",
             f"| frequency RMSE, single shot (`freq_hz`) | {rms(r4, 'freq_rmse_hz'):.3f} Hz | <= 0.3 Hz | "
             f"NO (bound {b_all:.2f} Hz, see below) |",
-            f"| sensitivity | {pooled(r4, 'found', 'n_bad'):.3f} | >= 0.9 | "
-            f"{'yes' if pooled(r4, 'found', 'n_bad') >= 0.9 else 'NO'} |",
-            f"| false flags (clean transients) | {pooled(r4, 'false', 'n_clean'):.2%} | <= 2 % | "
-            f"{'yes' if pooled(r4, 'false', 'n_clean') <= 0.02 else 'NO'} |",
+            f"| sensitivity, causal | {pooled(r4, 'found', 'n_bad'):.3f} | >= 0.95 | "
+            f"{'yes' if pooled(r4, 'found', 'n_bad') >= 0.95 else 'NO'} |",
+            f"| false flags, causal (clean transients) | {pooled(r4, 'false', 'n_clean'):.2%} | <= 1 % | "
+            f"{'yes' if pooled(r4, 'false', 'n_clean') <= 0.01 else 'NO'} |",
+            f"| false flags, end-of-scan pass | {pooled(r4, 'nc_false', 'n_clean'):.2%} | <= 1 % | "
+            f"{'yes' if pooled(r4, 'nc_false', 'n_clean') <= 0.01 else 'NO'} |",
+            f"| sensitivity, end-of-scan pass | {pooled(r4, 'nc_found', 'n_bad'):.3f} | >= 0.95 | "
+            f"{'yes' if pooled(r4, 'nc_found', 'n_bad') >= 0.95 else 'NO'} |",
             f"| water FWHM error (max) | {max(r['water_fwhm_err_hz'] for r in r4):.2f} Hz | within 1 Hz | "
             f"{'yes' if max(r['water_fwhm_err_hz'] for r in r4) <= 1 else 'NO'} |",
             f"| running SNR error (max abs) | {max(abs(r['snr_rel_err']) for r in r4):.1%} | within 10 % | "
@@ -239,7 +245,13 @@ def main() -> None:
             "(target < 2; 7 interleaved repeats)",
             f"- numba kernels: `warm_up()` in a fresh process with the on-disk cache: {warm:.2f} s (compiled once, "
             "`cache=True`; a test asserts that a full check after warm-up compiles nothing new)"]
-    (ROOT / "bench" / "RESULTS.md").write_text("\n".join(out) + "\n")
+    import lipid_seeds
+
+    out += ["", lipid_seeds.main().rstrip("\n")]
+    results = ROOT / "bench" / "RESULTS.md"
+    prev = results.read_text() if results.exists() else ""
+    keep = prev[prev.index("\n## Daemon (issue"):] if "\n## Daemon (issue" in prev else ""  # daemon/UI benches
+    results.write_text("\n".join(out) + "\n" + keep)
     print("\n".join(out))
 
 

@@ -13,7 +13,10 @@ Robust z = (x - median) / (1.4826 MAD) over the last ``history`` scored transien
 ones included, so the baseline can follow a real change instead of locking every later transient out). A flag needs
 |z| > ``z_limit`` (one-sided where only one direction is harmful) *and* an effect of at least the ``min_*``
 size. Before ``min_history`` accepted transients only absolute limits apply (``early_*``). The held first
-transients that seeded the reference are not scored (their fit is biased towards themselves).
+transients that seeded the reference are not scored (their fit is biased towards themselves). Nor is any
+transient while the single-shot SNR (the strongest line of the registration band in the reference mean over
+this transient's noise SD) is below ``min_single_shot_snr``: there one transient's registration follows its
+noise, and its "jumps" are not the patient's (``unmeasured["flags"]`` says so).
 At scan end a non-causal pass (FSL-MRS/FID-A style) z-scores every transient against the whole scan with
 ``noncausal_z_limit``; its result is reported beside the causal one (``noncausal_flagged_indices``).
 """
@@ -105,6 +108,7 @@ class MotionCheck:
         self.hist: dict[int, Baseline] = {}
         self.all_feats: list[tuple[int, int, dict]] = []  # (index, set, features) for the non-causal pass
         self._windows = None
+        self._too_weak = False
 
     def _features(self, ctx: TransientContext) -> dict:
         if self._windows is None:
@@ -118,10 +122,27 @@ class MotionCheck:
                 "amplitude_rel": ctx.reg.matched_amplitude, "damping_hz": ctx.reg.damping_hz,
                 "lipid_power": lipid, "residual_norm": resid}
 
+    def _single_shot_snr(self, ctx: TransientContext) -> float:
+        """Single-shot SNR of the strongest line in the registration band, from the reference mean (whose
+        signal is one transient's, its noise sqrt(n) lower) over this transient's noise SD."""
+        band = self._windows[1]
+        if ctx.ref_spec is None or band is None or not ctx.noise_sd > 0:
+            return math.nan
+        return float(kernels.max_real(ctx.ref_spec, band[0], band[1])[0] / ctx.noise_sd)
+
     def measure(self, ctx: TransientContext) -> CheckResult:
         if ctx.transient.kind != METABOLITE or ctx.reg.is_reference:
             return CheckResult()
         feat = self._features(ctx)
+        snr1 = self._single_shot_snr(ctx)
+        measurable = all(math.isfinite(v) for v in feat.values()) and math.isfinite(snr1)
+        if not ctx.calibration and measurable and snr1 < self.cfg["min_single_shot_snr"]:
+            # below it the registration of one transient follows its noise: its jumps are not the patient's
+            self._too_weak = True
+            return CheckResult(metrics={"single_shot_snr": snr1}, unmeasured={"flags": (
+                f"single-shot SNR {snr1:.1f} (strongest line in the registration band, from the reference): "
+                f"below {self.cfg['min_single_shot_snr']:g}, too low to judge single averages")})
+        self._too_weak = False
         if ctx.calibration:  # self-biased fit: only the spectral lipid power seeds its baseline
             if math.isfinite(feat["lipid_power"]):
                 self._hist(ctx.transient.set).add(FEATURES.index("lipid_power"), feat["lipid_power"])
@@ -158,7 +179,7 @@ class MotionCheck:
     def update(self, ctx: TransientContext, qc: TransientQC) -> None:
         # every scored transient enters the baseline, flagged ones too: median/MAD tolerate the outliers, and
         # excluding them would lock the check out after a real change (a baseline that can never follow it)
-        if qc.kind != METABOLITE or ctx.reg.is_reference or ctx.calibration:
+        if qc.kind != METABOLITE or ctx.reg.is_reference or ctx.calibration or self._too_weak:
             return
         self._hist(qc.set).add_all(self._last)
 
@@ -175,7 +196,7 @@ class MotionCheck:
         flagged: list[int] = []
         reasons: dict[str, list[str]] = {}
         freq_of = {r.index: r.freq_hz for r in ctx.results}
-        for s in sorted({s for _, s, _ in self.all_feats}):
+        for s in sorted({s for _, s, _ in self.all_feats}):  # (too-weak transients never enter all_feats)
             rows = [(i, f) for i, ss, f in self.all_feats if ss == s and all(math.isfinite(v) for v in f.values())]
             if len(rows) < self.cfg["min_history"]:
                 continue

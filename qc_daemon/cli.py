@@ -322,15 +322,16 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run every QC check on a recorded scan and print a summary. Formats read: "
                                    "Siemens twix (.dat, VB and VD/VE, multi-raid: the last measurement), Siemens "
                                    "spectroscopy DICOM (.IMA / CSA) and enhanced MRS DICOM (single file or a "
-                                   "folder of per-transient files), and an mrsqc spool (a daemon's raw record "
-                                   "of a live scan). Recognised but not read yet: Siemens RDA, Philips "
-                                   "SDAT/SPAR and DATA/LIST, NIfTI-MRS, GE P-files, MRD HDF5. Exit code 0 = "
+                                   "folder of per-transient files), single-voxel NIfTI-MRS (.nii/.nii.gz, "
+                                   "as spec2nii writes it), and an mrsqc spool (a daemon's raw record of a live "
+                                   "scan). Recognised but not read yet: Siemens RDA, Philips SDAT/SPAR and "
+                                   "DATA/LIST, GE P-files, MRD HDF5. Exit code 0 = "
                                    "checked (whatever the verdict), 2 = the input could not be read.")
-    c.add_argument("path", help="Siemens twix .dat, MRS DICOM file, a folder of per-transient DICOM files, or an "
-                                "mrsqc spool (spool.mrsqc, or the daemon's scan folder holding it)")
+    c.add_argument("path", help="Siemens twix .dat, MRS DICOM file, a folder of per-transient DICOM files, "
+                                "NIfTI-MRS, or an mrsqc spool (spool.mrsqc, or the daemon's scan folder holding it)")
     c.add_argument("--water", metavar="FILE",
-                   help="separate unsuppressed water-reference scan (twix or DICOM); it must match the scan's "
-                        "coils x points x dwell time")
+                   help="separate unsuppressed water-reference scan (twix, DICOM or NIfTI-MRS); it must match "
+                        "the scan's coils x points x dwell time")
     c.add_argument("--config", metavar="FILE",
                    help="TOML file overriding defaults (every key, unit and source: qc_daemon/default_config.toml)")
     c.add_argument("--out", metavar="DIR", help="write DIR/transients.jsonl and DIR/summary.json")

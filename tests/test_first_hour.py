@@ -75,7 +75,6 @@ def test_bad_values_are_one_line(args, words):
     ("x.rda", b">>> Begin of header <<<\r\nPatientName: X\r\n", "Siemens RDA"),
     ("x.SPAR", b"!------\nexamination_name : x\n", "Philips SDAT/SPAR"),
     ("x.SDAT", b"\0" * 64, "Philips SDAT/SPAR"),
-    ("x.nii", b"\x5c\x01" + b"\0" * 342 + b"n+1\0" + b"\0" * 16, "NIfTI-MRS"),
     ("p12345.7", b"\0" * 64, "GE P-file"),
 ])
 def test_recognised_but_unsupported_formats_are_named(tmp_path, name, content, format_name):
@@ -84,6 +83,12 @@ def test_recognised_but_unsupported_formats_are_named(tmp_path, name, content, f
     res = mrsqc("check", str(path))
     one_line(res, format_name, "not supported yet")
     assert "PatientName" not in res.stderr
+
+
+def test_a_damaged_nifti_is_one_line(tmp_path):
+    path = tmp_path / "x.nii"
+    path.write_bytes(b"\x5c\x01" + b"\0" * 342 + b"n+1\0" + b"\0" * 16)
+    one_line(mrsqc("check", str(path)), "not a readable NIfTI file")
 
 
 def test_tui_of_a_file_without_a_terminal_prints_lines_and_ends():

@@ -100,17 +100,24 @@ def snr_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
     now_n, now = float(n[-1]), float(snr[-1])
     if target > 0:
         plot.rule(target, TARGET)
-    if now_n < per_set and now_n > 0:
-        k = np.linspace(now_n, per_set, 24)
-        plot.line(k, now * np.sqrt(k / now_n), PROJECTION)
-    plot.line(n, snr, AVERAGE)
     latest = next(r for r in reversed(st.metabolites) if r["set"] == 0 and r["snr_running"] is not None)["metrics"]
     projected = latest.get("snr_projected")
+    growth = latest.get("snr_growth_exponent")  # measured by the SNR check; sqrt(n) until it is
+    if now_n < per_set and now_n > 0:
+        k = np.linspace(now_n, per_set, 24)
+        b = min(max(float(growth), 0.0), 0.5) if isinstance(growth, (int, float)) else 0.5
+        plot.line(k, now * (k / now_n) ** b, PROJECTION)
+    plot.line(n, snr, AVERAGE)
     parts = [f"now {now:.1f} ({now_n:.0f} averages)"]
     short = [f"{now:.1f} at {now_n:.0f}"]
+    lo, hi = latest.get("snr_projected_lo"), latest.get("snr_projected_hi")
     if isinstance(projected, (int, float)):
-        parts.append(f"projected {projected:.1f} at {per_set}")
+        spread = f" ({lo:.0f}-{hi:.0f})" if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) else ""
+        parts.append(f"projected {projected:.1f}{spread} at {per_set}")
         short.append(f"end {projected:.1f} at {per_set}")
+    elif isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and now_n < per_set:
+        parts.append(f"projected {lo:.0f}-{hi:.0f} at {per_set} (growth not measured yet)")
+        short.append(f"end {lo:.0f}-{hi:.0f}")
     if target > 0:
         more = latest.get("averages_to_target")
         status = "reached" if more == 0 else f"{more} more averages" if isinstance(more, int) else "n/a"

@@ -8,6 +8,7 @@ from ..errors import InputError
 from ..spool import SPOOL_NAME, is_spool
 from ..spool import read_recording as read_spool_recording
 from .dicom import read_dicom
+from .nifti_mrs import is_nifti, read_nifti_mrs
 from .recording import Recording
 from .twix import is_twix, read_twix
 
@@ -20,7 +21,7 @@ def _looks_like_dicom(path: Path) -> bool:
 
 # formats mrsqc recognises but does not read yet: suffix -> name (README, "Formats")
 NOT_YET = {".rda": "Siemens RDA", ".sdat": "Philips SDAT/SPAR", ".spar": "Philips SDAT/SPAR",
-           ".nii": "NIfTI-MRS", ".gz": "NIfTI-MRS (gzipped)", ".7": "GE P-file", ".data": "Philips DATA/LIST",
+           ".7": "GE P-file", ".data": "Philips DATA/LIST",
            ".list": "Philips DATA/LIST", ".h5": "ISMRMRD (MRD) HDF5"}
 
 
@@ -30,10 +31,6 @@ def _not_yet(path: Path) -> str | None:
         head = f.read(352)
     if head.startswith(b">>> Begin of header <<<"):
         return "Siemens RDA"
-    if head[344:348] in (b"n+1\0", b"n+2\0") or head[4:8] in (b"n+2\0",):
-        return "NIfTI-MRS"
-    if head[:2] == b"\x1f\x8b" and path.name.lower().endswith((".nii.gz", ".gz")):
-        return "NIfTI-MRS (gzipped)"
     if head[:8] == b"\x89HDF\r\n\x1a\n":
         return "ISMRMRD (MRD) HDF5"
     return NOT_YET.get(path.suffix.lower())
@@ -60,10 +57,13 @@ def open_recording(path: str | Path, role: str | None = None) -> Recording:
             raise InputError(path, f"unreadable mrsqc spool ({exc})") from None
     if _looks_like_dicom(path):
         return read_dicom(path, role=role)
+    if is_nifti(path):
+        return read_nifti_mrs(path, role=role)
     if is_twix(path):
         return read_twix(path, role=role)
     name = _not_yet(path)
     if name:
         raise InputError(path, f"{name} is recognised but not supported yet (supported: Siemens twix .dat, "
-                               "Siemens and enhanced MRS DICOM, an mrsqc spool; see the README's formats)")
-    raise InputError(path, "unrecognised format: expected Siemens twix (.dat), MRS DICOM or an mrsqc spool")
+                               "Siemens and enhanced MRS DICOM, NIfTI-MRS, an mrsqc spool; see the README's formats)")
+    raise InputError(path, "unrecognised format: expected Siemens twix (.dat), MRS DICOM, NIfTI-MRS or an "
+                           "mrsqc spool")

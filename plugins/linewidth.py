@@ -136,8 +136,10 @@ class LinewidthCheck:
             tcr, naa, strongest = metabolite_peaks(fid, axis, self.cfg, noise)
         metab = tcr.fwhm_hz if tcr is not None else None
         if tcr is None:
+            only_water = bool(ctx.results) and all(r.kind == WATER_REF for r in ctx.results)
             part.unmeasured["fwhm_metab_hz"] = "water-only scan: no metabolite transients" \
-                if ctx.results and all(r.kind == WATER_REF for r in ctx.results) else "no accepted metabolite average"
+                if only_water and ctx.final else "no accepted metabolite average yet" if not ctx.final \
+                else "no accepted metabolite average"
         elif metab is None:
             part.unmeasured["fwhm_metab_hz"] = tcr.reason or "not measurable"
         elif why := implausible(metab, water, strongest, self.cfg, f0):

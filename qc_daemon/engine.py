@@ -216,9 +216,12 @@ class ScanQC:
                                     "status", status))
         if not self.results and status != RUNNING:
             findings.append(Finding(FAIL, "no transients", "n_transients", 0))
-        water_only = bool(self.results) and not metab
+        # a live summary may only have seen the water references that precede the metabolite transients
+        water_only = bool(self.results) and not metab and status != RUNNING
         if water_only:
             unmeasured.setdefault("snr_final", "water-only scan: no metabolite transients")
+        elif not metab:
+            unmeasured.setdefault("snr_final", "no metabolite transient yet")
         worst = max((SEVERITY_RANK[f.severity] for f in findings), default=0)
         verdict = {0: OK, 1: WARN, 2: FAIL}[worst]
         ranked = sorted((f for f in findings if f.severity != OK), key=lambda f: -SEVERITY_RANK[f.severity])

@@ -78,3 +78,13 @@ def test_the_first_transients_carry_no_back_filled_running_values():
     metab = [r for r in results if r.kind == "metabolite"]
     assert all(r.snr_running is None and "calibration" in r.unmeasured["snr_running"] for r in metab[:7])
     assert metab[7].snr_running is not None  # the 8th holds the 8-average reference: its value is its own
+
+
+def test_a_live_summary_before_the_first_metabolite_is_not_called_water_only():
+    sim = simulate_scan(SimulationParams(n_coils=4, n_points=1024, averages=12, events=[], seed=2))
+    qc = ScanQC(sim.scan)
+    for t in sim.transients[:2]:  # the two water references that precede the averages
+        qc.process(t)
+    live = qc.summary("running")
+    assert live.scan_kind == "metabolite" and live.unmeasured["snr_final"] == "no metabolite transient yet"
+    assert "yet" in live.unmeasured["fwhm_metab_hz"]

@@ -194,6 +194,14 @@ def _positive(value: str) -> float:
     return v
 
 
+def _pace(value: str) -> float:
+    """A --speed number (times scan pace) within MIN_SPEED..MAX_SPEED."""
+    v = _positive(value)
+    if not MIN_SPEED <= v <= MAX_SPEED:
+        raise argparse.ArgumentTypeError(f"{value!r} is outside {MIN_SPEED:g}..{MAX_SPEED:g}")
+    return v
+
+
 def _non_negative(value: str) -> float:
     try:
         v = float(value)
@@ -213,7 +221,12 @@ def _speed(value: str) -> float | None:
         raise InputError("--speed", f"{value!r} is not a number or 'max'") from None
     if not speed > 0 or speed == float("inf"):
         raise InputError("--speed", "must be a positive number or 'max'")
+    if not MIN_SPEED <= speed <= MAX_SPEED:  # beyond these a wait overflows or is meaningless: say so now
+        raise InputError("--speed", f"{value} is outside {MIN_SPEED:g}..{MAX_SPEED:g} (or 'max')")
     return speed
+
+
+MIN_SPEED, MAX_SPEED = 0.01, 1e6  # times scan pace: 0.01 = a 2 s TR every 200 s
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -427,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "on the final verdict until q; with --text (or without a terminal) it prints "
                                    "each result and ends at the scan summary. Ctrl-C stops either; leaves no "
                                    "process behind.")
-    d.add_argument("--speed", type=_positive, default=10.0, help="times scan pace (default 10: about 10 s)")
+    d.add_argument("--speed", type=_pace, default=10.0, help="times scan pace (default 10: about 10 s)")
     d.add_argument("--text", action="store_true", help="plain text lines instead of the terminal UI (the default "
                                                         "when not on a terminal)")
     d.add_argument("--no-bell", action="store_true", help="no terminal bell when the verdict turns BAD")

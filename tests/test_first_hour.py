@@ -62,6 +62,8 @@ def test_config_values_are_checked_for_meaning_naming_the_key(tmp_path, toml, wo
     (["replay", str(FIXTURE), "--to", "foo"], ("--to", "'foo' is not a ZeroMQ endpoint")),
     (["replay", str(FIXTURE), "--to", "tcp://127.0.0.1:*"], ("--to",)),
     (["replay", str(FIXTURE), "--speed", "fast"], ("--speed", "'fast'")),
+    # hypothesis found it: a tiny pace made the replay's wait overflow time.sleep (a traceback, exit 1)
+    (["tui", str(FIXTURE), "--speed", "3.0348888135481738e-226"], ("--speed", "outside")),
     (["simulate", "--out", "/sys/x"], ("--out", "not a writable folder")),
     (["simulate", "--out", "/tmp/mrsqc-unused", "--points", "3"], ("--points",)),
     (["tui", "--feed", "foo", "--snapshot", "bar"], ("--feed", "'foo'")),

@@ -3,7 +3,7 @@
 Definition (docs/results.md, "Peaks"), on a spectrum S (zero-filled or not) and a window lo..hi ppm:
 1. Phase S so the largest |S| in the window is absorptive; y = Re S.
 2. The peak is the largest y in the window. It must lie inside the window, not on its first or last
-   ``edge_points`` points (a maximum on the edge is a slope: a water tail, a neighbouring line).
+   ``edge_ppm`` (0.015 ppm, at least one point) (a maximum on the edge is a slope: a water tail, a neighbouring line).
 3. Local baseline: the straight line through the lowest y in the outer half of ``span_ppm`` left of the peak
    and the lowest y in the outer half right of it (the water tail, macromolecules; for tCr the right point
    lies beyond Cho at 3.2 ppm, so the Cr-Cho valley does not lift the baseline).

@@ -325,6 +325,22 @@ def band_power(spec, i0, i1):
 
 
 @nb.njit(cache=True, nogil=True)
+def combine_coils(weights, data):
+    """sum_c weights[c] * data[c, :], accumulated in complex128 (weights complex128, data coils x samples).
+
+    A plain loop instead of BLAS: OpenBLAS runs this product on its thread pool, whose wake-ups on a busy
+    2-core host put milliseconds into the daemon's per-transient latency tail (p99 9 ms against 2 ms
+    measured, issue 11); the loop takes ~60 us at 32 x 2048 and its sum order never depends on threads."""
+    n_coils, n = data.shape
+    out = np.zeros(n, dtype=np.complex128)
+    for c in range(n_coils):
+        w = weights[c]
+        for k in range(n):
+            out[k] += w * data[c, k]
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
 def accumulate(acc, fid):
     """acc += fid in place (running sum of aligned transients)."""
     for k in range(acc.shape[0]):
@@ -407,6 +423,7 @@ def warm_up() -> float:
     fwhm_real(np.abs(spec), 10, 1.0)
     band_power(spec, 0, 64)
     accumulate(np.zeros(64, dtype=np.complex128), fid2)
+    combine_coils(np.ones(2, dtype=np.complex128), np.ones((2, 8), dtype=np.complex64))
     robust_rows(np.ones((6, 8)), np.array([8, 8, 8, 8, 8, 0], dtype=np.int64), 1)
     linear_fit(np.arange(5.0), np.arange(5.0))
     return time.perf_counter() - t0

@@ -47,6 +47,8 @@ DAEMON_TOPIC = b"_daemon"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # ZMQ_MAXMSGSIZE on ingest: a bad peer cannot exhaust memory
 INGEST_QUEUE = 32  # ZMQ_RCVHWM on ingest (messages)
+BURST = 64  # transients handled before their bookkeeping, fsync and acknowledgement are done at the latest
+SETTLE_MS = 2  # idle time after published results before the bookkeeping starts (serve())
 
 
 def _percentiles(values) -> dict[str, float] | None:
@@ -178,14 +180,21 @@ class Daemon:
             timeout_ms = max(0, int((next_beat - time.monotonic()) * 1000))
             events = dict(poller.poll(min(timeout_ms, 200)))
             if self.ingest in events:
-                for _ in range(64):  # drain a burst, then make it durable and acknowledge it at once
+                handled = 0
+                while handled < BURST:  # drain a burst, then make it durable and acknowledge it at once
                     try:
                         frames = self.ingest.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
+                        # the results are published: give them SETTLE_MS to leave (on a 2-core host the
+                        # bookkeeping that follows delayed them by up to 3 ms), taking a transient that
+                        # arrives meanwhile first
+                        if handled and self.ingest.poll(SETTLE_MS, zmq.POLLIN):
+                            continue
                         break
                     t0 = time.perf_counter()
                     self.handle(frames[0].bytes, frames[1:])
                     self.handle_ms.append((time.perf_counter() - t0) * 1e3)
+                    handled += 1
                 self.commit()
             if self.router in events:
                 self._serve_snapshot()
@@ -220,8 +229,10 @@ class Daemon:
                     self._error_state(text)
 
     def commit(self) -> None:
-        """Once per burst: fsync the open scan's spool and journal, then acknowledge every producer heard."""
+        """Once per burst: the open scan's bookkeeping (spool and journal records, live progress), fsync of
+        its spool and journal, then the acknowledgement of every producer heard."""
         if self.open is not None:
+            self.open.settle(self._publisher(self.open))
             self.open.sync()
             for text in self.open.take_errors():
                 self._error_state(text)

@@ -2,9 +2,10 @@
 stream positions. The daemon wires sockets to it; this class owns the per-scan record keeping and its
 failure policy (a journal or spool that cannot be written is an error the daemon reports; QC goes on).
 
-Order per transient: spool (written, not yet fsync'd) -> engine -> publish the results -> journal. The
-daemon then calls :meth:`sync` once per burst (fsync of spool and journal) before it acknowledges, so an
-acknowledged transient is always on disk, and publishing never waits for a disk.
+Order per transient: engine -> publish the results (:meth:`take`); then, once the burst is over,
+spool write, journal and live progress (:meth:`settle`), and fsync of spool and journal (:meth:`sync`)
+before the daemon acknowledges. An acknowledged transient is always on disk, and a result never waits for
+a disk nor for bookkeeping.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class OpenScan:
         self.last_message_at = time.monotonic()
         self.spool_failed = False
         self._errors: list[str] = []
+        # taken, published, not yet spooled or journaled: (pos, transient, results) or (pos, None, skip reason)
+        self._unsettled: list[tuple[int, Transient | None, Any]] = []
         self._verdict: str | None = None  # the last live verdict journaled
         self.worst_live: dict[str, Any] | None = None  # the worst live verdict reached: verdict_record form
 
@@ -111,30 +114,44 @@ class OpenScan:
 
     # ------------------------------------------------------------------ transients
     def take(self, pos: int, transient: Transient, publish: Publish) -> list[TransientQC]:
-        """Check, publish, spool and journal the transient at ``pos`` (== self.positions). The spool write
-        comes after publishing (the feed never waits for it) and before the acknowledgement (the daemon syncs
-        after the burst); a transient the engine fails on is spooled all the same."""
+        """Check the transient at ``pos`` (== self.positions) and publish its results at once; its spool
+        write and journal records wait for :meth:`settle` (called before the acknowledgement), so the result
+        leaves before the bookkeeping competes with it for the CPU. A transient the engine fails on is
+        spooled all the same."""
         self.touch()
         self.positions = pos + 1
         try:
             results, messages = self.live.process(transient)
         except Exception:
-            self._spool(lambda sp: sp.append_transient(pos, transient), self._record_bytes(transient))
+            self._unsettled.append((pos, transient, None))
             raise
         publish(messages)
-        self._spool(lambda sp: sp.append_transient(pos, transient), self._record_bytes(transient))
-        self._journal(results)
-        progress = self.live.progress_if_due()  # after the results: never delays them
-        if progress:
-            publish(progress)
-            self._note_verdict(progress[0]["summary"])
+        self._unsettled.append((pos, transient, results))
         return results
 
     def skip(self, pos: int, reason: str) -> None:
         """Position ``pos`` held a transient rejected for its content: used up, recorded in the spool."""
         self.touch()
-        self._spool(lambda sp: sp.append_skip(pos, reason), 64)
+        self._unsettled.append((pos, None, reason))
         self.positions = pos + 1
+
+    def settle(self, publish: Publish | None) -> None:
+        """The bookkeeping of the transients taken since the last call, in stream order: spool records
+        (written, not yet fsync'd), journal records, then a live progress message when one is due."""
+        unsettled, self._unsettled = self._unsettled, []
+        for pos, transient, outcome in unsettled:
+            if transient is None:
+                self._spool(lambda sp, p=pos, why=outcome: sp.append_skip(p, why), 64)
+                continue
+            self._spool(lambda sp, p=pos, t=transient: sp.append_transient(p, t), self._record_bytes(transient))
+            if outcome is not None:
+                self._journal(outcome)
+        if publish is None:
+            return
+        progress = self.live.progress_if_due()
+        if progress:
+            publish(progress)
+            self._note_verdict(progress[0]["summary"])
 
     def touch(self) -> None:
         self.last_message_at = time.monotonic()
@@ -147,7 +164,8 @@ class OpenScan:
         return self.spool.durable if self.spool is not None else 0
 
     def sync(self) -> int:
-        """fsync spool and journal; returns the durable positions."""
+        """Settle what is unsettled (without progress), fsync spool and journal; returns the durable positions."""
+        self.settle(None)
         if self.spool is not None and not self.spool_failed:
             try:
                 self.spool.sync()
@@ -164,6 +182,7 @@ class OpenScan:
         """End the scan. The stream's outcome is saved first (so a producer that asks again after a crash
         learns the scan is closed, and a restarted daemon closes it rather than resuming it), then the last
         results and the summary are published, the journal closed and the spool ended."""
+        self.settle(None)
         tail, summary, messages = self.live.finish(status)
         if status != "complete":
             self._keep_worst_live(summary)

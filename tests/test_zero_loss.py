@@ -339,6 +339,7 @@ def test_a_scan_that_stops_keeps_the_worst_verdict_it_reached_live(tmp_path, sta
     published = []
     for pos, t in enumerate(sim.transients[:32]):
         scan.take(pos, t, published.extend)
+        scan.settle(published.extend)  # as the daemon does after each burst
     live = [m["summary"]["verdict"] for m in published if m["type"] == "progress"]
     assert "fail" in live and live[-1] == "warn"
     summary = scan.finish(status, published.extend)

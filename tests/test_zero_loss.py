@@ -349,3 +349,30 @@ def test_a_scan_that_stops_keeps_the_worst_verdict_it_reached_live(tmp_path, sta
         assert summary.verdict == "fail" and summary.reasons[0].startswith("FAIL live before the scan stopped: ")
         assert "motion-corrupted" in summary.reasons[0] and published[-1]["summary"]["verdict"] == "fail"
         assert json.loads((scan.folder / "summary.json").read_text())["verdict"] == "fail"
+
+
+def test_a_burst_is_published_first_and_spooled_after_in_stream_order(tmp_path):
+    """take() publishes at once and leaves spool and journal to settle(); a skipped position in the middle of
+    the burst keeps its place, and sync() settles whatever is left before it fsyncs."""
+    from qc_daemon.config import load_config
+    from qc_daemon.open_scan import OpenScan
+
+    rec = open_recording(FIXTURE)
+    transients = list(rec.transients)[:12]
+    scan, _ = OpenScan.begin(tmp_path, rec.scan, "s", load_config(), False, None)
+    published = []
+    for pos, t in enumerate(transients[:5]):
+        scan.take(pos, t, published.extend)
+    scan.skip(5, "bad_shape")
+    assert read_spool(scan.folder / SPOOL_NAME).n_positions == 0  # nothing written yet: results only
+    results_before = sum(m["type"] == "result" for m in published)
+    scan.settle(published.extend)
+    for pos, t in enumerate(transients[6:], start=6):
+        scan.take(pos, t, published.extend)
+    assert scan.sync() == 12  # settled (no progress) and fsync'd
+    sp = read_spool(scan.folder / SPOOL_NAME)
+    assert [p for p, _ in sp.transients] == [0, 1, 2, 3, 4] + list(range(6, 12)) and sp.skipped == {5: "bad_shape"}
+    assert all(np.array_equal(t.data, transients[p].data) for p, t in sp.transients)
+    journaled = [json.loads(x) for x in (scan.folder / "journal.jsonl").read_text().splitlines()]
+    assert sum(r.get("record") == "result" for r in journaled) == sum(m["type"] == "result" for m in published)
+    assert results_before > 0  # results of the first burst were out before any of its bookkeeping

@@ -228,10 +228,11 @@ def main() -> None:
                       f"Target p99 < 5 ms at scan pace: {pct(paced, 99):.2f} ms, "
                       f"**{'met' if pct(paced, 99) < 5 else 'NOT met'}** in this run. This run's host: the "
                       f"engine alone takes {host_qc_ms(sim):.2f} ms per transient in-process (hot; the Speed "
-                      "section above has its figure from its own run). The feed path does no spool or "
-                      "acknowledgement work before the result is published (spool write, fsync and ack come "
-                      "after it): an A/B of this daemon against the one before the spool (same host, same "
-                      "session, 0.5 s pace, 100 transients) gave p50/p99 4.05/9.03 ms against 4.24/9.33 ms.", "",
+                      "section above has its figure from its own run). A result is published before any spool, journal "
+                      "or acknowledgement work (they follow once the ingest has been idle 2 ms), and the coil "
+                      "combination does not use BLAS: on this 2-core host OpenBLAS's thread pool and the bookkeeping "
+                      "right after publishing had put the p99 at 8.7-11.8 ms (probe of the stages, 0.5 s pace: engine "
+                      "p99 9.0 -> 2.1 ms single-threaded, published->viewer p99 3.2 -> 0.5 ms).", "",
                       f"Spool: {spool_bytes / len(scan_pace) / 1e3:.1f} kB per transient of 32 x 2048 (the raw "
                       f"complex64 data plus a {spool_bytes / len(scan_pace) - 32 * 2048 * 8:.0f}-byte record header),"
                       f" so a 128-average scan with 2 water references spools "

@@ -47,6 +47,7 @@ from .plugin_api import (
     discover_checks,
 )
 from .spectral import SpectralAxis, band_limited, band_mask, decimate, decimated_fft, fftshift, ifftshift, spectrum
+from .water import WATER_PPM, residual_water_model, water_dominance
 
 
 @dataclass
@@ -81,6 +82,7 @@ class ScanQC:
         self._weights: np.ndarray | None = None
         self._pending: list[Transient] = []
         self._seeded = False  # True once the held first metabolite transients seeded the references
+        self._water_removal = False  # set at calibration when residual water dominates (water.py)
         self._refs: dict[tuple[str, int], _Reference] = {}
         reg = self.config["registration"]
         self._m = max(8, min(scan.n_points, int(reg["fit_window_s"] / scan.dwell_s)))
@@ -163,6 +165,7 @@ class ScanQC:
         if self._weights is None:
             self._set_weights(np.stack([t.data for t in held]))
         self._seeded = True
+        self._decide_water_removal(held)
         for s in sorted({t.set for t in held}):
             members = [t for t in held if t.set == s]
             fids = [self._combine(t) for t in members]
@@ -280,6 +283,21 @@ class ScanQC:
         data = decimate(np.asarray(data, dtype=np.complex128), self.scan.oversampling)
         self._weights = combination_weights(data, self.scan.dwell_s, c["signal_window_s"], c["noise_tail_fraction"])
 
+    def _decide_water_removal(self, held: list[Transient]) -> None:
+        """Once, on the held calibration transients: remove the residual water of every metabolite transient
+        when it dominates their (unaligned) mean by ``registration.water_removal_dominance`` (see water.py)."""
+        reg = self.config["registration"]
+        if self._water_removal or not np.any(np.abs(self.axis.ppm() - WATER_PPM) <= 0.3):
+            return
+        mean_fft = np.mean([self._combine_fft(t)[1] for t in held], axis=0)
+        d = water_dominance(fftshift(mean_fft), self.axis.ppm())
+        if d >= float(reg["water_removal_dominance"]):
+            self._water_removal = True
+            self._notes.append(
+                f"residual water {d:.0f}x the metabolite peaks (max |S|, calibration mean): modelled (ESPRIT, up "
+                f"to {int(reg['water_removal_poles'])} poles within {reg['water_removal_keep_ppm']:g} ppm of "
+                f"{WATER_PPM} ppm) and removed from every metabolite transient before the checks")
+
     def _combine(self, transient: Transient) -> np.ndarray:
         """Coil-combined FID at the output rate (see :meth:`_combine_fft`)."""
         return self._combine_fft(transient)[0]
@@ -289,7 +307,14 @@ class ScanQC:
         one FID is decimated instead of every coil, and the decimated spectrum comes out of that FFT."""
         fid_os = kernels.combine_coils(self._weights, np.ascontiguousarray(transient.data, dtype=np.complex64))
         fid_fft = decimated_fft(fid_os, self.scan.oversampling)
-        return np.fft.ifft(fid_fft) if self.scan.oversampling > 1 else fid_os, fid_fft
+        fid = np.fft.ifft(fid_fft) if self.scan.oversampling > 1 else fid_os
+        if self._water_removal and transient.kind == METABOLITE:
+            reg = self.config["registration"]
+            fid = fid - residual_water_model(fid, self.scan.dwell_s, self.scan.f0_mhz, self.scan.centre_ppm,
+                                             reg["water_removal_band_ppm"], reg["water_removal_keep_ppm"],
+                                             int(reg["water_removal_poles"]))
+            fid_fft = np.fft.fft(fid)
+        return fid, fid_fft
 
     def _band(self, kind: str) -> tuple[float, float]:
         reg = self.config["registration"]

@@ -83,6 +83,7 @@ class ScanQC:
         self._pending: list[Transient] = []
         self._seeded = False  # True once the held first metabolite transients seeded the references
         self._water_removal = False  # set at calibration when residual water dominates (water.py)
+        self.water_dominance: float | None = None  # its measure on the calibration mean (water.water_dominance)
         self._refs: dict[tuple[str, int], _Reference] = {}
         reg = self.config["registration"]
         self._m = max(8, min(scan.n_points, int(reg["fit_window_s"] / scan.dwell_s)))
@@ -290,7 +291,7 @@ class ScanQC:
         if self._water_removal or not np.any(np.abs(self.axis.ppm() - WATER_PPM) <= 0.3):
             return
         mean_fft = np.mean([self._combine_fft(t)[1] for t in held], axis=0)
-        d = water_dominance(fftshift(mean_fft), self.axis.ppm())
+        d = self.water_dominance = water_dominance(fftshift(mean_fft), self.axis.ppm())
         if d >= float(reg["water_removal_dominance"]):
             self._water_removal = True
             self._notes.append(

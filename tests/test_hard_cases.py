@@ -32,10 +32,11 @@ def test_a_clean_scan_passes():
     assert s.fwhm_water_hz == pytest.approx(8.0, abs=0.1)  # pure Lorentzian water: truth is exactly 8 Hz
 
 
-@pytest.mark.parametrize("residual", [80.0, 300.0])
+@pytest.mark.parametrize("residual", [30.0, 80.0, 300.0])
 def test_water_dominated_poorly_suppressed_spectra_give_no_false_alarm(residual):
-    """Residual water 80x / 300x NAA whose phase wanders 25 deg per transient: without its removal the drift
-    read 7.5 / 9.6 Hz for a true 0.6 Hz (WARN) and 300x flagged 9 averages."""
+    """Residual water 30x-300x NAA whose phase wanders 25 deg per transient: without its removal the drift
+    read 7.5 / 9.6 Hz for a true 0.6 Hz at 80x / 300x (WARN), 300x flagged 9 averages and 30x (32 coils)
+    false-flagged 3.1 % of clean transients."""
     sim, found, results, s = check(residual_water=residual)
     assert found.kinds.count("water_ref") == 2 and s.verdict == "pass", s.reasons
     assert any(n.startswith("residual water") and "removed" in n for n in s.notes)
@@ -46,7 +47,7 @@ def test_water_dominated_poorly_suppressed_spectra_give_no_false_alarm(residual)
 
 
 def test_residual_water_is_not_removed_where_it_does_not_dominate():
-    _, _, _, s = check(residual_water=30.0)
+    _, _, _, s = check(residual_water=15.0)
     assert s.verdict == "pass" and not any(n.startswith("residual water") for n in s.notes)
 
 

@@ -27,6 +27,12 @@ import numpy as np
 
 from qc_daemon.model import METABOLITE, TransientQC
 from qc_daemon.plugin_api import FAIL, OK, WARN, CheckResult, Finding, ScanContext, SummaryPart, TransientContext
+from qc_daemon.tracking import FilterParams, smooth
+
+
+def _num(x: float) -> float | None:
+    """A finite number, or None (JSON null) for NaN / inf."""
+    return float(x) if math.isfinite(x) else None
 
 
 class FrequencyCheck:
@@ -47,11 +53,24 @@ class FrequencyCheck:
 
     def measure(self, ctx: TransientContext) -> CheckResult:
         reg = ctx.reg
-        return CheckResult(
+        pred = ctx.prediction
+        tracked: dict = {"freq_pred_sd_hz": None, "freq_causal_hz": None, "freq_causal_sd_hz": None,
+                         "freq_jump_z": None}
+        if pred is not None and not reg.is_reference and math.isfinite(reg.freq_sd_hz):
+            causal, causal_sd = pred.causal(reg.freq_hz, reg.freq_sd_hz)
+            tracked = {"freq_pred_sd_hz": pred.sd_hz, "freq_causal_hz": causal, "freq_causal_sd_hz": causal_sd,
+                       "freq_jump_z": pred.innovation_z(reg.freq_hz, reg.freq_sd_hz)}
+        res = CheckResult(
             fields={"freq_hz": reg.freq_hz, "phase_deg": reg.phase_deg},
-            metrics={"freq_pred_hz": ctx.freq_pred_hz, "amplitude_rel": reg.amplitude,
+            metrics={"freq_pred_hz": ctx.freq_pred_hz, "freq_sd_hz": _num(reg.freq_sd_hz),
+                     "phase_sd_deg": _num(reg.phase_sd_deg), "freq_metab_hz": _num(reg.freq_metab_hz),
+                     "freq_metab_sd_hz": _num(reg.freq_metab_sd_hz), "freq_water_hz": _num(reg.freq_water_hz),
+                     "freq_water_sd_hz": _num(reg.freq_water_sd_hz), "water_misfit": _num(reg.water_misfit),
+                     "freq_model": reg.freq_model or None, "amplitude_rel": reg.amplitude,
                      "amplitude_matched": reg.matched_amplitude,
                      "damping_hz": reg.damping_hz, "is_reference": reg.is_reference})
+        res.metrics.update(tracked)
+        return res
 
     def update(self, ctx: TransientContext, qc: TransientQC) -> None:
         if qc.kind != METABOLITE or not qc.accepted:
@@ -103,8 +122,31 @@ class FrequencyCheck:
                     f"a drift needs {need} over {span_s:g} s")
         return None
 
+    def _smoothed(self, ctx: ScanContext) -> tuple[dict, dict]:
+        """End of scan: the smoothed frequency of every accepted metabolite transient (tracking.smooth, per
+        edit set), keyed by index, and per-set statistics of the single shots."""
+        params = FilterParams.from_config(self.cfg)
+        out: dict[str, float] = {}
+        per_set: dict[str, dict] = {}
+        for s in sorted({r.set for r in ctx.results if r.kind == METABOLITE}):
+            rows = [r for r in ctx.results if r.kind == METABOLITE and r.set == s and r.accepted
+                    and r.freq_hz is not None and r.metrics.get("freq_sd_hz") is not None]
+            if not rows:
+                continue
+            z = np.array([r.freq_hz for r in rows])
+            sd = np.array([r.metrics["freq_sd_hz"] for r in rows])
+            sm = smooth(np.array([r.time_s for r in rows]), z, sd, params)
+            out.update({str(r.index): float(v) for r, v in zip(rows, sm)})
+            per_set[str(s)] = {"n_accepted": len(rows), "freq_mean_hz": float(z.mean()),
+                               "freq_sd_hz": float(z.std()), "freq_sd_median_single_shot_hz": float(np.median(sd)),
+                               "freq_smoothed_range_hz": float(sm.max() - sm.min())}
+        return out, per_set
+
     def finish(self, ctx: ScanContext) -> SummaryPart:
         part = SummaryPart()
+        if ctx.final:
+            smoothed, per_set = self._smoothed(ctx)
+            part.details.update({"freq_smoothed_hz": smoothed, "per_set": per_set})
         n, st, sf, stt, stf = self.sums
         short = "no accepted metabolite transients" if self.last_trend is None else self._too_little()
         if short:
@@ -128,7 +170,8 @@ class FrequencyCheck:
         part.details["drift_rate_se_hz_per_min"] = se
         f0 = self.scan.f0_mhz
         peak_ppm = self.max_abs_trend / f0
-        part.details = {"max_abs_trend_hz": self.max_abs_trend, "trend_range_hz": self.max_trend - self.min_trend}
+        part.details.update({"max_abs_trend_hz": self.max_abs_trend,
+                             "trend_range_hz": self.max_trend - self.min_trend})
         text = f"frequency drift {peak_ppm:.3f} ppm ({self.max_abs_trend:.1f} Hz)"
         if peak_ppm > self.cfg["fail_ppm"]:
             part.findings.append(Finding(FAIL, text, "drift_max_ppm", peak_ppm))

@@ -58,6 +58,8 @@ _NON_NEGATIVE = (0.0, math.inf, True)
 _FRACTION = (0.0, 1.0, False)  # 0 < v <= 1, e.g. 0.05 = 5 %
 _RANGES: dict[str, tuple[float, float, bool]] = {
     "registration.baseline_skip_s": _NON_NEGATIVE,
+    "registration.ramp_min_dominance": _NON_NEGATIVE,
+    "registration.water_fit_min_snr": _NON_NEGATIVE,
     "linewidth.min_peak_snr": _NON_NEGATIVE,
     "linewidth.min_fraction_of_water": (0.0, 1.0, True),
     "linewidth.max_ratio_to_reference": (1.0, math.inf, True),
@@ -71,8 +73,10 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
 }
 _INTEGERS = {"coils.calibration_transients", "linewidth.zero_fill", "linewidth.metab_zero_fill",
              "linewidth.metab_every", "motion.min_history", "motion.history", "frequency.min_drift_transients",
-             "snr.min_growth_points"}
-_UNORDERED_LISTS = {"registration.band_taper_ppm"}  # two tapers (low edge, high edge), not a window
+             "snr.min_growth_points", "registration.water_fit_agreement_window",
+             "frequency.filter_reacquire_after"}
+# two tapers (low edge, high edge), not a window
+_UNORDERED_LISTS = {"registration.band_taper_ppm", "registration.water_fit_taper_ppm"}
 # (warn, fail) pairs: a warning limit beyond its failure limit is a mistake
 _WARN_BEFORE_FAIL = [("frequency.warn_band_ppm", "frequency.fail_ppm"),
                      ("linewidth.water_warn_ppm", "linewidth.water_fail_ppm"),

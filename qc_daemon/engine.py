@@ -23,6 +23,7 @@ import numpy as np
 from . import kernels
 from .coils import combination_weights
 from .config import Config, load_config
+from .freq_model import METAB_AND_WATER, METAB_ONLY, Agreement, WaterTemplate, coherent_seed, inverse_variance
 from .model import (
     METABOLITE,
     RUNNING,
@@ -47,7 +48,10 @@ from .plugin_api import (
     discover_checks,
 )
 from .spectral import SpectralAxis, band_limited, band_mask, decimate, decimated_fft, fftshift, ifftshift, spectrum
+from .tracking import FilterParams, FrequencyFilter
 from .water import WATER_PPM, residual_water_model, water_dominance
+
+SD_STEP_HZ = 0.05  # finite-difference step for the fit's curvature (lines are >= 2 Hz wide)
 
 
 @dataclass
@@ -85,6 +89,8 @@ class ScanQC:
         self._water_removal = False  # set at calibration when residual water dominates (water.py)
         self.water_dominance: float | None = None  # its measure on the calibration mean (water.water_dominance)
         self._refs: dict[tuple[str, int], _Reference] = {}
+        self._filter_params = FilterParams.from_config(self.config["frequency"])
+        self._filters: dict[tuple[str, int], FrequencyFilter] = {}  # causal frequency tracking per (kind, set)
         reg = self.config["registration"]
         self._m = max(8, min(scan.n_points, int(reg["fit_window_s"] / scan.dwell_s)))
         self._notes: list[str] = []
@@ -93,6 +99,18 @@ class ScanQC:
                        for kind in (METABOLITE, WATER_REF)}
         self._mask_power = {kind: float(np.mean(m ** 2)) for kind, m in self._masks.items()}
         self._rolled: dict[tuple[str, int], np.ndarray] = {}
+        # residual-water frequency fit (freq_model.py): its band, the coherent template, the agreement test
+        wlo, whi = reg["water_fit_band_ppm"]
+        self._wmask: np.ndarray | None = None
+        if self.axis.ppm_min < wlo and self.axis.ppm_max > whi:
+            self._wmask = ifftshift(band_mask(self.axis, wlo, whi, *reg["water_fit_taper_ppm"]))
+            self._wpower = float(np.mean(self._wmask ** 2))
+        self._wrolled: dict[int, np.ndarray] = {}
+        self._water: WaterTemplate | None = None
+        self.water_fit_snr: float | None = None  # template peak / transient noise SD, set at calibration
+        self._agree = Agreement(int(reg["water_fit_agreement_window"]))
+        self._t_fit = np.arange(self._m) * scan.dwell_s
+        self._pending_water: tuple | None = None  # (band, f_w - f_m, var) of the transient being processed
         # raised-cosine ramp over the first baseline_skip_s: broad in-band features (tails of residual water,
         # macromolecules) live in the first few ms of the band-limited FID; narrow metabolite lines last longer
         t = np.arange(self._m) * scan.dwell_s
@@ -171,8 +189,29 @@ class ScanQC:
             members = [t for t in held if t.set == s]
             fids = [self._combine(t) for t in members]
             self._seed_reference(self._refs.setdefault((METABOLITE, s), _Reference()), fids)
+        self._seed_water(held)
         last_of_set = {t.set: t.index for t in held}
         return [self._run(t, seeded_member=True, seed_complete=last_of_set[t.set] == t.index) for t in held]
+
+    def _seed_water(self, held: list[Transient]) -> None:
+        """Coherent water template from the held transients (before any water removal; one for all edit sets,
+        so every set's water frequency shares one zero); used only when its peak stands
+        ``water_fit_min_snr`` noise SDs above a transient's noise."""
+        if self._wmask is None:
+            return
+        reg = self.config["registration"]
+        bands, noise = [], []
+        for t in held:
+            fid, fid_fft, raw = self._combine_fft(t)
+            sd = self._noise_sd(fftshift(fid_fft), fid)
+            bands.append(band_limited(np.fft.fft(raw), self._wmask, self._m))
+            noise.append(2.0 * sd ** 2 / self.scan.n_points)
+        total = coherent_seed(bands)
+        n = len(bands)
+        peak = float(np.abs(np.fft.fft(total / n, self.scan.n_points)).max())
+        self.water_fit_snr = peak / math.sqrt(np.mean(noise) * self.scan.n_points / 2.0)
+        if self.water_fit_snr >= float(reg["water_fit_min_snr"]):
+            self._water = WaterTemplate(total, n, sum(noise) * self._wpower)
 
     def _seed_reference(self, ref: _Reference, fids: list[np.ndarray]) -> None:
         """Initial reference = the unaligned mean of the held transients: its frequency is exactly their mean
@@ -292,6 +331,11 @@ class ScanQC:
             return
         mean_fft = np.mean([self._combine_fft(t)[1] for t in held], axis=0)
         d = self.water_dominance = water_dominance(fftshift(mean_fft), self.axis.ppm())
+        if d < float(reg["ramp_min_dominance"]):
+            # no residual water whose wandering tail the ramp has to keep out: every early point counts
+            self._ramp = np.ones(self._m)
+            self._ramp2 = self._ramp ** 2
+            self._ramp2_sum = float(self._ramp2.sum())
         if d >= float(reg["water_removal_dominance"]):
             self._water_removal = True
             self._notes.append(
@@ -303,19 +347,21 @@ class ScanQC:
         """Coil-combined FID at the output rate (see :meth:`_combine_fft`)."""
         return self._combine_fft(transient)[0]
 
-    def _combine_fft(self, transient: Transient) -> tuple[np.ndarray, np.ndarray]:
-        """(FID, its FFT in FFT order) after coil combination and oversampling removal. Both are linear, so
-        one FID is decimated instead of every coil, and the decimated spectrum comes out of that FFT."""
+    def _combine_fft(self, transient: Transient) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(FID, its FFT in FFT order, the FID before residual-water removal) after coil combination and
+        oversampling removal. Both are linear, so one FID is decimated instead of every coil, and the
+        decimated spectrum comes out of that FFT."""
         fid_os = kernels.combine_coils(self._weights, np.ascontiguousarray(transient.data, dtype=np.complex64))
         fid_fft = decimated_fft(fid_os, self.scan.oversampling)
         fid = np.fft.ifft(fid_fft) if self.scan.oversampling > 1 else fid_os
+        raw = fid
         if self._water_removal and transient.kind == METABOLITE:
             reg = self.config["registration"]
             fid = fid - residual_water_model(fid, self.scan.dwell_s, self.scan.f0_mhz, self.scan.centre_ppm,
                                              reg["water_removal_band_ppm"], reg["water_removal_keep_ppm"],
                                              int(reg["water_removal_poles"]))
             fid_fft = np.fft.fft(fid)
-        return fid, fid_fft
+        return fid, fid_fft, raw
 
     def _band(self, kind: str) -> tuple[float, float]:
         reg = self.config["registration"]
@@ -324,23 +370,30 @@ class ScanQC:
     def _run(self, transient: Transient, seeded_member: bool = False, seed_complete: bool = True) -> TransientQC:
         scan, cfg = self.scan, self.config
         dt = scan.dwell_s
-        fid, fid_fft = self._combine_fft(transient)
+        fid, fid_fft, raw = self._combine_fft(transient)
         key = (transient.kind, transient.set)
         ref = self._refs.setdefault(key, _Reference())
+        filt = self._filters.setdefault(key, FrequencyFilter(self._filter_params))
+        pred = filt.predict(transient.time_s)
+        # the search centre stays the robust least-squares trend: the filter's prediction trusts each single
+        # shot's SD, which an unverified water line (early in a scan) can overstate
         seed = self._predict(ref, transient.time_s)
         raw_spec = fftshift(fid_fft)
         noise_sd = self._noise_sd(raw_spec, fid)
+        self._pending_water = None
         if ref.n == 0:
             reg = Registration(0.0, 0.0, 1.0, 0.0, is_reference=True)
             ref.phase_rad = self._peak_phase(raw_spec, transient.kind)
         else:
-            reg = self._register(fid_fft, ref, seed, transient.kind, noise_sd)
+            reg, fit = self._register(fid_fft, ref, seed, transient.kind, noise_sd)
+            if transient.kind == METABOLITE and self._water is not None:
+                reg = self._with_water(reg, fit, raw, seed, noise_sd)
         corrected = kernels.correct_fid(fid, dt, reg.freq_hz, math.radians(reg.phase_deg) + ref.phase_rad)
         corrected_fft = np.fft.fft(corrected)
         spec = fftshift(corrected_fft)
         ctx = TransientContext(
             scan=scan, config=cfg, transient=transient, axis=self.axis, fid=fid, reg=reg, freq_pred_hz=seed,
-            spec=spec, ref_spec=ref.mean_spec, noise_sd=noise_sd, noise_window=self.noise_window_label,
+            prediction=pred, spec=spec, ref_spec=ref.mean_spec, noise_sd=noise_sd, noise_window=self.noise_window_label,
             n_accepted_before=ref.n, calibration=seeded_member)
         qc = TransientQC(index=transient.index, average=transient.average, set=transient.set,
                          kind=transient.kind, time_s=transient.time_s)
@@ -352,13 +405,23 @@ class ScanQC:
             qc.flags.extend(res.flags)
             qc.unmeasured.update(res.unmeasured)
         qc.accepted = not qc.flags
-        if seeded_member:  # already inside the seed mean: only its frequency enters the trend
-            if qc.accepted:
-                ref.times.append(transient.time_s)
-                ref.freqs.append(reg.freq_hz)
-        elif qc.accepted or ref.n == 0:
+        # the held calibration transients are fitted against a mean of themselves (shrunk towards 0 Hz): they
+        # neither teach the filter a slope nor test the water's agreement
+        if not seeded_member and (qc.accepted or "freq_jump" in qc.flags):
+            filt.observe(transient.time_s, reg.freq_hz, reg.freq_sd_hz, qc.accepted)
+        if seeded_member and qc.accepted:  # already inside the seed mean: only its frequency enters the trend
+            ref.times.append(transient.time_s)
+            ref.freqs.append(reg.freq_hz)
+        if not seeded_member and (qc.accepted or ref.n == 0):
             ref.noise_var_sum += 2.0 * noise_sd ** 2 / scan.n_points
             self._add_to_reference(ref, transient, corrected, corrected_fft, reg)
+        if qc.accepted and self._pending_water is not None:
+            raw, f, phase, diff, var = self._pending_water
+            if not seeded_member:  # the held ones are in the template already; the rest join it aligned
+                if math.isfinite(diff):
+                    self._agree.add(diff, var)
+                band = band_limited(np.fft.fft(kernels.correct_fid(raw, dt, f, phase)), self._wmask, self._m)
+                self._water.add(band, 2.0 * noise_sd ** 2 / scan.n_points * self._wpower)
         if transient.kind == METABOLITE:
             self._latest = (transient, spec, noise_sd)
         if seeded_member and not seed_complete:
@@ -377,8 +440,9 @@ class ScanQC:
         return qc
 
     def _register(self, fid_fft: np.ndarray, ref: _Reference, seed: float, kind: str,
-                  noise_sd: float) -> Registration:
-        """Register one transient (its FFT, FFT order) to the reference of its (kind, set)."""
+                  noise_sd: float) -> tuple[Registration, tuple]:
+        """Register one transient (its FFT, FFT order) to the reference of its (kind, set). Returns the
+        registration and what re-evaluating the fit at another frequency needs (z, noise, damping)."""
         r = self.config["registration"]
         # mask the transient in its own (seed-shifted) frame, so the tapers cut it where they cut the reference
         shift = int(round(seed / self.axis.hz_per_point))
@@ -390,7 +454,8 @@ class ScanQC:
         # expected noise energy per point of the band-limited, ramped reference mean
         power = self._mask_power[kind]
         ref_noise = (ref.noise_var_sum / ref.n) * power / ref.n * self._ramp2
-        v_point = 2.0 * noise_sd ** 2 / self.scan.n_points * power
+        white = 2.0 * noise_sd ** 2 / self.scan.n_points  # complex noise variance per time point
+        v_point = white * power
         trans_noise = v_point * self._ramp2
         d_lo, d_hi = r["damping_range_hz"]
         out = kernels.register(z, ref.band_abs2, ref_noise, trans_noise, self.scan.dwell_s, seed,
@@ -403,8 +468,82 @@ class ScanQC:
         # the reference's noise carried through the fit; ~1 for a transient that matches the reference
         expected = v_point * self._ramp2_sum * (1.0 + 1.0 / ref.n)
         resid = (float(np.vdot(band, band).real) - j_best) / expected if expected > 0 else math.nan
-        return Registration(freq_hz=f, phase_deg=math.degrees(math.atan2(ci, cr)), amplitude=math.hypot(cr, ci),
-                            damping_hz=d, residual_norm=resid, matched_amplitude=math.hypot(c0r, c0i))
+        s2 = white * (1.0 + 1.0 / ref.n)  # the template's own noise adds 1/n of the transient's
+        _, _, curv = kernels.fit_at(z, ref.band_abs2, ref_noise, self.scan.dwell_s, f, d, SD_STEP_HZ)
+        sd = math.sqrt(s2 / curv * max(1.0, resid)) if curv > 0 and math.isfinite(resid) else math.inf
+        amp = math.hypot(cr, ci)
+        phase_sd = math.degrees(self._phase_sd(s2, amp, ref.band_abs2, sd)) if amp > 0 else math.nan
+        reg = Registration(freq_hz=f, phase_deg=math.degrees(math.atan2(ci, cr)), amplitude=amp,
+                           damping_hz=d, residual_norm=resid, matched_amplitude=math.hypot(c0r, c0i),
+                           freq_sd_hz=sd, phase_sd_deg=phase_sd, freq_metab_hz=f, freq_metab_sd_hz=sd,
+                           freq_model=METAB_ONLY)
+        return reg, (z, ref.band_abs2, ref_noise, s2)
+
+    def _phase_sd(self, s2: float, amp: float, ref_abs2: np.ndarray, f_sd: float) -> float:
+        """SD (rad) of the zero-order phase angle(c) at the fitted frequency: the amplitude's own noise,
+        s2 / (2 |c|^2 E), plus the frequency's error carried to t = 0 from the energy-weighted mean time."""
+        e = float(ref_abs2.sum())
+        t_mean = float((ref_abs2 * self._t_fit).sum()) / e if e > 0 else 0.0
+        return math.sqrt(s2 / (2.0 * amp * amp * e) + (2.0 * math.pi * t_mean * f_sd) ** 2)
+
+    def _with_water(self, reg: Registration, fit: tuple, raw: np.ndarray, seed: float,
+                    noise_sd: float) -> Registration:
+        """Add the residual water's frequency to the metabolites' (freq_model.py: fit, rules, combination).
+        The water band is cut from the transient shifted by the seed (not by a rolled mask): the water's
+        tails at the band edges are then cut where the template's were, to a fraction of a hertz."""
+        r = self.config["registration"]
+        dt = self.scan.dwell_s
+        band = band_limited(np.fft.fft(kernels.correct_fid(raw, dt, seed, 0.0)), self._wmask, self._m)
+        tpl = self._water
+        z = kernels.cross_product(band, tpl.band, self._m)
+        white = 2.0 * noise_sd ** 2 / self.scan.n_points
+        v_point = white * self._wpower
+        if not v_point > 0:  # an all-zero transient: nothing to fit
+            return reg
+        ref_noise = np.full(self._m, tpl.noise_var)
+        trans_noise = np.full(self._m, v_point)
+        half = r["search_half_width_hz"]
+        out = kernels.register(z, tpl.abs2, ref_noise, trans_noise, dt, 0.0, half, r["grid_step_hz"], 0.0, 0.0)
+        if out[5] > 0.0:
+            out = kernels.register(z, tpl.abs2, ref_noise, trans_noise, dt, 0.0, 3.0 * half, r["grid_step_hz"],
+                                   0.0, 0.0)
+        f_w, _, _, _, j_w, edge = out[:6]
+        misfit = (float(np.vdot(band, band).real) - j_w) / (v_point * self._m * (1.0 + 1.0 / tpl.n))
+        s2_w = white * (1.0 + 1.0 / tpl.n)
+        _, _, curv = kernels.fit_at(z, tpl.abs2, ref_noise, dt, f_w, 0.0, SD_STEP_HZ)
+        f_w += seed  # the band was cut from the transient shifted by the seed
+        # a misfit above the noise (real suppression changes the water's shape a little) is model error: its
+        # variance is scaled by it, as a parameter's variance by the reduced chi-square
+        v_w = s2_w / curv * max(1.0, misfit) if curv > 0 else math.inf
+        f_m, v_m = reg.freq_metab_hz, reg.freq_metab_sd_hz ** 2
+        x2 = self._agree.excess_var()
+        why = None
+        if edge > 0.0 or not math.isfinite(v_w):
+            why = "water fit found no optimum"
+        elif misfit > r["water_fit_max_misfit"]:
+            why = f"water misfit {misfit:.1f}"
+        elif abs(f_w - f_m) > r["water_fit_max_z"] * math.sqrt(v_w + v_m + x2):
+            why = "water disagrees"
+        if why is None:
+            f, v = inverse_variance(f_m, v_m, f_w, v_w + x2)
+            model = METAB_AND_WATER
+        else:
+            f, v = f_m, v_m
+            model = f"{METAB_ONLY} ({why})"
+        # the metabolite amplitude (phase) at the combined frequency; the water's phase there normalises
+        # this transient's water before it joins the template
+        z_m, abs2_m, noise_m, s2_m = fit
+        cr, ci, _ = kernels.fit_at(z_m, abs2_m, noise_m, dt, f, reg.damping_hz, SD_STEP_HZ)
+        wr, wi, _ = kernels.fit_at(z, tpl.abs2, ref_noise, dt, f - seed, 0.0, SD_STEP_HZ)
+        self._pending_water = (raw, f, math.atan2(wi, wr), f_w - f_m if why is None else math.nan, v_w + v_m)
+        amp = math.hypot(cr, ci)
+        sd = math.sqrt(v)
+        phase_sd = math.degrees(self._phase_sd(s2_m, amp, abs2_m, sd)) if amp > 0 else math.nan
+        return Registration(freq_hz=f, phase_deg=math.degrees(math.atan2(ci, cr)), amplitude=amp,
+                            damping_hz=reg.damping_hz, residual_norm=reg.residual_norm,
+                            matched_amplitude=reg.matched_amplitude, freq_sd_hz=sd, phase_sd_deg=phase_sd,
+                            freq_metab_hz=f_m, freq_metab_sd_hz=reg.freq_metab_sd_hz, freq_water_hz=f_w,
+                            freq_water_sd_hz=math.sqrt(v_w), water_misfit=misfit, freq_model=model)
 
     def _predict(self, ref: _Reference, t: float) -> float:
         """Causal trend prediction of the frequency at time t (Hz) from the accepted transients of the last

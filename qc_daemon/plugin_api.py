@@ -21,6 +21,7 @@ import numpy as np
 
 from .model import ScanInfo, Transient, TransientQC
 from .spectral import SpectralAxis
+from .tracking import Prediction
 
 if TYPE_CHECKING:
     from .config import Config
@@ -48,6 +49,15 @@ class Registration:
     is_reference: bool = False  # True for the first transient of a set: it *is* the reference
     residual_norm: float = float("nan")  # least-squares misfit / expected noise energy (1 = noise only)
     matched_amplitude: float = 1.0  # |c| with d = 0: peak-height-like ratio to the reference
+    # single-shot uncertainty and its parts (qc_daemon/freq_model.py; NaN where not measured)
+    freq_sd_hz: float = float("nan")  # SD of freq_hz from the fit (curvature of its least-squares quality)
+    phase_sd_deg: float = float("nan")
+    freq_metab_hz: float = float("nan")  # the metabolite band's own estimate and SD
+    freq_metab_sd_hz: float = float("nan")
+    freq_water_hz: float = float("nan")  # the residual water's own estimate and SD (NaN: no water fit)
+    freq_water_sd_hz: float = float("nan")
+    water_misfit: float = float("nan")  # water fit residual / expected noise energy (1 = template shape)
+    freq_model: str = ""  # which components made freq_hz: "metabolites+water" | "metabolites (why not water)"
 
 
 @dataclass
@@ -67,6 +77,7 @@ class TransientContext:
     noise_window: str
     n_accepted_before: int
     calibration: bool = False  # one of the held first transients that seeded the reference (self-biased fit)
+    prediction: Prediction | None = None  # the causal frequency filter's prediction (tracking.py); None at first
     # filled in after the accept decision:
     running_spec: np.ndarray | None = None  # spectrum of the running mean of accepted transients of this set
     running_fid: np.ndarray | None = None

@@ -73,8 +73,16 @@ class SimulationParams:
     water_to_naa: float = 2500.0  # unsuppressed water amplitude / NAA amplitude
     residual_water: float = 15.0  # residual water amplitude / NAA amplitude
     residual_water_phase_step_deg: float = 25.0  # random-walk step of its phase per transient
+    #: the random walk reflected at +-this (deg), so the phase wanders within a band (None: unbounded)
+    residual_water_phase_limit_deg: float | None = None
+    residual_water_amp_jitter: float = 0.4  # its amplitude is uniform in 1 +- this, per transient
+    #: its frequency offset from B0, drawn per transient (Hz SD): 0 = it follows B0 exactly like the
+    #: metabolites; > 0 = a distorted water line (suppression) whose apparent frequency does not
+    residual_water_freq_sd_hz: float = 1.0
     drift_hz_per_min: float = 2.0
     drift_curvature_hz: float = 0.5  # amplitude of a slow sinusoidal deviation from linear drift
+    drift_thermal_hz: float = 0.0  # gradient-heating drift: + this x (1 - exp(-t / drift_thermal_tau_s)), Hz
+    drift_thermal_tau_s: float = 90.0
     freq_jitter_hz: float = 0.1
     phase_jitter_deg: float = 2.0
     mega: bool = False
@@ -189,7 +197,8 @@ def simulate_scan(p: SimulationParams) -> SimulatedScan:
 
     def drift(time_s: float) -> float:
         return (p.drift_hz_per_min * time_s / 60.0
-                + p.drift_curvature_hz * math.sin(2 * math.pi * time_s / 240.0))
+                + p.drift_curvature_hz * math.sin(2 * math.pi * time_s / 240.0)
+                + p.drift_thermal_hz * (1.0 - math.exp(-time_s / p.drift_thermal_tau_s)))
 
     events = {e.index: e for e in p.events}
     transients: list[Transient] = []
@@ -221,9 +230,14 @@ def simulate_scan(p: SimulationParams) -> SimulatedScan:
             sig = _voigt(t, WATER_PPM, naa_amp * p.water_to_naa, p.water_lw_hz, 0.0, f0) + metab[False]
         else:
             water_phase += rng.normal(0.0, p.residual_water_phase_step_deg)
-            rw = naa_amp * p.residual_water * rng.uniform(0.6, 1.4)
+            lim = p.residual_water_phase_limit_deg
+            if lim is not None:  # reflect at +-lim
+                water_phase = (water_phase + lim) % (4.0 * lim)
+                water_phase = (water_phase if water_phase <= 2.0 * lim else 4.0 * lim - water_phase) - lim
+            rw = naa_amp * p.residual_water * rng.uniform(1.0 - p.residual_water_amp_jitter,
+                                                          1.0 + p.residual_water_amp_jitter)
             sig = metab[bool(set_)] + rw * np.exp(1j * math.radians(water_phase)) * \
-                np.exp(-np.pi * 10.0 * t) * np.exp(2j * np.pi * (rng.normal(0, 1.0)) * t)
+                np.exp(-np.pi * 10.0 * t) * np.exp(2j * np.pi * rng.normal(0.0, p.residual_water_freq_sd_hz) * t)
             if lipid:
                 for ppm, a, lw in LIPID_LINES:
                     sig = sig + _voigt(t, ppm, a * lipid * naa_amp * 3.0, lw, 0.0, f0)

@@ -1,0 +1,201 @@
+"""Per-transient frequency and phase against the information limit (issue 14).
+
+Cases: 32 coils x 2048 points (0.5 ms), 128 averages, per-transient NAA SNR 4, true per-transient jitter 0.15 Hz;
+- clean: no drift;
+- drift: 2.5 Hz/min + 0.5 Hz slow sinusoid + gradient-heating exponential 4 Hz (tau 60 s): ~12 Hz in all;
+- motion: 2 Hz/min drift + 2 events of each corruption kind (jumps 6-10 Hz, phase 45-90 deg with 45-70 %
+  amplitude loss, lipid 2-6x NAA, broadening 10-16 Hz);
+each with residual water 0 (perfect suppression), 10x and 30x the NAA amplitude (its peak 6.7x / 20x the NAA
+peak), following B0 exactly, its phase wandering within +-20 deg and its amplitude within +-10 %; and a
+"distorted water" case (10x, its apparent frequency off B0 by 1 Hz SD per transient) for the fallback.
+
+Bound: Cramer-Rao for one transient's frequency with the estimator's model (metabolites in the registration
+band, residual water in the water-fit band, one common frequency, each with its own free complex amplitude,
+noise-free templates), plus the zero point: 0 Hz is the mean of the first 8 transients, itself known only
+to bound / sqrt(8), so bound_total = bound x sqrt(1 + 1/8). suspect's spectral_registration and RATS
+align the same coil-combined transients to the same target (mean of the first 8), search starting at 0 Hz,
+over 1.8-5.1 ppm (metabolites and water), seed 1 of each case.
+Writes a Markdown section to stdout (bench/run_all.py puts it in RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+from dataclasses import replace
+
+import numpy as np
+
+from qc_daemon.config import load_config
+from qc_daemon.engine import ScanQC
+from qc_daemon.model import METABOLITE
+from qc_daemon.sources.simulate import (
+    SimulationParams,
+    default_events,
+    metabolite_fid,
+    naa_height,
+    simulate_scan,
+)
+
+SEEDS = (1, 2, 3)
+WATER = (0.0, 10.0, 30.0)
+KINDS = ("clean", "drift", "motion")
+
+
+def params(kind: str, water: float, seed: int) -> SimulationParams:
+    p = SimulationParams(n_coils=32, n_points=2048, averages=128, naa_snr=4.0, seed=seed, freq_jitter_hz=0.15,
+                         residual_water=water, residual_water_freq_sd_hz=0.0, residual_water_amp_jitter=0.1,
+                         residual_water_phase_step_deg=8.0, residual_water_phase_limit_deg=20.0, events=[])
+    if kind == "clean":
+        return replace(p, drift_hz_per_min=0.0, drift_curvature_hz=0.0)
+    if kind == "drift":
+        return replace(p, drift_hz_per_min=2.5, drift_thermal_hz=4.0, drift_thermal_tau_s=60.0)
+    if kind == "distorted":
+        return replace(p, drift_hz_per_min=2.0, residual_water_freq_sd_hz=1.0)
+    return replace(p, drift_hz_per_min=2.0, events=default_events(128, np.random.default_rng(seed + 100)))
+
+
+def bound_hz(p: SimulationParams, cfg: dict) -> tuple[float, float]:
+    """(bound with the estimator's model, the same over the whole spectrum) for one transient (Hz)."""
+    n, dt = p.n_points, p.dwell_s
+    t = np.arange(n) * dt
+    f0 = p.f0_hz / 1e6
+    m = metabolite_fid(p, t)
+    var = 2.0 * (naa_height(m, p) / p.naa_snr / math.sqrt(n)) ** 2
+    ppm = 4.65 + np.fft.fftfreq(n, dt) / f0
+    reg = cfg["registration"]
+    parts = [m]
+    bins = (ppm >= reg["band_ppm"][0]) & (ppm <= reg["band_ppm"][1])
+    if p.residual_water > 0:
+        parts.append(30.0 * p.residual_water * np.exp(-np.pi * 10.0 * t))
+        bins |= (ppm >= reg["water_fit_band_ppm"][0]) & (ppm <= reg["water_fit_band_ppm"][1])
+
+    def crb(sel: np.ndarray | None) -> float:
+        cols = [2j * np.pi * t * sum(parts)]
+        for r in parts:
+            cols += [r, 1j * r]
+        d = np.array(cols).T
+        if sel is None:
+            fisher = 2.0 / var * np.real(d.conj().T @ d)
+        else:
+            dh = np.fft.fft(d, axis=0)[sel]
+            fisher = 2.0 / (n * var) * np.real(dh.conj().T @ dh)
+        return math.sqrt(np.linalg.inv(fisher)[0, 0])
+
+    return crb(bins), crb(None)
+
+
+def run_case(kind: str, water: float, seed: int, with_suspect: bool) -> dict:
+    p = params(kind, water, seed)
+    sim = simulate_scan(p)
+    qc = ScanQC(sim.scan)
+    res = []
+    t0 = time.perf_counter()
+    for tr in sim.transients:
+        res += qc.process(tr)
+    per_ms = (time.perf_counter() - t0) / len(sim.transients) * 1e3
+    tail, summary = qc.finish()
+    res += tail
+    truth = {r["index"]: r for r in sim.truth["transients"]}
+    metab = [r for r in res if r.kind == METABOLITE]
+    clean = [r for r in metab if not truth[r.index]["corrupted"]]
+    bad = [r for r in metab if truth[r.index]["corrupted"]]
+    smoothed = summary.details["frequency"]["freq_smoothed_hz"]
+    nc = set(summary.noncausal_flagged_indices)
+
+    def errs(get) -> np.ndarray:
+        return np.array([get(r) - truth[r.index]["freq_hz"] for r in clean if get(r) is not None])
+
+    e = errs(lambda r: r.freq_hz)
+    sd = np.array([r.metrics["freq_sd_hz"] for r in clean])
+    pe = np.array([(r.phase_deg - truth[r.index]["phase_deg"] + 180.0) % 360.0 - 180.0 for r in clean])
+    psd = np.array([r.metrics["phase_sd_deg"] for r in clean])
+    out = {"e": e, "z": e / sd, "causal": errs(lambda r: r.metrics.get("freq_causal_hz")),
+           "smoothed": np.array([smoothed[str(r.index)] - truth[r.index]["freq_hz"] for r in clean
+                                 if str(r.index) in smoothed]),
+           "pe": pe, "pz": pe / psd, "found": sum(not r.accepted for r in bad), "n_bad": len(bad),
+           "false": sum(not r.accepted for r in clean), "n_clean": len(clean),
+           "nc_found": sum(r.index in nc for r in bad), "nc_false": sum(r.index in nc for r in clean),
+           "water_used": sum(r.metrics.get("freq_model") == "metabolites+water" for r in clean), "ms": per_ms}
+    if with_suspect:
+        out.update(suspect_errors(qc, sim, truth))
+    return out
+
+
+def suspect_errors(qc: ScanQC, sim, truth: dict) -> dict:
+    """suspect's spectral_registration and RATS on the same coil-combined transients (Hz errors)."""
+    try:
+        import suspect
+        from suspect.processing.frequency_correction import rats, spectral_registration
+    except ImportError:
+        return {}
+    s = sim.scan
+    metab = [t for t in sim.transients if t.kind == METABOLITE]
+    fids = [qc._combine_fft(t)[2] for t in metab]  # before any residual-water removal, as they would see it
+    target = suspect.MRSData(np.mean(fids[:8], axis=0), s.dwell_s, s.f0_mhz)
+    hz = ((1.8 - 4.65) * s.f0_mhz, (5.1 - 4.65) * s.f0_mhz)
+    out: dict[str, list] = {"sr": [], "rats": []}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for t, fid in zip(metab, fids):
+            if truth[t.index]["corrupted"]:
+                continue
+            d = suspect.MRSData(fid, s.dwell_s, s.f0_mhz)
+            out["sr"].append(spectral_registration(d, target, frequency_range=hz)[0] - truth[t.index]["freq_hz"])
+            out["rats"].append(rats(d, target, frequency_range=hz)[0] - truth[t.index]["freq_hz"])
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.asarray(x) ** 2))) if len(x) else math.nan
+
+
+def main() -> str:
+    cfg = load_config()
+    lines = ["## Per-transient frequency and phase at the information limit (issue 14)", "",
+             __doc__.split("\n\n", 1)[1].split("Writes a Markdown")[0].strip(), "",
+             "RMSE over uncorrupted transients, pooled over seeds "
+             f"{SEEDS[0]}-{SEEDS[-1]}; `freq_hz` is the single shot, `freq_causal_hz` the causal filter's "
+             "estimate, `freq_smoothed_hz` the end-of-scan smoother's; z = error / own SD (1 = honest SD).", "",
+             "| case | water/NAA | bound (Hz) | `freq_hz` RMSE (Hz) | ratio to bound | z SD | water used | "
+             "causal RMSE | smoothed RMSE | phase RMSE (deg), z SD | suspect SR / RATS RMSE (Hz) | "
+             "flags: found, false (causal / end-of-scan) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    summary = []
+    for kind in KINDS + ("distorted",):
+        for water in (WATER if kind != "distorted" else (10.0,)):
+            rows = [run_case(kind, water, s, s == SEEDS[0]) for s in SEEDS]
+            b, b_full = bound_hz(params(kind, water, 1), cfg)
+            b_tot = b * math.sqrt(1.0 + 1.0 / 8.0)
+            cat = {k: np.concatenate([r[k] for r in rows]) for k in ("e", "z", "causal", "smoothed", "pe", "pz")}
+            n_clean = sum(r["n_clean"] for r in rows)
+            sus = rows[0]
+            sr = f"{rms(sus['sr']):.3f} / {rms(sus['rats']):.3f}" if "sr" in sus else "n/a (suspect not installed)"
+            found = sum(r["found"] for r in rows), sum(r["n_bad"] for r in rows)
+            flags = (f"{found[0]}/{found[1]}, " if found[1] else "-, ") + \
+                f"{sum(r['false'] for r in rows) / n_clean:.1%} / {sum(r['nc_false'] for r in rows) / n_clean:.1%}"
+            if found[1]:
+                flags += f" (end-of-scan found {sum(r['nc_found'] for r in rows)}/{found[1]})"
+            ratio = rms(cat["e"]) / b_tot
+            lines.append(
+                f"| {kind} | {water:g}x | {b_tot:.3f} | {rms(cat['e']):.3f} | {ratio:.2f} | {np.std(cat['z']):.2f} | "
+                f"{sum(r['water_used'] for r in rows) / n_clean:.0%} | {rms(cat['causal']):.3f} | "
+                f"{rms(cat['smoothed']):.3f} | {rms(cat['pe']):.2f}, {np.std(cat['pz']):.2f} | {sr} | {flags} |")
+            summary.append((kind, water, rms(cat["e"]), ratio, b_full * math.sqrt(1.125)))
+            print(lines[-1], file=sys.stderr, flush=True)
+    worst = max(summary[:len(KINDS) * len(WATER)], key=lambda s: s[3])
+    with_water = [s for s in summary if s[1] > 0 and s[0] != "distorted"]
+    lines += ["", f"Worst ratio to the bound over the clean/drift/motion cases: **{worst[3]:.2f}** ({worst[0]}, "
+              f"{worst[1]:g}x water; target <= 1.3). Largest `freq_hz` RMSE with residual water 10-30x: "
+              f"**{max(s[2] for s in with_water):.3f} Hz** (target <= 0.2 Hz). The whole-spectrum bound (every "
+              "bin, not only the two fit bands) is within "
+              f"{max(s[4] / (s[2] / s[3]) for s in summary) - 1:.1%} of the model's, so the bands lose almost "
+              "nothing. Bounds assume noise-free templates; the running references add 1/n of a transient's "
+              "noise (n = 8 at first, 128 at the end: ~2 % in variance on average)."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(main())

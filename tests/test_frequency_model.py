@@ -1,0 +1,141 @@
+"""Frequency from metabolites and residual water, its SD, the causal filter and the smoother (issue 14)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from qc_daemon.engine import ScanQC
+from qc_daemon.freq_model import METAB_AND_WATER, Agreement, coherent_seed, inverse_variance
+from qc_daemon.model import METABOLITE
+from qc_daemon.sources.simulate import SimulationParams, simulate_scan
+from qc_daemon.tracking import FilterParams, FrequencyFilter, smooth
+
+BASE = SimulationParams(n_coils=4, n_points=2048, averages=48, naa_snr=4.0, seed=3, freq_jitter_hz=0.15,
+                        residual_water_freq_sd_hz=0.0, residual_water_amp_jitter=0.1,
+                        residual_water_phase_step_deg=8.0, residual_water_phase_limit_deg=20.0, events=[])
+
+
+def _run(p: SimulationParams):
+    sim = simulate_scan(p)
+    qc = ScanQC(sim.scan)
+    res = []
+    for t in sim.transients:
+        res += qc.process(t)
+    tail, summary = qc.finish()
+    truth = {r["index"]: r for r in sim.truth["transients"]}
+    metab = [r for r in res + tail if r.kind == METABOLITE]
+    err = np.array([r.freq_hz - truth[r.index]["freq_hz"] for r in metab])
+    return metab, err, summary, truth
+
+
+@pytest.fixture(scope="module")
+def with_water():
+    return _run(replace(BASE, residual_water=10.0))
+
+
+def test_residual_water_that_follows_b0_is_used_and_beats_the_metabolites_alone(with_water):
+    metab, err, _, truth = with_water
+    assert sum(r.metrics["freq_model"] == METAB_AND_WATER for r in metab) >= 0.9 * len(metab)
+    metab_only = np.array([r.metrics["freq_metab_hz"] - truth[r.index]["freq_hz"] for r in metab])
+    rmse, rmse_m = float(np.sqrt(np.mean(err ** 2))), float(np.sqrt(np.mean(metab_only ** 2)))
+    assert rmse < 0.5 * rmse_m and rmse < 0.25, (rmse, rmse_m)
+
+
+def test_the_reported_sd_is_the_error_s_sd(with_water):
+    metab, err, _, _ = with_water
+    z = err / np.array([r.metrics["freq_sd_hz"] for r in metab])
+    assert 0.7 < float(np.std(z)) < 1.35
+    pe = np.array([r.phase_deg for r in metab])
+    assert all(r.metrics["phase_sd_deg"] > 0 for r in metab) and np.isfinite(pe).all()
+
+
+def test_without_residual_water_the_metabolites_alone_decide():
+    metab, err, _, _ = _run(replace(BASE, residual_water=0.0, averages=24))
+    assert {r.metrics["freq_model"] for r in metab} == {"metabolites"}
+    assert all(r.metrics["freq_water_hz"] is None for r in metab)
+
+
+def test_water_that_does_not_follow_b0_is_weighted_down():
+    """Its apparent frequency off B0 by 1 Hz SD per transient: the agreement test must catch it, so the
+    result stays near the metabolites-only precision instead of inheriting the water's 1 Hz."""
+    metab, err, _, truth = _run(replace(BASE, residual_water=10.0, residual_water_freq_sd_hz=1.0, averages=64))
+    metab_only = np.array([r.metrics["freq_metab_hz"] - truth[r.index]["freq_hz"] for r in metab])
+    late = slice(40, None)  # once the agreement window holds enough transients
+    assert np.sqrt(np.mean(err[late] ** 2)) < 1.1 * np.sqrt(np.mean(metab_only[late] ** 2)) + 0.05
+
+
+def test_the_smoothed_series_and_causal_estimate_are_reported(with_water):
+    metab, err, summary, truth = with_water
+    smoothed = summary.details["frequency"]["freq_smoothed_hz"]
+    accepted = [r for r in metab if r.accepted]
+    assert set(smoothed) == {str(r.index) for r in accepted}
+    causal = [r for r in metab if r.metrics.get("freq_causal_hz") is not None]
+    assert len(causal) >= len(metab) - 9  # all but the held ones and the first after them (no trend yet)
+    assert summary.details["frequency"]["per_set"]["0"]["n_accepted"] == len(accepted)
+
+
+def test_agreement_excess_is_zero_for_consistent_and_positive_for_scattered_water():
+    rng = np.random.default_rng(0)
+    ok, bad = Agreement(32), Agreement(32)
+    for _ in range(32):
+        ok.add(float(rng.normal(0, 0.5)), 0.25)
+        bad.add(float(rng.normal(0, 1.2)), 0.25)
+    assert ok.excess_var() == 0.0
+    assert 0.6 < bad.excess_var() < 2.5
+
+
+def test_coherent_seed_undoes_each_member_s_phase():
+    t = np.arange(64) * 1e-3
+    line = np.exp(-30 * t)
+    bands = [line * np.exp(1j * ph) for ph in (0.0, 0.3, -0.35, 2.5)]
+    total = coherent_seed(bands)
+    assert np.allclose(np.abs(total), 4 * line, rtol=1e-9)
+
+
+def test_inverse_variance_mean():
+    f, v = inverse_variance(1.0, 1.0, 3.0, 1.0)
+    assert (f, v) == (2.0, 0.5)
+
+
+def test_the_filter_follows_drift_and_its_innovations_are_unit_sd():
+    rng = np.random.default_rng(1)
+    filt = FrequencyFilter(FilterParams())
+    zs = []
+    for k in range(300):
+        t = 2.0 * k
+        true = 2.5 * t / 60.0 + 4.0 * (1 - math.exp(-t / 60.0)) + rng.normal(0, 0.15)
+        sd = 0.3
+        meas = true + rng.normal(0, sd)
+        pred = filt.predict(t)
+        if pred is not None and k > 20:
+            zs.append(pred.innovation_z(meas, sd))
+        filt.observe(t, meas, sd, True)
+    assert 0.85 < float(np.std(zs)) < 1.2 and abs(float(np.mean(zs))) < 0.2
+
+
+def test_the_filter_ignores_a_lost_fit_and_reacquires_a_real_step():
+    filt = FrequencyFilter(FilterParams())
+    for k in range(20):
+        filt.observe(2.0 * k, 0.0, 0.2, True)
+    filt.observe(40.0, -23.0, 0.2, True)  # one wild single shot: not drift
+    assert abs(filt.predict(42.0).freq_hz) < 0.1
+    for k, z in enumerate((-23.0, 14.0, -7.0)):  # three in a row that disagree: still not a level
+        filt.observe(42.0 + 2 * k, z, 0.2, True)
+    assert abs(filt.predict(50.0).freq_hz) < 0.1
+    for k in range(3):  # the patient moved and stayed 8 Hz off
+        filt.observe(50.0 + 2 * k, 8.0, 0.2, False)
+    assert abs(filt.predict(58.0).freq_hz - 8.0) < 0.5
+
+
+def test_the_smoother_beats_the_single_shots():
+    rng = np.random.default_rng(2)
+    t = np.arange(128) * 2.0
+    true = 2.0 * t / 60.0 + rng.normal(0, 0.15, t.size)
+    sd = np.full(t.size, 0.5)
+    z = true + rng.normal(0, 0.5, t.size)
+    sm = smooth(t, z, sd, FilterParams())
+    assert np.sqrt(np.mean((sm - true) ** 2)) < 0.5 * np.sqrt(np.mean((z - true) ** 2))

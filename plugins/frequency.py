@@ -54,12 +54,11 @@ class FrequencyCheck:
     def measure(self, ctx: TransientContext) -> CheckResult:
         reg = ctx.reg
         pred = ctx.prediction
-        tracked: dict = {"freq_pred_sd_hz": None, "freq_causal_hz": None, "freq_causal_sd_hz": None,
-                         "freq_jump_z": None}
+        tracked: dict = {"freq_pred_sd_hz": _num(math.sqrt(ctx.freq_pred_var_hz2)) if ctx.freq_pred_var_hz2 >= 0
+                         else None, "freq_causal_hz": None, "freq_causal_sd_hz": None}
         if pred is not None and not reg.is_reference and math.isfinite(reg.freq_sd_hz):
             causal, causal_sd = pred.causal(reg.freq_hz, reg.freq_sd_hz)
-            tracked = {"freq_pred_sd_hz": pred.sd_hz, "freq_causal_hz": causal, "freq_causal_sd_hz": causal_sd,
-                       "freq_jump_z": pred.innovation_z(reg.freq_hz, reg.freq_sd_hz)}
+            tracked.update({"freq_causal_hz": causal, "freq_causal_sd_hz": causal_sd})
         res = CheckResult(
             fields={"freq_hz": reg.freq_hz, "phase_deg": reg.phase_deg},
             metrics={"freq_pred_hz": ctx.freq_pred_hz, "freq_sd_hz": _num(reg.freq_sd_hz),

@@ -1,7 +1,8 @@
 """Motion / corruption: robust z-scores of six features against the accepted transients of the same edit set.
 
 Features of a metabolite transient (all from the engine's registration and spectra):
-- ``freq_jump_hz``: freq_hz - causal trend prediction (Hz).                         flag ``freq_jump``
+- ``freq_jump_hz``: freq_hz - causal trend prediction (Hz), judged in units of its own SD (``z_freq_jump``:
+  see ``_jump_z``) instead of a robust z once ``min_history`` are scored.             flag ``freq_jump``
 - ``phase_dev_deg``: phase_deg - median phase of the baseline, wrapped to +-180.    flag ``phase_jump``
 - ``amplitude_rel``: matched-filter amplitude |c(d=0)| (1 = reference mean); drops for signal loss and for
   line broadening alike, so it does not depend on the (noisy) damping fit.       flag ``amplitude``
@@ -24,6 +25,7 @@ At scan end a non-causal pass (FSL-MRS/FID-A style) z-scores every transient aga
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import numpy as np
 
@@ -43,6 +45,7 @@ def wrap_deg(x):
 
 
 PHASE_ROW = FEATURES.index("phase_deg")
+JUMP_SCALE_WINDOW = 32  # scored transients over which the jump test checks the SDs it is given
 
 
 class Baseline:
@@ -75,13 +78,18 @@ def scale_floor(med: np.ndarray, mad: np.ndarray) -> np.ndarray:
     return np.maximum(np.nan_to_num(mad, nan=0.0), floor)
 
 
-def evaluate(feat: dict, med: np.ndarray, scale: np.ndarray, cfg: dict, zl: float) -> tuple[list[str], dict]:
-    """Flags and z-scores for one transient's features against baseline medians and robust scales."""
+def evaluate(feat: dict, med: np.ndarray, scale: np.ndarray, cfg: dict, zl: float,
+             jump_z: float | None = None) -> tuple[list[str], dict]:
+    """Flags and z-scores for one transient's features against baseline medians and robust scales.
+    ``jump_z``: the frequency jump in units of its own SD (MotionCheck._jump_z); when given it
+    replaces the robust z of the jump, whose effect is then its deviation from the prediction itself."""
     x = [feat[k] for k in FEATURES]
     dev = [x[i] - med[i] for i in range(len(FEATURES))]
     dev[PHASE_ROW] = float(wrap_deg(dev[PHASE_ROW]))
     z = [dev[i] / scale[i] for i in range(len(FEATURES))]
     jump, phase, amp, damp, lipid, resid = range(6)
+    if jump_z is not None and math.isfinite(jump_z):
+        z[jump], dev[jump] = jump_z, x[jump]
     flags: list[str] = []
     if abs(z[jump]) > zl and abs(dev[jump]) >= cfg["min_freq_jump_hz"]:
         flags.append("freq_jump")
@@ -104,6 +112,8 @@ class MotionCheck:
 
     def start(self, scan, config) -> None:
         self.cfg = config["motion"]
+        self.jitter2 = float(config["frequency"]["filter_jitter_hz"]) ** 2
+        self.recent_z: dict[int, tuple[deque, list]] = {}  # per set: raw jump z, [their robust SD, count]
         self.band = config["registration"]["band_ppm"]
         self.hist: dict[int, Baseline] = {}
         self.all_feats: list[tuple[int, int, dict]] = []  # (index, set, features) for the non-causal pass
@@ -121,6 +131,22 @@ class MotionCheck:
         return {"freq_jump_hz": ctx.reg.freq_hz - ctx.freq_pred_hz, "phase_deg": ctx.reg.phase_deg,
                 "amplitude_rel": ctx.reg.matched_amplitude, "damping_hz": ctx.reg.damping_hz,
                 "lipid_power": lipid, "residual_norm": resid}
+
+    def _jump_z(self, ctx: TransientContext) -> float | None:
+        """The single shot against the trend in units of its own SD (docs/results.md "Flags"): raw z =
+        (freq_hz - freq_pred_hz) / sqrt(freq_sd^2 + jitter^2 + var(freq_pred_hz)), over the robust SD of the
+        last ``JUMP_SCALE_WINDOW`` raw z of this set (median |z| / 0.6745, floored at 1; 1 before 5 of them),
+        so SDs that claim too much cannot make jumps of ordinary transients. None without an SD."""
+        sd, var = ctx.reg.freq_sd_hz, ctx.freq_pred_var_hz2
+        if not (math.isfinite(sd) and math.isfinite(var)):
+            return None
+        raw = (ctx.reg.freq_hz - ctx.freq_pred_hz) / math.sqrt(sd * sd + self.jitter2 + var)
+        recent, state = self.recent_z.setdefault(ctx.transient.set, (deque(maxlen=JUMP_SCALE_WINDOW), [1.0, 0]))
+        recent.append(raw)
+        state[1] += 1
+        if len(recent) >= 5 and (len(recent) <= 8 or state[1] % 4 == 0):  # (a median per transient costs)
+            state[0] = max(1.0, float(np.median(np.abs(np.fromiter(recent, float)))) / 0.6745)
+        return raw / state[0]
 
     def _single_shot_snr(self, ctx: TransientContext) -> float:
         """Single-shot SNR of the strongest line in the registration band, from the reference mean (whose
@@ -151,8 +177,9 @@ class MotionCheck:
         self.all_feats.append((ctx.transient.index, ctx.transient.set, feat))
         base = self.hist.get(ctx.transient.set)
         cfg = self.cfg
+        jump_z = self._jump_z(ctx)  # (its scale learns from the early transients too)
         metrics = {"freq_jump_hz": feat["freq_jump_hz"], "lipid_power": feat["lipid_power"],
-                   "residual_norm": feat["residual_norm"]}
+                   "residual_norm": feat["residual_norm"], "z_freq_jump": jump_z}
         if not all(math.isfinite(v) for v in feat.values()):
             return CheckResult(metrics=metrics, flags=["unmeasurable"])
         if base is None or base.counts[FEATURES.index("amplitude_rel")] < cfg["min_history"]:
@@ -172,7 +199,7 @@ class MotionCheck:
                         feat["lipid_power"] >= cfg["min_lipid_ratio"] * med[lip]:
                     flags.append("lipid")
             return CheckResult(metrics=metrics, flags=flags)
-        flags, z = evaluate(feat, *base.stats(), cfg, cfg["z_limit"])
+        flags, z = evaluate(feat, *base.stats(), cfg, cfg["z_limit"], jump_z)
         metrics.update(z)
         return CheckResult(metrics=metrics, flags=flags)
 

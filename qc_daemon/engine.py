@@ -16,14 +16,23 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from . import kernels
 from .coils import combination_weights
 from .config import Config, load_config
-from .freq_model import METAB_AND_WATER, METAB_ONLY, Agreement, WaterTemplate, coherent_seed, inverse_variance
+from .freq_model import (
+    METAB_AND_WATER,
+    METAB_ONLY,
+    WATER_ONLY,
+    FrameOffset,
+    Honesty,
+    WaterTemplate,
+    coherent_seed,
+    inverse_variance,
+)
 from .model import (
     METABOLITE,
     RUNNING,
@@ -52,6 +61,8 @@ from .tracking import FilterParams, FrequencyFilter
 from .water import WATER_PPM, residual_water_model, water_dominance
 
 SD_STEP_HZ = 0.05  # finite-difference step for the fit's curvature (lines are >= 2 Hz wide)
+WATER_MASK_STEPS = 8  # the water band's mask follows the seed in 1/8-bin steps (edges within 1/16 bin)
+WATER_WINDOW_MARGIN_PPM = 0.4  # the decimated water window reaches this beyond the band on each side
 
 
 @dataclass
@@ -105,10 +116,31 @@ class ScanQC:
         if self.axis.ppm_min < wlo and self.axis.ppm_max > whi:
             self._wmask = ifftshift(band_mask(self.axis, wlo, whi, *reg["water_fit_taper_ppm"]))
             self._wpower = float(np.mean(self._wmask ** 2))
+            # the band moved by a fraction of a bin (1/8 steps): with an integer roll, a mask for any seed
+            ppm_step = self.axis.hz_per_point / scan.f0_mhz
+            self._wmask_frac = [ifftshift(band_mask(self.axis, wlo + k * ppm_step / WATER_MASK_STEPS,
+                                                    whi + k * ppm_step / WATER_MASK_STEPS,
+                                                    *reg["water_fit_taper_ppm"])) for k in range(WATER_MASK_STEPS)]
+            # the fit runs on the band alone, decimated: the bins of a window around it (the band +- 0.4 ppm,
+            # room for the seed to move the mask; a power of 2) hold everything the masked band has, and their
+            # inverse FFT samples its FID every N dt / L s (exactly: a unitary change of basis, not a filter)
+            n, hz = scan.n_points, self.axis.hz_per_point
+            lo_hz, hi_hz = ((wlo - WATER_WINDOW_MARGIN_PPM - scan.centre_ppm) * scan.f0_mhz,
+                            (whi + WATER_WINDOW_MARGIN_PPM - scan.centre_ppm) * scan.f0_mhz)
+            size = min(n, 1 << max(3, math.ceil(math.log2((hi_hz - lo_hz) / hz + 1))))
+            first = int(math.floor(lo_hz / hz))
+            self._widx = (first + np.arange(size)) % n
+            self._wdt = n * scan.dwell_s / size
+            self._wm = max(8, min(size, int(reg["fit_window_s"] / self._wdt)))
+            self._wt_reach_hz = WATER_WINDOW_MARGIN_PPM * scan.f0_mhz  # a seed beyond moves the band out
         self._wrolled: dict[int, np.ndarray] = {}
         self._water: WaterTemplate | None = None
         self.water_fit_snr: float | None = None  # template peak / transient noise SD, set at calibration
-        self._agree = Agreement(int(reg["water_fit_agreement_window"]))
+        self._agree: dict[int, tuple[FrameOffset, Honesty]] = {}  # per edit set: frame offset, SD honesty
+        self._set_offsets: tuple[int, list[float]] = (-1, [])  # no water, edited: (refs' size // 8, Hz per set)
+        rlo, rhi = reg["reconcile_band_ppm"]
+        self._rmask = ifftshift(band_mask(self.axis, rlo, rhi, 0.05, 0.05)) \
+            if self.axis.ppm_min < rlo and self.axis.ppm_max > rhi else None
         self._t_fit = np.arange(self._m) * scan.dwell_s
         self._pending_water: tuple | None = None  # (band, f_w - f_m, var) of the transient being processed
         # raised-cosine ramp over the first baseline_skip_s: broad in-band features (tails of residual water,
@@ -202,16 +234,25 @@ class ScanQC:
         reg = self.config["registration"]
         bands, noise = [], []
         for t in held:
-            fid, fid_fft, raw = self._combine_fft(t)
+            fid, fid_fft, raw_fft = self._combine_fft(t)
             sd = self._noise_sd(fftshift(fid_fft), fid)
-            bands.append(band_limited(np.fft.fft(raw), self._wmask, self._m))
+            bands.append(self._water_band(raw_fft, self._wmask[self._widx]))
             noise.append(2.0 * sd ** 2 / self.scan.n_points)
         total = coherent_seed(bands)
         n = len(bands)
-        peak = float(np.abs(np.fft.fft(total / n, self.scan.n_points)).max())
+        size = self._widx.shape[0]
+        peak = float(np.abs(np.fft.fft(total / n, size)).max()) * self.scan.n_points / size
         self.water_fit_snr = peak / math.sqrt(np.mean(noise) * self.scan.n_points / 2.0)
         if self.water_fit_snr >= float(reg["water_fit_min_snr"]):
             self._water = WaterTemplate(total, n, sum(noise) * self._wpower)
+
+    def _water_band(self, fft: np.ndarray, window_mask: np.ndarray) -> np.ndarray:
+        """The first ``_wm`` samples (every ``_wdt`` s) of the FID of ``fft * mask`` (FFT order), from the
+        decimation window's bins (``window_mask`` = the mask on them): (L / N) ifft_L, so each sample is the
+        full-rate band-limited FID's value there (the window's base frequency is left out: common to
+        transient and template, it cancels)."""
+        idx = self._widx
+        return np.fft.ifft(fft[idx] * window_mask)[: self._wm] * (idx.shape[0] / self.scan.n_points)
 
     def _seed_reference(self, ref: _Reference, fids: list[np.ndarray]) -> None:
         """Initial reference = the unaligned mean of the held transients: its frequency is exactly their mean
@@ -348,20 +389,20 @@ class ScanQC:
         return self._combine_fft(transient)[0]
 
     def _combine_fft(self, transient: Transient) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(FID, its FFT in FFT order, the FID before residual-water removal) after coil combination and
+        """(FID, its FFT in FFT order, the FFT before residual-water removal) after coil combination and
         oversampling removal. Both are linear, so one FID is decimated instead of every coil, and the
         decimated spectrum comes out of that FFT."""
         fid_os = kernels.combine_coils(self._weights, np.ascontiguousarray(transient.data, dtype=np.complex64))
         fid_fft = decimated_fft(fid_os, self.scan.oversampling)
         fid = np.fft.ifft(fid_fft) if self.scan.oversampling > 1 else fid_os
-        raw = fid
+        raw_fft = fid_fft
         if self._water_removal and transient.kind == METABOLITE:
             reg = self.config["registration"]
             fid = fid - residual_water_model(fid, self.scan.dwell_s, self.scan.f0_mhz, self.scan.centre_ppm,
                                              reg["water_removal_band_ppm"], reg["water_removal_keep_ppm"],
                                              int(reg["water_removal_poles"]))
             fid_fft = np.fft.fft(fid)
-        return fid, fid_fft, raw
+        return fid, fid_fft, raw_fft
 
     def _band(self, kind: str) -> tuple[float, float]:
         reg = self.config["registration"]
@@ -370,14 +411,14 @@ class ScanQC:
     def _run(self, transient: Transient, seeded_member: bool = False, seed_complete: bool = True) -> TransientQC:
         scan, cfg = self.scan, self.config
         dt = scan.dwell_s
-        fid, fid_fft, raw = self._combine_fft(transient)
+        fid, fid_fft, raw_fft = self._combine_fft(transient)
         key = (transient.kind, transient.set)
         ref = self._refs.setdefault(key, _Reference())
         filt = self._filters.setdefault(key, FrequencyFilter(self._filter_params))
         pred = filt.predict(transient.time_s)
-        # the search centre stays the robust least-squares trend: the filter's prediction trusts each single
-        # shot's SD, which an unverified water line (early in a scan) can overstate
-        seed = self._predict(ref, transient.time_s)
+        # the search centre and the reference of the frequency-jump test: the least-squares trend of the last
+        # 60 s (no prior to tune, robust to lost fits on weak in-vivo data); the filter gives freq_causal_hz
+        seed, seed_var = self._predict(ref, transient.time_s)
         raw_spec = fftshift(fid_fft)
         noise_sd = self._noise_sd(raw_spec, fid)
         self._pending_water = None
@@ -385,16 +426,19 @@ class ScanQC:
             reg = Registration(0.0, 0.0, 1.0, 0.0, is_reference=True)
             ref.phase_rad = self._peak_phase(raw_spec, transient.kind)
         else:
-            reg, fit = self._register(fid_fft, ref, seed, transient.kind, noise_sd)
-            if transient.kind == METABOLITE and self._water is not None:
-                reg = self._with_water(reg, fit, raw, seed, noise_sd)
+            with_water = transient.kind == METABOLITE and self._water is not None
+            reg, fit = self._register(fid_fft, ref, seed, transient.kind, noise_sd, phase_sd=not with_water)
+            if with_water:
+                reg = self._with_water(reg, fit, raw_fft, seed, noise_sd, transient.set)
+            elif transient.kind == METABOLITE and self.scan.n_sets > 1:
+                reg = self._on_scan_frame(reg, self._set_offset(transient.set))
         corrected = kernels.correct_fid(fid, dt, reg.freq_hz, math.radians(reg.phase_deg) + ref.phase_rad)
         corrected_fft = np.fft.fft(corrected)
         spec = fftshift(corrected_fft)
         ctx = TransientContext(
             scan=scan, config=cfg, transient=transient, axis=self.axis, fid=fid, reg=reg, freq_pred_hz=seed,
-            prediction=pred, spec=spec, ref_spec=ref.mean_spec, noise_sd=noise_sd, noise_window=self.noise_window_label,
-            n_accepted_before=ref.n, calibration=seeded_member)
+            freq_pred_var_hz2=seed_var, prediction=pred, spec=spec, ref_spec=ref.mean_spec, noise_sd=noise_sd,
+            noise_window=self.noise_window_label, n_accepted_before=ref.n, calibration=seeded_member)
         qc = TransientQC(index=transient.index, average=transient.average, set=transient.set,
                          kind=transient.kind, time_s=transient.time_s)
         for check in self.checks:
@@ -408,7 +452,7 @@ class ScanQC:
         # the held calibration transients are fitted against a mean of themselves (shrunk towards 0 Hz): they
         # neither teach the filter a slope nor test the water's agreement
         if not seeded_member and (qc.accepted or "freq_jump" in qc.flags):
-            filt.observe(transient.time_s, reg.freq_hz, reg.freq_sd_hz, qc.accepted)
+            filt.observe(transient.time_s, reg.freq_hz, reg.freq_sd_hz, qc.accepted, pred)
         if seeded_member and qc.accepted:  # already inside the seed mean: only its frequency enters the trend
             ref.times.append(transient.time_s)
             ref.freqs.append(reg.freq_hz)
@@ -416,12 +460,13 @@ class ScanQC:
             ref.noise_var_sum += 2.0 * noise_sd ** 2 / scan.n_points
             self._add_to_reference(ref, transient, corrected, corrected_fft, reg)
         if qc.accepted and self._pending_water is not None:
-            raw, f, phase, diff, var = self._pending_water
+            aligned, diff, hat = self._pending_water
             if not seeded_member:  # the held ones are in the template already; the rest join it aligned
+                frame, honesty = self._agreement(transient.set)
                 if math.isfinite(diff):
-                    self._agree.add(diff, var)
-                band = band_limited(np.fft.fft(kernels.correct_fid(raw, dt, f, phase)), self._wmask, self._m)
-                self._water.add(band, 2.0 * noise_sd ** 2 / scan.n_points * self._wpower)
+                    frame.add(diff)
+                honesty.add(*hat)
+                self._water.add(aligned, 2.0 * noise_sd ** 2 / scan.n_points * self._wpower)
         if transient.kind == METABOLITE:
             self._latest = (transient, spec, noise_sd)
         if seeded_member and not seed_complete:
@@ -440,9 +485,10 @@ class ScanQC:
         return qc
 
     def _register(self, fid_fft: np.ndarray, ref: _Reference, seed: float, kind: str,
-                  noise_sd: float) -> tuple[Registration, tuple]:
+                  noise_sd: float, phase_sd: bool = True) -> tuple[Registration, tuple]:
         """Register one transient (its FFT, FFT order) to the reference of its (kind, set). Returns the
-        registration and what re-evaluating the fit at another frequency needs (z, noise, damping)."""
+        registration and what re-evaluating the fit at another frequency needs (z, noise, damping);
+        ``phase_sd`` False leaves the phase SD to the caller (the water fit moves the frequency)."""
         r = self.config["registration"]
         # mask the transient in its own (seed-shifted) frame, so the tapers cut it where they cut the reference
         shift = int(round(seed / self.axis.hz_per_point))
@@ -472,7 +518,7 @@ class ScanQC:
         _, _, curv = kernels.fit_at(z, ref.band_abs2, ref_noise, self.scan.dwell_s, f, d, SD_STEP_HZ)
         sd = math.sqrt(s2 / curv * max(1.0, resid)) if curv > 0 and math.isfinite(resid) else math.inf
         amp = math.hypot(cr, ci)
-        phase_sd = math.degrees(self._phase_sd(s2, amp, ref.band_abs2, sd)) if amp > 0 else math.nan
+        phase_sd = math.degrees(self._phase_sd(s2, amp, ref.band_abs2, sd)) if amp > 0 and phase_sd else math.nan
         reg = Registration(freq_hz=f, phase_deg=math.degrees(math.atan2(ci, cr)), amplitude=amp,
                            damping_hz=d, residual_norm=resid, matched_amplitude=math.hypot(c0r, c0i),
                            freq_sd_hz=sd, phase_sd_deg=phase_sd, freq_metab_hz=f, freq_metab_sd_hz=sd,
@@ -482,60 +528,122 @@ class ScanQC:
     def _phase_sd(self, s2: float, amp: float, ref_abs2: np.ndarray, f_sd: float) -> float:
         """SD (rad) of the zero-order phase angle(c) at the fitted frequency: the amplitude's own noise,
         s2 / (2 |c|^2 E), plus the frequency's error carried to t = 0 from the energy-weighted mean time."""
-        e = float(ref_abs2.sum())
-        t_mean = float((ref_abs2 * self._t_fit).sum()) / e if e > 0 else 0.0
+        e, t_mean = kernels.energy_moments(ref_abs2, self.scan.dwell_s)
         return math.sqrt(s2 / (2.0 * amp * amp * e) + (2.0 * math.pi * t_mean * f_sd) ** 2)
 
-    def _with_water(self, reg: Registration, fit: tuple, raw: np.ndarray, seed: float,
-                    noise_sd: float) -> Registration:
+    def _agreement(self, s: int) -> tuple[FrameOffset, Honesty]:
+        if s not in self._agree:
+            w = int(self.config["registration"]["water_fit_agreement_window"])
+            self._agree[s] = (FrameOffset(w), Honesty(w))
+        return self._agree[s]
+
+    def _set_offset(self, s: int) -> float:
+        """Edited scan without residual water: the offset (Hz) of set s's reference frame from the scan's
+        frame (the mean of the sets' frames), from registering each set's reference to set 0's in
+        ``registration.reconcile_band_ppm`` (lines the editing pulse leaves alone). Re-estimated every 8
+        accepted transients; 0 while a set has no reference yet or the band is outside the spectrum."""
+        refs = [self._refs.get((METABOLITE, k)) for k in range(self.scan.n_sets)]
+        if self._rmask is None or any(r is None or r.n == 0 for r in refs):
+            return 0.0
+        size = sum(r.n for r in refs) // 8
+        if self._set_offsets[0] != size:
+            r = self.config["registration"]
+            base = refs[0]
+            tpl = band_limited(base.total_fft / base.n, self._rmask, self._m)
+            power = float(np.mean(self._rmask ** 2))
+            noise0 = np.full(self._m, base.noise_var_sum / base.n / base.n * power)
+            offs = [0.0]
+            for ref in refs[1:]:
+                band = band_limited(ref.total_fft / ref.n, self._rmask, self._m)
+                noise = np.full(self._m, ref.noise_var_sum / ref.n / ref.n * power)
+                out = kernels.register(kernels.cross_product(band, tpl, self._m), tpl.real ** 2 + tpl.imag ** 2,
+                                       noise0, noise, self.scan.dwell_s, 0.0, r["search_half_width_hz"],
+                                       r["grid_step_hz"], 0.0, 0.0)
+                offs.append(out[0] if out[5] == 0.0 else 0.0)
+            mean = float(np.mean(offs))
+            self._set_offsets = (size, [o - mean for o in offs])
+        return self._set_offsets[1][s]
+
+    @staticmethod
+    def _on_scan_frame(reg: Registration, offset: float) -> Registration:
+        """The metabolite registration's frequency moved by its set's frame offset (Hz) onto the scan's frame
+        (phase and amplitude are the fit's: at t = 0 the frames agree)."""
+        if offset == 0.0:
+            return reg
+        return replace(reg, freq_hz=reg.freq_hz + offset, freq_metab_hz=reg.freq_metab_hz + offset)
+
+    def _with_water(self, reg: Registration, fit: tuple, raw_fft: np.ndarray, seed: float,
+                    noise_sd: float, edit_set: int) -> Registration:
         """Add the residual water's frequency to the metabolites' (freq_model.py: fit, rules, combination).
-        The water band is cut from the transient shifted by the seed (not by a rolled mask): the water's
-        tails at the band edges are then cut where the template's were, to a fraction of a hertz."""
+        The water band is cut with the mask moved by the seed (in 1/8-bin steps) and brought back by it: the
+        water's tails at the band edges are then cut where the template's were, to a sixteenth of a bin."""
         r = self.config["registration"]
-        dt = self.scan.dwell_s
-        band = band_limited(np.fft.fft(kernels.correct_fid(raw, dt, seed, 0.0)), self._wmask, self._m)
+        if abs(seed) > self._wt_reach_hz:
+            return replace(reg, freq_model=f"{METAB_ONLY} (trend {seed:+.0f} Hz: water band outside its window)")
+        dt = self._wdt
+        pos = seed / self.axis.hz_per_point * WATER_MASK_STEPS
+        key = int(math.floor(pos + 0.5))
+        mask = self._wrolled.get(key)
+        if mask is None:
+            if len(self._wrolled) >= 256:  # a long drift: keep the memory bounded
+                self._wrolled.clear()
+            whole, frac = divmod(key, WATER_MASK_STEPS)
+            mask = self._wrolled[key] = np.roll(self._wmask_frac[frac], whole)[self._widx]
+        band = kernels.correct_fid(self._water_band(raw_fft, mask), dt, seed, 0.0)
         tpl = self._water
-        z = kernels.cross_product(band, tpl.band, self._m)
+        m = self._wm
+        z = kernels.cross_product(band, tpl.band, m)
         white = 2.0 * noise_sd ** 2 / self.scan.n_points
-        v_point = white * self._wpower
+        v_point = white * self._wpower  # noise variance of one decimated sample
         if not v_point > 0:  # an all-zero transient: nothing to fit
             return reg
-        ref_noise = np.full(self._m, tpl.noise_var)
-        trans_noise = np.full(self._m, v_point)
+        ref_noise = tpl.noise
+        trans_noise = tpl.noise  # (unused: the damping is fixed)
         half = r["search_half_width_hz"]
         out = kernels.register(z, tpl.abs2, ref_noise, trans_noise, dt, 0.0, half, r["grid_step_hz"], 0.0, 0.0)
         if out[5] > 0.0:
             out = kernels.register(z, tpl.abs2, ref_noise, trans_noise, dt, 0.0, 3.0 * half, r["grid_step_hz"],
                                    0.0, 0.0)
         f_w, _, _, _, j_w, edge = out[:6]
-        misfit = (float(np.vdot(band, band).real) - j_w) / (v_point * self._m * (1.0 + 1.0 / tpl.n))
-        s2_w = white * (1.0 + 1.0 / tpl.n)
+        misfit = (float(np.vdot(band, band).real) - j_w) / (v_point * m * (1.0 + 1.0 / tpl.n))
+        # the sum over samples every _wdt s is (L / N) times the full-rate one: so is the curvature
+        s2_w = white * (1.0 + 1.0 / tpl.n) * self._widx.shape[0] / self.scan.n_points
         _, _, curv = kernels.fit_at(z, tpl.abs2, ref_noise, dt, f_w, 0.0, SD_STEP_HZ)
         f_w += seed  # the band was cut from the transient shifted by the seed
         # a misfit above the noise (real suppression changes the water's shape a little) is model error: its
         # variance is scaled by it, as a parameter's variance by the reduced chi-square
         v_w = s2_w / curv * max(1.0, misfit) if curv > 0 else math.inf
-        f_m, v_m = reg.freq_metab_hz, reg.freq_metab_sd_hz ** 2
-        x2 = self._agree.excess_var()
+        frame, honesty = self._agreement(edit_set)
+        off = frame.offset()  # this set's metabolite frame -> the water template's (the scan's) frame
+        f_m, v_m = reg.freq_metab_hz + off, reg.freq_metab_sd_hz ** 2
+        k_w2, k_m2 = honesty.scales2()  # each component's SD made as honest as its recent scatter
         why = None
         if edge > 0.0 or not math.isfinite(v_w):
             why = "water fit found no optimum"
         elif misfit > r["water_fit_max_misfit"]:
             why = f"water misfit {misfit:.1f}"
-        elif abs(f_w - f_m) > r["water_fit_max_z"] * math.sqrt(v_w + v_m + x2):
+        elif abs(f_w - f_m) > r["water_fit_max_z"] * math.sqrt(k_w2 * v_w + k_m2 * v_m):
             why = "water disagrees"
         if why is None:
-            f, v = inverse_variance(f_m, v_m, f_w, v_w + x2)
+            f, v = inverse_variance(f_m, k_m2 * v_m, f_w, k_w2 * v_w)
             model = METAB_AND_WATER
+        elif why == "water disagrees" and abs(f_w - seed) < abs(f_m - seed):
+            # the two disagree and the water is the one near the (independent) trend: a lost metabolite fit
+            f, v = f_w, k_w2 * v_w
+            model = WATER_ONLY
         else:
-            f, v = f_m, v_m
+            f, v = f_m, k_m2 * v_m
             model = f"{METAB_ONLY} ({why})"
         # the metabolite amplitude (phase) at the combined frequency; the water's phase there normalises
         # this transient's water before it joins the template
         z_m, abs2_m, noise_m, s2_m = fit
-        cr, ci, _ = kernels.fit_at(z_m, abs2_m, noise_m, dt, f, reg.damping_hz, SD_STEP_HZ)
+        cr, ci, _ = kernels.fit_at(z_m, abs2_m, noise_m, self.scan.dwell_s, f - off, reg.damping_hz, SD_STEP_HZ)
         wr, wi, _ = kernels.fit_at(z, tpl.abs2, ref_noise, dt, f - seed, 0.0, SD_STEP_HZ)
-        self._pending_water = (raw, f, math.atan2(wi, wr), f_w - f_m if why is None else math.nan, v_w + v_m)
+        # the band (cut at the seed) moved on to f and the water's phase: the mask edges then sit (f - seed), a
+        # fraction of a hertz, from the template's, and no second FFT is needed
+        aligned = kernels.correct_fid(band, dt, f - seed, math.atan2(wi, wr))
+        self._pending_water = (aligned, f_w - reg.freq_metab_hz if why is None else math.nan,
+                               (f_w, f_m, seed, v_w, v_m))
         amp = math.hypot(cr, ci)
         sd = math.sqrt(v)
         phase_sd = math.degrees(self._phase_sd(s2_m, amp, abs2_m, sd)) if amp > 0 else math.nan
@@ -545,23 +653,28 @@ class ScanQC:
                             freq_metab_hz=f_m, freq_metab_sd_hz=reg.freq_metab_sd_hz, freq_water_hz=f_w,
                             freq_water_sd_hz=math.sqrt(v_w), water_misfit=misfit, freq_model=model)
 
-    def _predict(self, ref: _Reference, t: float) -> float:
+    def _predict(self, ref: _Reference, t: float) -> tuple[float, float]:
         """Causal trend prediction of the frequency at time t (Hz) from the accepted transients of the last
-        ``frequency.trend_window_s``: least-squares line when >= 4 points span >= 5 s, else their median."""
+        ``frequency.trend_window_s``: least-squares line when >= 4 points span >= 5 s, else their median;
+        and its variance (Hz^2) from their scatter: s^2 (1/n + (t - mean t)^2 / Sxx) for the line,
+        (pi / 2) (1.4826 MAD)^2 / n for the median (NaN from fewer than 3 points)."""
         if ref.n == 0 or not ref.freqs:
-            return 0.0
+            return 0.0, math.nan
         window = self.config["frequency"]["trend_window_s"]
         ts = np.fromiter(ref.times, float)
         fs = np.fromiter(ref.freqs, float)
         sel = ts >= t - window
         ts, fs = ts[sel], fs[sel]
         if ts.size == 0:
-            return float(ref.freqs[-1])
+            return float(ref.freqs[-1]), math.nan
         if ts.size >= 4 and ts[-1] - ts[0] >= 5.0:
-            a, b = kernels.linear_fit(ts, fs)
-            if math.isfinite(b):
-                return float(a + b * t)
-        return float(np.median(fs))
+            value, var = kernels.line_prediction(ts, fs, t)
+            if math.isfinite(value):
+                return float(value), float(var)
+        med = float(np.median(fs))
+        if fs.size < 3:
+            return med, math.nan
+        return med, math.pi / 2.0 * (1.4826 * float(np.median(np.abs(fs - med)))) ** 2 / fs.size
 
     def _add_to_reference(self, ref: _Reference, transient: Transient, corrected: np.ndarray,
                           corrected_fft: np.ndarray, reg: Registration) -> None:

@@ -19,13 +19,22 @@ Per metabolite transient (the engine drives this; docs/results.md "Frequency and
 The water is left out (metabolites alone, ``freq_model`` says why) when
 - the scan has no significant residual water (template peak < ``water_fit_min_snr`` x the transient noise SD),
 - its fit is distorted (misfit > ``water_fit_max_misfit``) or hit its search edge,
-- it disagrees with the metabolites: |f_w - f_m| > ``water_fit_max_z`` x sqrt(s_w^2 + s_m^2 + x^2).
-x^2 is the excess scatter of f_w - f_m over the last ``water_fit_agreement_window`` transients that used the
-water (from 4 on; the held calibration transients do not count: their fits are biased towards the
-template they are part of): 0 unless their chi-square sum(d^2 / (s_w^2 + s_m^2)) exceeds its 3-sigma limit
-K + 3 sqrt(2K) (a water
-line whose apparent frequency does not follow B0); then x^2 = mean(d^2) - mean(s_w^2 + s_m^2) and it is
-added to the water's variance in the combination (water weighted down, never trusted beyond the data).
+- it disagrees with the metabolites: |f_w - f_m'| > ``water_fit_max_z`` x sqrt(k_w^2 s_w^2 + k_m^2 s_m^2),
+  and the metabolites are the nearer to the causal trend (when the water is nearer, the metabolite fit is
+  the one lost: ``freq_hz`` is then the water's alone, ``freq_model`` "water (metabolites disagree)").
+
+Honest SDs (``Honesty``): the three-cornered hat of water, metabolites and the causal trend over the last
+``water_fit_agreement_window`` accepted transients of the set gives each component's true scatter; k^2 scales
+a component's variance (combination and disagreement test) when that scatter is above the claimed SD by
+more than two of its standard errors. The held calibration transients do not count (their fits are biased
+towards the templates they are part of).
+
+One frequency zero: the water template is one for the scan (every edit set), its 0 Hz the mean of the held
+calibration transients. Each set's metabolite reference has its own frame (its seed's registration noise;
+for an edited set, few and weak lines): over the same window the mean of f_w - f_m is that frame's offset,
+and f_m' = f_m + offset is the metabolite estimate on the scan's frame. Without residual water an edited
+scan's sets are reconciled by registering the sets' references to each other in
+``registration.reconcile_band_ppm`` (lines the editing pulse leaves alone; engine.py ``_set_offset``).
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ import numpy as np
 #: freq_model values
 METAB_AND_WATER = "metabolites+water"
 METAB_ONLY = "metabolites"
+WATER_ONLY = "water (metabolites disagree)"
 
 
 @dataclass
@@ -51,6 +61,7 @@ class WaterTemplate:
     noise_var_sum: float  # sum over members of their complex noise variance per point (band-limited)
     band: np.ndarray = field(init=False)
     abs2: np.ndarray = field(init=False)
+    noise: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         self.derive()
@@ -58,6 +69,7 @@ class WaterTemplate:
     def derive(self) -> None:
         self.band = np.ascontiguousarray(self.total / self.n)
         self.abs2 = self.band.real ** 2 + self.band.imag ** 2
+        self.noise = np.full(self.band.shape[0], self.noise_var)  # per point, as the kernels take it
 
     def add(self, band: np.ndarray, noise_var: float) -> None:
         """Add one aligned, water-phase-normalised band."""
@@ -83,25 +95,65 @@ def coherent_seed(bands: list[np.ndarray]) -> np.ndarray:
     return np.asarray(total, dtype=np.complex128)
 
 
-class Agreement:
-    """Excess scatter of the water's frequency over the metabolites' (Hz^2), over a sliding window."""
+class FrameOffset:
+    """Mean of f_water - f_metab over a sliding window (one per edit set): the offset (Hz) between that set's
+    metabolite reference frame and the water template's, which is the scan's."""
 
     def __init__(self, window: int):
-        self.rows: deque[tuple[float, float]] = deque(maxlen=max(int(window), 1))
+        self.diffs: deque[float] = deque(maxlen=max(int(window), 1))
+        self._sum = 0.0
 
-    def add(self, diff_hz: float, var_hz2: float) -> None:
-        self.rows.append((diff_hz, var_hz2))
+    def add(self, diff_hz: float) -> None:
+        if len(self.diffs) == self.diffs.maxlen:
+            self._sum -= self.diffs[0]
+        self.diffs.append(diff_hz)
+        self._sum += diff_hz
 
-    def excess_var(self) -> float:
+    def offset(self) -> float:
+        """Hz; 0 before 4 differences."""
+        return self._sum / len(self.diffs) if len(self.diffs) >= 4 else 0.0
+
+
+class Honesty:
+    """Is each component's SD honest? The three-cornered hat over a sliding window (one per edit set): with
+    r_w = f_w - trend, r_m = f_m' - trend and d = f_w - f_m', the trend's own error and the transients'
+    jitter are common to r_w and r_m, so the water's true variance is (V(d) + V(r_w) - V(r_m)) / 2 and the
+    metabolites' (V(d) + V(r_m) - V(r_w)) / 2 (V: sample variance over the window). When the true variance
+    exceeds the claimed one (median over the window) by more than 2 se, se ~ sqrt(2 / (K - 1))
+    (V(d) + V(r_w) + V(r_m)) / 2 the estimate's standard error, the claim is scaled by k^2 = true / claimed;
+    otherwise k^2 = 1: an honest SD is left alone, a water line whose apparent frequency does not follow B0 (or
+    a weak metabolite fit) is weighted as the data show it."""
+
+    def __init__(self, window: int):
+        self.rows: deque[tuple[float, float, float, float, float]] = deque(maxlen=max(int(window), 1))
+        self._cached = (1.0, 1.0)
+        self._added = 0  # rows since the scales were last computed
+
+    def add(self, f_w: float, f_m: float, trend: float, v_w: float, v_m: float) -> None:
+        row = (f_w - f_m, f_w - trend, f_m - trend, v_w, v_m)
+        if all(math.isfinite(x) for x in row):
+            self.rows.append(row)
+            self._added += 1
+
+    def scales2(self) -> tuple[float, float]:
+        """(k_w^2, k_m^2) >= 1: the factors on the water's and the metabolites' claimed variance; 1 before 8 rows.
+        Recomputed every 4 new rows (the window of 32 moves slowly; this runs once per transient)."""
+        if self._added >= 4 or (self._added and len(self.rows) <= 8):
+            self._cached, self._added = self._scales2(), 0
+        return self._cached
+
+    def _scales2(self) -> tuple[float, float]:
         k = len(self.rows)
-        if k < 4:
-            return 0.0
-        d2 = np.array([d * d for d, _ in self.rows])
-        v = np.array([v for _, v in self.rows])
-        chi2 = float(np.sum(d2 / v))
-        if chi2 <= k + 3.0 * math.sqrt(2.0 * k):
-            return 0.0
-        return max(float(d2.mean() - v.mean()), 0.0)
+        if k < 8:
+            return 1.0, 1.0
+        a = np.array(self.rows)
+        vd, vw, vm = (float(np.var(a[:, j], ddof=1)) for j in range(3))
+        se = math.sqrt(2.0 / (k - 1)) * (vd + vw + vm) / 2.0
+        out = []
+        for true, claimed in (((vd + vw - vm) / 2.0, float(np.median(a[:, 3]))),
+                              ((vd + vm - vw) / 2.0, float(np.median(a[:, 4])))):
+            out.append(true / claimed if claimed > 0 and true > claimed + 2.0 * se else 1.0)
+        return out[0], out[1]
 
 
 def inverse_variance(f_m: float, v_m: float, f_w: float, v_w: float) -> tuple[float, float]:

@@ -110,7 +110,8 @@ def register(z, ref_abs2, ref_noise_var, trans_noise_var, dt, f_seed, half_width
     be biased). For fixed (f, d) the least-squares complex amplitude is
     c = P(f, d) / E(d) with P the projection and E the reference energy, and the fit quality is
     J(f, d) = |P|^2 / E. We search f on a grid f_seed +- half_width_hz, refine by successive parabolic steps,
-    then fit d (extra Lorentzian broadening, Hz) on [d_lo, d_hi] the same way, and re-refine f.
+    then fit d (extra Lorentzian broadening, Hz) on [d_lo, d_hi] the same way, and re-refine f
+    (d_hi <= d_lo: d fixed at d_lo, no second refinement).
 
     Returns (f_hz, c_real, c_imag, d_hz, j_best, at_edge, c0_real, c0_imag); at_edge = 1.0 when the best grid
     frequency lies on the search boundary (the seed window did not contain the optimum); c0 is the amplitude
@@ -132,6 +133,11 @@ def register(z, ref_abs2, ref_noise_var, trans_noise_var, dt, f_seed, half_width
     f_best = f_seed - half_width_hz + best_i * grid_step_hz
     f_best = _refine_frequency(z, dt, f_best, grid_step_hz, 0.0, e0)
     c0 = _projection(z, dt, f_best, 0.0) / e0  # matched-filter amplitude without extra damping
+    if d_hi <= d_lo:  # damping fixed (at d_lo = 0 for the water fit): frequency and amplitude are final
+        e_d = _ref_energy(ref_abs2, dt, d_lo, ref_noise_var)
+        p = _projection(z, dt, f_best, d_lo)
+        c = p / e_d
+        return f_best, c.real, c.imag, d_lo, (p.real * p.real + p.imag * p.imag) / e_d, at_edge, c0.real, c0.imag
     # --- damping: grid then parabolic refinement at f_best
     d_step = 1.0
     n_d = int((d_hi - d_lo) / d_step + 0.5) + 1
@@ -423,6 +429,42 @@ def linear_fit(t, y):
     return ym - b * tm, b
 
 
+@nb.njit(cache=True, nogil=True)
+def line_prediction(t, y, t0):
+    """Least-squares line through (t, y) evaluated at t0, and that value's variance from the scatter about
+    the line: s^2 (1/n + (t0 - mean t)^2 / Sxx), s^2 = residual sum of squares / (n - 2). Returns (value, var);
+    NaN for fewer than 3 points or one distinct t."""
+    n = t.shape[0]
+    if n < 3:
+        return np.nan, np.nan
+    a, b = linear_fit(t, y)
+    if not np.isfinite(b):
+        return np.nan, np.nan
+    tm = 0.0
+    for k in range(n):
+        tm += t[k]
+    tm /= n
+    sxx = 0.0
+    rss = 0.0
+    for k in range(n):
+        sxx += (t[k] - tm) ** 2
+        r = y[k] - a - b * t[k]
+        rss += r * r
+    return a + b * t0, rss / (n - 2) * (1.0 / n + (t0 - tm) ** 2 / sxx)
+
+
+@nb.njit(cache=True, nogil=True)
+def energy_moments(abs2, dt):
+    """(sum_k abs2[k], sum_k abs2[k] k dt / sum_k abs2[k]): a template's energy and its energy-weighted mean
+    time (s)."""
+    e = 0.0
+    et = 0.0
+    for k in range(abs2.shape[0]):
+        e += abs2[k]
+        et += abs2[k] * k * dt
+    return e, (et / e if e > 0.0 else 0.0)
+
+
 def warm_up() -> float:
     """Compile (or load from the numba cache) every kernel signature the engine uses. Returns seconds taken."""
     import time
@@ -434,6 +476,7 @@ def warm_up() -> float:
     z = cross_product(fid, fid2, 32)
     register(z, np.abs(fid2[:32]) ** 2, np.zeros(32), np.zeros(32), 1e-3, 0.0, 4.0, 1.0, -2.0, 4.0)
     fit_at(z, np.abs(fid2[:32]) ** 2, np.zeros(32), 1e-3, 0.0, 0.0, 0.1)
+    register(z, np.abs(fid2[:32]) ** 2, np.zeros(32), np.zeros(32), 1e-3, 0.0, 4.0, 1.0, 0.0, 0.0)
     spec = np.fft.fftshift(np.fft.fft(fid2))
     max_real(spec, 0, 64)
     argmax_abs(spec, 0, 64)
@@ -446,4 +489,6 @@ def warm_up() -> float:
     combine_coils(np.ones(2, dtype=np.complex128), np.ones((2, 8), dtype=np.complex64))
     robust_rows(np.ones((6, 8)), np.array([8, 8, 8, 8, 8, 0], dtype=np.int64), 1)
     linear_fit(np.arange(5.0), np.arange(5.0))
+    line_prediction(np.arange(5.0), np.arange(5.0), 6.0)
+    energy_moments(np.ones(8), 1e-3)
     return time.perf_counter() - t0

@@ -77,6 +77,7 @@ class TransientContext:
     noise_window: str
     n_accepted_before: int
     calibration: bool = False  # one of the held first transients that seeded the reference (self-biased fit)
+    freq_pred_var_hz2: float = float("nan")  # variance of freq_pred_hz from the trend's scatter (Hz^2)
     prediction: Prediction | None = None  # the causal frequency filter's prediction (tracking.py); None at first
     # filled in after the accept decision:
     running_spec: np.ndarray | None = None  # spectrum of the running mean of accepted transients of this set

@@ -7,10 +7,12 @@ itself changes slowly (white-noise acceleration, spectral density ``accel`` in H
 
 A transient's true frequency is f + j, with j its own physiological jitter (SD ``jitter_hz``, independent per
 transient), and the single shot measures it with its own SD s (``freq_sd_hz``): z = f + j + n. So
-- the prediction for the next transient is F x, with variance P_ff + jitter^2 (``freq_pred_sd_hz``; the
-  registration's search is still centred on the least-squares trend, docs/results.md says why);
-- the innovation nu = z - F x has variance S = P_ff + jitter^2 + s^2: a frequency jump is judged on
-  nu / sqrt(S), the single shot against the trend in units of its own SD;
+- the prediction for the next transient is F x, with variance P_ff + jitter^2 (the registration's search
+  and the motion check's jump test use the least-squares trend instead, docs/results.md says why);
+- the innovation nu = z - F x has variance S = P_ff + jitter^2 + s^2; nu / sqrt(S) over the robust SD
+  (median |.| / 0.6745, floored at 1) of the last 32 such values is the filter's own check of the SDs it is
+  given: an overstated precision (a water line not yet found off B0, a drift faster than the model) scales
+  s in the update and the causal estimate by that factor;
 - the causal best estimate of this transient's frequency (``freq_causal_hz``) is
   F x + (P_ff + jitter^2) / S nu, variance (P_ff + jitter^2) s^2 / S;
 - only accepted transients within the gate |nu| / sqrt(S) <= ``gate_z`` update the filter (a flagged one says
@@ -25,9 +27,12 @@ correction an analyst applies before averaging).
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+
+SCALE_WINDOW = 32  # innovations over which the filter checks its SD claims
 
 
 @dataclass(frozen=True)
@@ -52,20 +57,27 @@ class Prediction:
     freq_hz: float
     state_var: float  # P_ff: uncertainty of the trend itself
     jitter_var: float
+    scale: float = 1.0  # the recent innovations' robust SD in units of their claimed SD (>= 1)
 
     @property
     def sd_hz(self) -> float:
         """SD of this transient's true frequency around the prediction (trend + its jitter)."""
         return math.sqrt(self.state_var + self.jitter_var)
 
-    def innovation_z(self, z_hz: float, sd_hz: float) -> float:
-        """(z - prediction) / sqrt(S): the single shot against the trend in units of its own SD."""
+    def raw_z(self, z_hz: float, sd_hz: float) -> float:
+        """(z - prediction) / sqrt(S) with the SDs as claimed."""
         s = self.state_var + self.jitter_var + sd_hz * sd_hz
         return (z_hz - self.freq_hz) / math.sqrt(s) if s > 0 else math.nan
+
+    def innovation_z(self, z_hz: float, sd_hz: float) -> float:
+        """The single shot against the trend in units of its own SD: raw z over the recent innovations'
+        robust scale (so SDs that claim too much, e.g. an untested water line, cannot raise false jumps)."""
+        return self.raw_z(z_hz, sd_hz) / self.scale
 
     def causal(self, z_hz: float, sd_hz: float) -> tuple[float, float]:
         """(causal best estimate of this transient's frequency, its SD), both Hz."""
         prior = self.state_var + self.jitter_var
+        sd_hz = sd_hz * self.scale
         s = prior + sd_hz * sd_hz
         if not (math.isfinite(s) and s > 0) or not math.isfinite(sd_hz):
             return self.freq_hz, math.sqrt(prior)
@@ -80,30 +92,55 @@ def _transition(dt: float, accel: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 class FrequencyFilter:
-    """Causal two-state Kalman filter of one frequency series (see module docstring)."""
+    """Causal two-state Kalman filter of one frequency series (see module docstring). The 2x2 algebra is
+    written out in floats: it runs once per transient, where small numpy calls would cost more than it."""
 
     def __init__(self, params: FilterParams):
         self.p = params
-        self.x: np.ndarray | None = None
-        self.cov: np.ndarray | None = None
+        self.x: tuple[float, float] | None = None  # (f Hz, r Hz/s)
+        self.cov = (0.0, 0.0, 0.0)  # (P_ff, P_fr, P_rr)
         self.t = 0.0
-        self.jumps: list[tuple[float, float, float]] = []  # consecutive jump-flagged (t, z, sd)
+        self.jumps: list[tuple[float, float, float]] = []  # consecutive out-of-gate (t, z, sd)
+        self.recent_z: deque[float] = deque(maxlen=SCALE_WINDOW)  # raw innovation z of usable transients
+        self._scale: float | None = None
+        self._n_z = 0
+
+    def _propagate(self, t: float) -> tuple[float, float, float, float, float]:
+        dt = max(t - self.t, 0.0)
+        q = self.p.accel_hz2_per_s3
+        f, r = self.x
+        pff, pfr, prr = self.cov
+        return (f + r * dt, r, pff + 2.0 * dt * pfr + dt * dt * prr + q * dt ** 3 / 3.0,
+                pfr + dt * prr + q * dt * dt / 2.0, prr + q * dt)
 
     def predict(self, t: float) -> Prediction | None:
         """Prediction at time t (s); None before the first accepted transient."""
         if self.x is None:
             return None
-        f, q = _transition(max(t - self.t, 0.0), self.p.accel_hz2_per_s3)
-        x = f @ self.x
-        cov = f @ self.cov @ f.T + q
-        return Prediction(float(x[0]), float(cov[0, 0]), self.p.jitter_hz ** 2)
+        f, _, pff, _, _ = self._propagate(t)
+        return Prediction(f, pff, self.p.jitter_hz ** 2, self.scale)
 
-    def observe(self, t: float, z_hz: float, sd_hz: float, usable: bool) -> None:
+    @property
+    def scale(self) -> float:
+        """Robust SD of the recent raw innovation z (median |z| / 0.6745), floored at 1; 1 before 5 of them."""
+        if self._scale is None:
+            self._scale = 1.0 if len(self.recent_z) < 5 else \
+                max(1.0, float(np.median(np.abs(np.fromiter(self.recent_z, float)))) / 0.6745)
+        return self._scale
+
+    def observe(self, t: float, z_hz: float, sd_hz: float, usable: bool, pred: Prediction | None = None) -> None:
         """One transient's single shot (Hz) and its SD (Hz); ``usable`` = accepted by the checks. Updates the
-        filter when usable and inside the gate; otherwise it may count towards re-acquisition."""
-        pred = self.predict(t)
+        filter when usable and inside the gate; otherwise it may count towards re-acquisition. ``pred``: this
+        filter's prediction for t, if already made."""
+        if pred is None:
+            pred = self.predict(t)
+        if usable and pred is not None and math.isfinite(sd_hz):
+            self.recent_z.append(pred.raw_z(z_hz, sd_hz))
+            self._n_z += 1
+            if len(self.recent_z) <= 8 or self._n_z % 4 == 0:  # a median per transient costs more than this
+                self._scale = None
         if usable and (pred is None or abs(pred.innovation_z(z_hz, sd_hz)) <= self.p.gate_z):
-            self._update(t, z_hz, sd_hz)
+            self._update(t, z_hz, sd_hz * (pred.scale if pred is not None else 1.0))
             return
         if not math.isfinite(sd_hz):
             return
@@ -125,18 +162,17 @@ class FrequencyFilter:
         if self.x is None:
             self._start(t, z_hz, r)
             return
-        f, q = _transition(max(t - self.t, 0.0), self.p.accel_hz2_per_s3)
-        x = f @ self.x
-        cov = f @ self.cov @ f.T + q
-        s = cov[0, 0] + r
-        gain = cov[:, 0] / s
-        self.x = x + gain * (z_hz - x[0])
-        self.cov = cov - np.outer(gain, cov[0, :])
+        f, rate, pff, pfr, prr = self._propagate(t)
+        s = pff + r
+        g_f, g_r = pff / s, pfr / s
+        nu = z_hz - f
+        self.x = (f + g_f * nu, rate + g_r * nu)
+        self.cov = (pff - g_f * pff, pfr - g_f * pfr, prr - g_r * pfr)
         self.t = t
 
     def _start(self, t: float, z_hz: float, r: float) -> None:
-        self.x = np.array([z_hz, 0.0])
-        self.cov = np.diag([r, self.p.slope_prior_hz_per_s ** 2])
+        self.x = (z_hz, 0.0)
+        self.cov = (r, 0.0, self.p.slope_prior_hz_per_s ** 2)
         self.t = t
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from qc_daemon.engine import ScanQC
-from qc_daemon.freq_model import METAB_AND_WATER, Agreement, coherent_seed, inverse_variance
+from qc_daemon.freq_model import METAB_AND_WATER, FrameOffset, Honesty, coherent_seed, inverse_variance
 from qc_daemon.model import METABOLITE
 from qc_daemon.sources.simulate import SimulationParams, simulate_scan
 from qc_daemon.tracking import FilterParams, FrequencyFilter, smooth
@@ -78,14 +78,27 @@ def test_the_smoothed_series_and_causal_estimate_are_reported(with_water):
     assert summary.details["frequency"]["per_set"]["0"]["n_accepted"] == len(accepted)
 
 
-def test_agreement_excess_is_zero_for_consistent_and_positive_for_scattered_water():
+def test_the_three_cornered_hat_finds_which_component_claims_too_much():
+    """Water off B0 by 1 Hz SD claiming 0.1 Hz, metabolites honest at 0.5 Hz, a trend wrong by 0.3 Hz SD:
+    only the water's variance is scaled, to ~its true 1 Hz^2; honest claims are left alone."""
     rng = np.random.default_rng(0)
-    ok, bad = Agreement(32), Agreement(32)
+    bad, good = Honesty(32), Honesty(32)
     for _ in range(32):
-        ok.add(float(rng.normal(0, 0.5)), 0.25)
-        bad.add(float(rng.normal(0, 1.2)), 0.25)
-    assert ok.excess_var() == 0.0
-    assert 0.6 < bad.excess_var() < 2.5
+        f, trend = float(rng.normal(0, 0.15)), float(rng.normal(0, 0.3))
+        bad.add(f + rng.normal(0, 1.0), f + rng.normal(0, 0.5), trend, 0.01, 0.25)
+        good.add(f + rng.normal(0, 0.1), f + rng.normal(0, 0.5), trend, 0.01, 0.25)
+    k_w2, k_m2 = bad.scales2()
+    assert 40 < k_w2 < 250 and k_m2 == 1.0
+    assert good.scales2() == (1.0, 1.0)
+
+
+def test_the_frame_offset_is_the_mean_difference():
+    off = FrameOffset(32)
+    for d in (0.4, 0.6, 0.5):
+        off.add(d)
+    assert off.offset() == 0.0  # too few yet
+    off.add(0.5)
+    assert off.offset() == pytest.approx(0.5)
 
 
 def test_coherent_seed_undoes_each_member_s_phase():
@@ -112,7 +125,7 @@ def test_the_filter_follows_drift_and_its_innovations_are_unit_sd():
         meas = true + rng.normal(0, sd)
         pred = filt.predict(t)
         if pred is not None and k > 20:
-            zs.append(pred.innovation_z(meas, sd))
+            zs.append(pred.raw_z(meas, sd))
         filt.observe(t, meas, sd, True)
     assert 0.85 < float(np.std(zs)) < 1.2 and abs(float(np.mean(zs))) < 0.2
 
@@ -139,3 +152,15 @@ def test_the_smoother_beats_the_single_shots():
     z = true + rng.normal(0, 0.5, t.size)
     sm = smooth(t, z, sd, FilterParams())
     assert np.sqrt(np.mean((sm - true) ** 2)) < 0.5 * np.sqrt(np.mean((z - true) ** 2))
+
+
+def test_a_jump_is_judged_in_units_of_its_own_sd():
+    """3 Hz is ~20 single-shot SDs with 10x water: flagged; clean transients' z stays ~N(0, 1)."""
+    from qc_daemon.sources.simulate import Event
+
+    metab, _, _, truth = _run(replace(BASE, residual_water=10.0, events=[Event(34, "freq_jump", 3.0)]))
+    jumped = next(r for r in metab if truth[r.index]["corrupted"])
+    assert "freq_jump" in jumped.flags and jumped.metrics["z_freq_jump"] > 8
+    z = [r.metrics["z_freq_jump"] for r in metab if not truth[r.index]["corrupted"]
+         and r.metrics.get("z_freq_jump") is not None]
+    assert len(z) > 30 and 0.6 < float(np.std(z)) < 1.4

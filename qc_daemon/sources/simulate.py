@@ -5,8 +5,9 @@ macromolecules, residual water); J-coupled multiplets are approximated by broade
 enough for QC (not a basis set for quantification). Noise is complex Gaussian, correlated across coils.
 
 Truth conventions match the engine's: frequency (Hz, + = towards higher ppm) and phase (deg) of each
-transient relative to the engine's reference (water: the first water reference; metabolites: the mean of
-the first ``reference_transients`` of the edit set); ``naa_snr`` is the per-transient NAA SNR of the optimally
+transient relative to the engine's reference (water: the first water reference; metabolites: one frequency
+zero for the scan, the mean of its first ``reference_transients`` metabolite transients of every edit set,
+and the phase of that set's among them); ``naa_snr`` is the per-transient NAA SNR of the optimally
 combined metabolite signal by the FID-A definition (NAA max Re S 1.8..2.2 ppm / noise SD of Re S). The
 running SNR of n clean transients by that definition is ``naa_snr * snr_running_truth_factor * sqrt(n)``:
 the factor applies the definition to the noise-free average, whose residual-water tails sit under NAA.
@@ -93,7 +94,7 @@ class SimulationParams:
     #: a phantom instead of brain: its (ppm, amplitude, extra Lorentzian Hz) lines replace metabolites and
     #: macromolecules (e.g. ((1.1, 40, 0), (3.6, 30, 0)): a phantom with no NAA or Cr)
     phantom_lines: tuple | None = None
-    reference_transients: int = 8  # truth zero for metabolites: mean of the first 8 of a set (engine default)
+    reference_transients: int = 8  # truth zero for metabolites: mean of the scan's first 8 (engine default)
 
     @property
     def n_sets(self) -> int:
@@ -255,14 +256,17 @@ def simulate_scan(p: SimulationParams) -> SimulatedScan:
             "corrupted": ev is not None, "event": ev.kind if ev is not None else None})
         if kind == METABOLITE:
             m_index += 1
-    # truth zero as in the engine: water refs -> the first one; metabolites -> mean of the first
-    # ``reference_transients`` of each set (frequency mean, circular phase mean)
+    # truth zero as in the engine: water refs -> the first one. Metabolites: one frequency zero for the whole
+    # scan, the mean of its first ``reference_transients`` metabolite transients (every edit set); phase zero per
+    # set, the circular mean of that set's among them
+    first_m = [r for r in truth_rows if r["kind"] == METABOLITE][: p.reference_transients]
+    f_zero = float(np.mean([r["freq_hz"] for r in first_m])) if first_m else 0.0
     for kind in (METABOLITE, WATER_REF):
         for s in range(p.n_sets):
             rows = [r for r in truth_rows if r["kind"] == kind and r["set"] == s]
             if rows:
-                first = rows[: (p.reference_transients if kind == METABOLITE else 1)]
-                f_ref = float(np.mean([r["freq_hz"] for r in first]))
+                first = [r for r in first_m if r["set"] == s] if kind == METABOLITE else rows[:1]
+                f_ref = f_zero if kind == METABOLITE else rows[0]["freq_hz"]
                 ph_ref = float(np.degrees(np.angle(np.mean([np.exp(1j * np.radians(r["phase_deg"])) for r in first]))))
                 for r in rows:
                     r["freq_hz"] -= f_ref

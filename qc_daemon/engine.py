@@ -137,10 +137,8 @@ class ScanQC:
         self._water: WaterTemplate | None = None
         self.water_fit_snr: float | None = None  # template peak / transient noise SD, set at calibration
         self._agree: dict[int, tuple[FrameOffset, Honesty]] = {}  # per edit set: frame offset, SD honesty
-        self._set_offsets: tuple[int, list[float]] = (-1, [])  # no water, edited: (refs' size // 8, Hz per set)
-        rlo, rhi = reg["reconcile_band_ppm"]
-        self._rmask = ifftshift(band_mask(self.axis, rlo, rhi, 0.05, 0.05)) \
-            if self.axis.ppm_min < rlo and self.axis.ppm_max > rhi else None
+        # edited scans without residual water: each set s >= 1 against set 0's trend (its frame offset)
+        self._set_frames: dict[int, FrameOffset] = {}
         self._t_fit = np.arange(self._m) * scan.dwell_s
         self._pending_water: tuple | None = None  # (band, f_w - f_m, var) of the transient being processed
         # raised-cosine ramp over the first baseline_skip_s: broad in-band features (tails of residual water,
@@ -422,6 +420,7 @@ class ScanQC:
         raw_spec = fftshift(fid_fft)
         noise_sd = self._noise_sd(raw_spec, fid)
         self._pending_water = None
+        raw_freq = math.nan  # an edited set's single shot in its own reference's frame (no residual water)
         if ref.n == 0:
             reg = Registration(0.0, 0.0, 1.0, 0.0, is_reference=True)
             ref.phase_rad = self._peak_phase(raw_spec, transient.kind)
@@ -430,7 +429,8 @@ class ScanQC:
             reg, fit = self._register(fid_fft, ref, seed, transient.kind, noise_sd, phase_sd=not with_water)
             if with_water:
                 reg = self._with_water(reg, fit, raw_fft, seed, noise_sd, transient.set)
-            elif transient.kind == METABOLITE and self.scan.n_sets > 1:
+            elif transient.kind == METABOLITE and self.scan.n_sets > 1 and transient.set > 0:
+                raw_freq = reg.freq_hz
                 reg = self._on_scan_frame(reg, self._set_offset(transient.set))
         corrected = kernels.correct_fid(fid, dt, reg.freq_hz, math.radians(reg.phase_deg) + ref.phase_rad)
         corrected_fft = np.fft.fft(corrected)
@@ -459,6 +459,12 @@ class ScanQC:
         if not seeded_member and (qc.accepted or ref.n == 0):
             ref.noise_var_sum += 2.0 * noise_sd ** 2 / scan.n_points
             self._add_to_reference(ref, transient, corrected, corrected_fft, reg)
+        if qc.accepted and not seeded_member and math.isfinite(raw_freq):
+            base = self._refs.get((METABOLITE, 0))
+            trend0 = self._predict(base, transient.time_s)[0] if base is not None else math.nan
+            if base is not None and base.freqs and math.isfinite(trend0):
+                window = int(self.config["registration"]["water_fit_agreement_window"])
+                self._set_frames.setdefault(transient.set, FrameOffset(window)).add(raw_freq - trend0)
         if qc.accepted and self._pending_water is not None:
             aligned, diff, hat = self._pending_water
             if not seeded_member:  # the held ones are in the template already; the rest join it aligned
@@ -538,31 +544,12 @@ class ScanQC:
         return self._agree[s]
 
     def _set_offset(self, s: int) -> float:
-        """Edited scan without residual water: the offset (Hz) of set s's reference frame from the scan's
-        frame (the mean of the sets' frames), from registering each set's reference to set 0's in
-        ``registration.reconcile_band_ppm`` (lines the editing pulse leaves alone). Re-estimated every 8
-        accepted transients; 0 while a set has no reference yet or the band is outside the spectrum."""
-        refs = [self._refs.get((METABOLITE, k)) for k in range(self.scan.n_sets)]
-        if self._rmask is None or any(r is None or r.n == 0 for r in refs):
-            return 0.0
-        size = sum(r.n for r in refs) // 8
-        if self._set_offsets[0] != size:
-            r = self.config["registration"]
-            base = refs[0]
-            tpl = band_limited(base.total_fft / base.n, self._rmask, self._m)
-            power = float(np.mean(self._rmask ** 2))
-            noise0 = np.full(self._m, base.noise_var_sum / base.n / base.n * power)
-            offs = [0.0]
-            for ref in refs[1:]:
-                band = band_limited(ref.total_fft / ref.n, self._rmask, self._m)
-                noise = np.full(self._m, ref.noise_var_sum / ref.n / ref.n * power)
-                out = kernels.register(kernels.cross_product(band, tpl, self._m), tpl.real ** 2 + tpl.imag ** 2,
-                                       noise0, noise, self.scan.dwell_s, 0.0, r["search_half_width_hz"],
-                                       r["grid_step_hz"], 0.0, 0.0)
-                offs.append(out[0] if out[5] == 0.0 else 0.0)
-            mean = float(np.mean(offs))
-            self._set_offsets = (size, [o - mean for o in offs])
-        return self._set_offsets[1][s]
+        """Edited scan without residual water: the offset (Hz) that moves set s's reference frame onto the
+        scan's (set 0's): minus the mean, over the last ``water_fit_agreement_window`` accepted transients of
+        the set, of their single shot (own frame) less set 0's trend at their time. Interleaved sets share the
+        drift, so the difference is the frames' offset plus noise that averages out. 0 for set 0 and before 4."""
+        frame = self._set_frames.get(s)
+        return -frame.offset() if frame is not None else 0.0
 
     @staticmethod
     def _on_scan_frame(reg: Registration, offset: float) -> Registration:

@@ -33,8 +33,8 @@ One frequency zero: the water template is one for the scan (every edit set), its
 calibration transients. Each set's metabolite reference has its own frame (its seed's registration noise;
 for an edited set, few and weak lines): over the same window the mean of f_w - f_m is that frame's offset,
 and f_m' = f_m + offset is the metabolite estimate on the scan's frame. Without residual water an edited
-scan's sets are reconciled by registering the sets' references to each other in
-``registration.reconcile_band_ppm`` (lines the editing pulse leaves alone; engine.py ``_set_offset``).
+scan's frame is set 0's: each other set's offset is minus the mean of its single shots less set 0's trend
+at their times (interleaved sets share the drift; engine.py ``_set_offset``).
 """
 
 from __future__ import annotations

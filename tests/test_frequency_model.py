@@ -164,3 +164,13 @@ def test_a_jump_is_judged_in_units_of_its_own_sd():
     z = [r.metrics["z_freq_jump"] for r in metab if not truth[r.index]["corrupted"]
          and r.metrics.get("z_freq_jump") is not None]
     assert len(z) > 30 and 0.6 < float(np.std(z)) < 1.4
+
+
+@pytest.mark.parametrize("water", [0.0, 10.0])
+def test_an_edited_scan_has_one_frequency_zero(water):
+    """MEGA ON/OFF interleaved: both sets' freq_hz on one zero (seed 2 without residual water: 0.83 Hz apart
+    when each set kept its own reference's zero), per-set statistics reported."""
+    metab, err, summary, truth = _run(replace(BASE, residual_water=water, mega=True, averages=64, seed=2))
+    bias = [float(np.mean([e for r, e in zip(metab, err) if r.set == s])) for s in (0, 1)]
+    assert abs(bias[0] - bias[1]) < (0.3 if water == 0 else 0.1), bias
+    assert set(summary.details["frequency"]["per_set"]) == {"0", "1"}

@@ -129,13 +129,15 @@ def run_case(kind: str, water: float, seed: int, with_suspect: bool) -> dict:
         return np.array([get(r) - truth[r.index]["freq_hz"] for r in clean if get(r) is not None])
 
     e = errs(lambda r: r.freq_hz)
-    sd = np.array([r.metrics["freq_sd_hz"] for r in clean])
+    with_sd = [r for r in clean if r.metrics.get("freq_sd_hz") is not None]  # (not the 8 held ones)
+    z = np.array([(r.freq_hz - truth[r.index]["freq_hz"]) / r.metrics["freq_sd_hz"] for r in with_sd])
     pe = np.array([(r.phase_deg - truth[r.index]["phase_deg"] + 180.0) % 360.0 - 180.0 for r in clean])
-    psd = np.array([r.metrics["phase_sd_deg"] for r in clean])
-    out = {"e": e, "z": e / sd, "causal": errs(lambda r: r.metrics.get("freq_causal_hz")),
+    pz = np.array([((r.phase_deg - truth[r.index]["phase_deg"] + 180.0) % 360.0 - 180.0) / r.metrics["phase_sd_deg"]
+                   for r in with_sd if r.metrics.get("phase_sd_deg")])
+    out = {"e": e, "z": z, "causal": errs(lambda r: r.metrics.get("freq_causal_hz")),
            "smoothed": np.array([smoothed[str(r.index)] - truth[r.index]["freq_hz"] for r in clean
                                  if str(r.index) in smoothed]),
-           "pe": pe, "pz": pe / psd, "found": sum(not r.accepted for r in bad), "n_bad": len(bad),
+           "pe": pe, "pz": pz, "found": sum(not r.accepted for r in bad), "n_bad": len(bad),
            "false": sum(not r.accepted for r in clean), "n_clean": len(clean),
            "nc_found": sum(r.index in nc for r in bad), "nc_false": sum(r.index in nc for r in clean),
            "water_used": sum(r.metrics.get("freq_model") == "metabolites+water" for r in clean), "ms": per_ms,

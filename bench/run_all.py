@@ -204,7 +204,7 @@ def main() -> None:
             f"| frequency RMSE, smoothed trend (`freq_trend_hz`) | {rms(r4, 'trend_rmse_hz'):.3f} Hz | <= 0.3 Hz | "
             f"{'yes' if rms(r4, 'trend_rmse_hz') <= 0.3 else 'NO'} |",
             f"| frequency RMSE, single shot (`freq_hz`) | {rms(r4, 'freq_rmse_hz'):.3f} Hz | <= 0.3 Hz | "
-            f"NO (bound {b_all:.2f} Hz, see below) |",
+            + ("yes |" if rms(r4, 'freq_rmse_hz') <= 0.3 else f"NO (metabolite bound {b_all:.2f} Hz, see below) |"),
             f"| sensitivity, causal | {pooled(r4, 'found', 'n_bad'):.3f} | >= 0.95 | "
             f"{'yes' if pooled(r4, 'found', 'n_bad') >= 0.95 else 'NO'} |",
             f"| false flags, causal (clean transients) | {pooled(r4, 'false', 'n_clean'):.2%} | <= 1 % | "
@@ -226,13 +226,16 @@ def main() -> None:
         rs = rows[snr]
         out.append(f"| {snr:g} | {rms(rs, 'freq_rmse_hz'):.3f} | {rms(rs, 'trend_rmse_hz'):.3f} | "
                    f"{pooled(rs, 'found', 'n_bad'):.3f} | {pooled(rs, 'false', 'n_clean'):.2%} |")
-    out += ["", "### Why the single-shot frequency cannot reach 0.3 Hz at NAA SNR 4", "",
-            f"The Cramer-Rao bound for one transient's frequency (complex amplitude unknown, noise-free template, "
-            f"whole FID) is **{b_all:.3f} Hz** for this spectrum (all metabolites and macromolecules) and "
-            f"{b_naa:.3f} Hz for the NAA singlet alone (computed in this run, `crlb_hz`). No unbiased single-shot "
-            "estimator can have an RMSE below it; the 0.3 Hz target is met by the causal smoothed trend, which "
-            "is what the drift display and drift flags use. The single shot stays the input of the motion check "
-            "(frequency jumps of >= 6 Hz are 10+ times its SD).", "",
+    out += ["", "### The single shot in this condition", "",
+            f"The Cramer-Rao bound for one transient's frequency from the metabolites alone (complex amplitude "
+            f"unknown, noise-free template, whole FID) is **{b_all:.3f} Hz** for this spectrum (all metabolites and "
+            f"macromolecules) and {b_naa:.3f} Hz for the NAA singlet alone (computed in this run, `crlb_hz`). This "
+            "condition's residual water does not follow B0 (its apparent frequency is off by 1 Hz SD per "
+            "transient, its amplitude +-40 %, its phase random-walking 25 deg: the simulator's default, a badly "
+            "suppressed, distorted line), so the water fit adds little here and the three-cornered hat weights "
+            "it down; where the residual water follows B0, the single shot reaches ~0.15 Hz at 10x and ~0.05 Hz at "
+            "30x NAA (issue 14 section below, with the bound of that model). The 0.3 Hz target of this table is "
+            "met by the causal trend, which the drift display and drift flags use.", "",
             "## Speed", "",
             f"- full per-transient QC, 32 coils x 2048 points (coil combination + registration + every check): "
             f"**{ours * 1e3:.2f} ms**",

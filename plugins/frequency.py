@@ -54,20 +54,36 @@ class FrequencyCheck:
     def measure(self, ctx: TransientContext) -> CheckResult:
         reg = ctx.reg
         pred = ctx.prediction
+        sds = {"freq_sd_hz": _num(reg.freq_sd_hz), "phase_sd_deg": _num(reg.phase_sd_deg),
+               "freq_metab_sd_hz": _num(reg.freq_metab_sd_hz), "freq_water_sd_hz": _num(reg.freq_water_sd_hz)}
+        unmeasured: dict[str, str] = {}
+        if ctx.calibration:  # its fit is biased towards a mean it is part of: an SD from it would claim too much
+            for key in sds:
+                sds[key] = None
+                unmeasured[key] = "calibration transient: fitted against the mean of the held transients it is in"
         tracked: dict = {"freq_pred_sd_hz": _num(math.sqrt(ctx.freq_pred_var_hz2)) if ctx.freq_pred_var_hz2 >= 0
                          else None, "freq_causal_hz": None, "freq_causal_sd_hz": None}
-        if pred is not None and not reg.is_reference and math.isfinite(reg.freq_sd_hz):
+        if tracked["freq_pred_sd_hz"] is None:
+            unmeasured["freq_pred_sd_hz"] = "the trend has fewer than 3 accepted transients"
+        if pred is not None and not reg.is_reference and math.isfinite(reg.freq_sd_hz) and not ctx.calibration:
             causal, causal_sd = pred.causal(reg.freq_hz, reg.freq_sd_hz)
             tracked.update({"freq_causal_hz": causal, "freq_causal_sd_hz": causal_sd})
+        elif not reg.is_reference:
+            unmeasured["freq_causal_hz"] = ("calibration transient" if ctx.calibration else
+                                            "the frequency filter starts with the first accepted transient after "
+                                            "calibration")
+        water = _num(reg.freq_water_hz)
+        if water is None and ctx.transient.kind == METABOLITE and not reg.is_reference:
+            unmeasured["freq_water_hz"] = (reg.freq_model.partition("(")[2].rstrip(")") or
+                                           "no residual water to fit (its template is below water_fit_min_snr)")
         res = CheckResult(
             fields={"freq_hz": reg.freq_hz, "phase_deg": reg.phase_deg},
-            metrics={"freq_pred_hz": ctx.freq_pred_hz, "freq_sd_hz": _num(reg.freq_sd_hz),
-                     "phase_sd_deg": _num(reg.phase_sd_deg), "freq_metab_hz": _num(reg.freq_metab_hz),
-                     "freq_metab_sd_hz": _num(reg.freq_metab_sd_hz), "freq_water_hz": _num(reg.freq_water_hz),
-                     "freq_water_sd_hz": _num(reg.freq_water_sd_hz), "water_misfit": _num(reg.water_misfit),
+            metrics={"freq_pred_hz": ctx.freq_pred_hz, **sds, "freq_metab_hz": _num(reg.freq_metab_hz),
+                     "freq_water_hz": water, "water_misfit": _num(reg.water_misfit),
                      "freq_model": reg.freq_model or None, "amplitude_rel": reg.amplitude,
                      "amplitude_matched": reg.matched_amplitude,
-                     "damping_hz": reg.damping_hz, "is_reference": reg.is_reference})
+                     "damping_hz": reg.damping_hz, "is_reference": reg.is_reference},
+            unmeasured=unmeasured)
         res.metrics.update(tracked)
         return res
 
@@ -129,15 +145,17 @@ class FrequencyCheck:
         per_set: dict[str, dict] = {}
         for s in sorted({r.set for r in ctx.results if r.kind == METABOLITE}):
             rows = [r for r in ctx.results if r.kind == METABOLITE and r.set == s and r.accepted
-                    and r.freq_hz is not None and r.metrics.get("freq_sd_hz") is not None]
-            if not rows:
+                    and r.freq_hz is not None]
+            known = [r.metrics["freq_sd_hz"] for r in rows if r.metrics.get("freq_sd_hz") is not None]
+            if not known:
                 continue
+            # the held calibration transients have no SD of their own (their fit is self-biased): the median
             z = np.array([r.freq_hz for r in rows])
-            sd = np.array([r.metrics["freq_sd_hz"] for r in rows])
+            sd = np.array([r.metrics.get("freq_sd_hz") or float(np.median(known)) for r in rows])
             sm = smooth(np.array([r.time_s for r in rows]), z, sd, params)
             out.update({str(r.index): float(v) for r, v in zip(rows, sm)})
             per_set[str(s)] = {"n_accepted": len(rows), "freq_mean_hz": float(z.mean()),
-                               "freq_sd_hz": float(z.std()), "freq_sd_median_single_shot_hz": float(np.median(sd)),
+                               "freq_sd_hz": float(z.std()), "freq_sd_median_single_shot_hz": float(np.median(known)),
                                "freq_smoothed_range_hz": float(sm.max() - sm.min())}
         return out, per_set
 

@@ -59,11 +59,6 @@ class Prediction:
     jitter_var: float
     scale: float = 1.0  # the recent innovations' robust SD in units of their claimed SD (>= 1)
 
-    @property
-    def sd_hz(self) -> float:
-        """SD of this transient's true frequency around the prediction (trend + its jitter)."""
-        return math.sqrt(self.state_var + self.jitter_var)
-
     def raw_z(self, z_hz: float, sd_hz: float) -> float:
         """(z - prediction) / sqrt(S) with the SDs as claimed."""
         s = self.state_var + self.jitter_var + sd_hz * sd_hz

@@ -47,10 +47,12 @@ def test_residual_water_that_follows_b0_is_used_and_beats_the_metabolites_alone(
 
 def test_the_reported_sd_is_the_error_s_sd(with_water):
     metab, err, _, _ = with_water
-    z = err / np.array([r.metrics["freq_sd_hz"] for r in metab])
+    held, rest = metab[:8], metab[8:]
+    z = err[8:] / np.array([r.metrics["freq_sd_hz"] for r in rest])
     assert 0.7 < float(np.std(z)) < 1.35
-    pe = np.array([r.phase_deg for r in metab])
-    assert all(r.metrics["phase_sd_deg"] > 0 for r in metab) and np.isfinite(pe).all()
+    assert all(r.metrics["phase_sd_deg"] > 0 for r in rest) and np.isfinite([r.phase_deg for r in metab]).all()
+    # the held calibration transients are fitted against a mean they are part of: no SD, and why
+    assert all(r.metrics["freq_sd_hz"] is None and "calibration" in r.unmeasured["freq_sd_hz"] for r in held)
 
 
 def test_without_residual_water_the_metabolites_alone_decide():

@@ -467,8 +467,10 @@ class ScanQC:
                 self._set_frames.setdefault(transient.set, FrameOffset(window)).add(raw_freq - trend0)
         if qc.accepted and self._pending_water is not None:
             aligned, diff, hat = self._pending_water
-            if not seeded_member:  # the held ones are in the template already; the rest join it aligned
-                frame, honesty = self._agreement(transient.set)
+            frame, honesty = self._agreement(transient.set)
+            if seeded_member:  # in the template already; its fits say only whether water and metabolites agree
+                honesty.add_calibration(*hat)
+            else:  # the rest join the template aligned
                 if math.isfinite(diff):
                     frame.add(diff)
                 honesty.add(*hat)

@@ -25,13 +25,14 @@ The water is left out (metabolites alone, ``freq_model`` says why) when
 
 Honest SDs (``Honesty``): the three-cornered hat of water, metabolites and the causal trend over the last
 ``water_fit_agreement_window`` accepted transients of the set gives each component's true scatter; k^2 scales
-a component's variance (combination and disagreement test) when that scatter is above the claimed SD by
-more than two of its standard errors. The held calibration transients do not count (their fits are biased
-towards the templates they are part of).
+a component's variance (combination and disagreement test) by what that scatter shows beyond its claim,
+less two standard errors. The held calibration transients count only for a first test of the pair (their
+fits are biased towards the templates they are part of): ``Honesty.add_calibration``.
 
 One frequency zero: the water template is one for the scan (every edit set), its 0 Hz the mean of the held
 calibration transients. Each set's metabolite reference has its own frame (its seed's registration noise;
-for an edited set, few and weak lines): over the same window the mean of f_w - f_m is that frame's offset,
+for an edited set, few and weak lines): over the same window the mean of f_w - f_m, shrunk by its standard
+error (James-Stein), is that frame's offset,
 and f_m' = f_m + offset is the metabolite estimate on the scan's frame. Without residual water an edited
 scan's frame is set 0's: each other set's offset is minus the mean of its single shots less set 0's trend
 at their times (interleaved sets share the drift; engine.py ``_set_offset``).
@@ -102,32 +103,44 @@ class FrameOffset:
     def __init__(self, window: int):
         self.diffs: deque[float] = deque(maxlen=max(int(window), 1))
         self._sum = 0.0
+        self._sum2 = 0.0
 
     def add(self, diff_hz: float) -> None:
         if len(self.diffs) == self.diffs.maxlen:
-            self._sum -= self.diffs[0]
+            old = self.diffs[0]
+            self._sum -= old
+            self._sum2 -= old * old
         self.diffs.append(diff_hz)
         self._sum += diff_hz
+        self._sum2 += diff_hz * diff_hz
 
     def offset(self) -> float:
-        """Hz; 0 before 4 differences."""
-        return self._sum / len(self.diffs) if len(self.diffs) >= 4 else 0.0
+        """Hz; 0 before 4 differences. The mean shrunk towards 0 by max(0, 1 - SE^2 / mean^2) (James-Stein):
+        an offset within its own noise (scattered water, few transients) is not applied at full size."""
+        n = len(self.diffs)
+        if n < 4:
+            return 0.0
+        mean = self._sum / n
+        se2 = max(self._sum2 / n - mean * mean, 0.0) / (n - 1)
+        return mean * max(0.0, 1.0 - se2 / (mean * mean)) if mean != 0.0 else 0.0
 
 
 class Honesty:
     """Is each component's SD honest? The three-cornered hat over a sliding window (one per edit set): with
     r_w = f_w - trend, r_m = f_m' - trend and d = f_w - f_m', the trend's own error and the transients'
     jitter are common to r_w and r_m, so the water's true variance is (V(d) + V(r_w) - V(r_m)) / 2 and the
-    metabolites' (V(d) + V(r_m) - V(r_w)) / 2 (V: sample variance over the window). When the true variance
-    exceeds the claimed one (median over the window) by more than 2 se, se ~ sqrt(2 / (K - 1))
-    (V(d) + V(r_w) + V(r_m)) / 2 the estimate's standard error, the claim is scaled by k^2 = true / claimed;
-    otherwise k^2 = 1: an honest SD is left alone, a water line whose apparent frequency does not follow B0 (or
-    a weak metabolite fit) is weighted as the data show it."""
+    metabolites' (V(d) + V(r_m) - V(r_w)) / 2 (V: sample variance over the window), each the mean of a
+    per-row term whose scatter gives its standard error se (the three series' correlations included; rows
+    beyond 5 robust SDs in any series, a lost fit, left out). The claim (median over the window) is scaled by
+    k^2 = max(1, (true - 2 se) / claimed): by what the data show beyond doubt, so a chance fluctuation of an
+    honest SD's estimate (it is re-estimated every 4 transients) changes little, while a water line whose
+    apparent frequency does not follow B0 (or a weak metabolite fit) is weighted down."""
 
     def __init__(self, window: int):
         self.rows: deque[tuple[float, float, float, float, float]] = deque(maxlen=max(int(window), 1))
         self._cached = (1.0, 1.0)
         self._added = 0  # rows since the scales were last computed
+        self._calibration: list[tuple[float, float, float]] = []  # held transients: (f_w - f_m, v_w, v_m)
 
     def add(self, f_w: float, f_m: float, trend: float, v_w: float, v_m: float) -> None:
         row = (f_w - f_m, f_w - trend, f_m - trend, v_w, v_m)
@@ -135,24 +148,49 @@ class Honesty:
             self.rows.append(row)
             self._added += 1
 
+    def add_calibration(self, f_w: float, f_m: float, trend: float, v_w: float, v_m: float) -> None:
+        """A held calibration transient. Both of its fits are biased towards templates it is part of, so it
+        tests only the pair: until 8 later rows exist, a water whose difference from the metabolites over the
+        held ones fails the chi-square test sum(d^2 / (v_w + v_m)) <= K + 3 sqrt(2K) has its variance scaled to
+        mean(d^2) - median(v_m) (else the first transients after calibration would trust a distorted line)."""
+        row = (f_w - f_m, v_w, v_m)
+        if all(math.isfinite(x) for x in row):
+            self._calibration.append(row)
+            a = np.array(self._calibration)
+            k = a.shape[0]
+            chi2 = float(np.sum(a[:, 0] ** 2 / (a[:, 1] + a[:, 2])))
+            if k >= 4 and chi2 > k + 3.0 * math.sqrt(2.0 * k):
+                true_w = float(np.mean(a[:, 0] ** 2) - np.median(a[:, 2]))
+                self._cached = (max(1.0, true_w / float(np.median(a[:, 1]))), 1.0)
+            else:
+                self._cached = (1.0, 1.0)
+
     def scales2(self) -> tuple[float, float]:
-        """(k_w^2, k_m^2) >= 1: the factors on the water's and the metabolites' claimed variance; 1 before 8 rows.
-        Recomputed every 4 new rows (the window of 32 moves slowly; this runs once per transient)."""
-        if self._added >= 4 or (self._added and len(self.rows) <= 8):
+        """(k_w^2, k_m^2) >= 1: the factors on the water's and the metabolites' claimed variance; before 8 rows,
+        the calibration test's (``add_calibration``). Recomputed every 4 new rows (the window of 32 moves
+        slowly; this runs once per transient)."""
+        if len(self.rows) >= 8 and (self._added >= 4 or len(self.rows) <= 9):
             self._cached, self._added = self._scales2(), 0
         return self._cached
 
     def _scales2(self) -> tuple[float, float]:
-        k = len(self.rows)
-        if k < 8:
-            return 1.0, 1.0
         a = np.array(self.rows)
-        vd, vw, vm = (float(np.var(a[:, j], ddof=1)) for j in range(3))
-        se = math.sqrt(2.0 / (k - 1)) * (vd + vw + vm) / 2.0
+        # a lost fit (one wild single shot) would dominate the squares: rows beyond 5 robust SDs are left out
+        med = np.median(a[:, :3], axis=0)
+        mad = 1.4826 * np.median(np.abs(a[:, :3] - med), axis=0)
+        a = a[np.all(np.abs(a[:, :3] - med) <= 5.0 * np.maximum(mad, 1e-12), axis=1)]
+        k = a.shape[0]
+        if k < 8:
+            return self._cached
+        d, rw, rm = (a[:, j] - a[:, j].mean() for j in range(3))
         out = []
-        for true, claimed in (((vd + vw - vm) / 2.0, float(np.median(a[:, 3]))),
-                              ((vd + vm - vw) / 2.0, float(np.median(a[:, 4])))):
-            out.append(true / claimed if claimed > 0 and true > claimed + 2.0 * se else 1.0)
+        # per-row terms whose mean is each component's variance; their scatter gives the standard error with
+        # the correlations between the three series included
+        for q, claimed in (((d * d + rw * rw - rm * rm) / 2.0, float(np.median(a[:, 3]))),
+                           ((d * d + rm * rm - rw * rw) / 2.0, float(np.median(a[:, 4])))):
+            true = float(q.mean()) * k / (k - 1)
+            se = float(q.std(ddof=1)) / math.sqrt(k)
+            out.append(max(1.0, (true - 2.0 * se) / claimed) if claimed > 0 else 1.0)
         return out[0], out[1]
 
 

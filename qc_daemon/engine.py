@@ -139,8 +139,7 @@ class ScanQC:
         self._agree: dict[int, tuple[FrameOffset, Honesty]] = {}  # per edit set: frame offset, SD honesty
         # edited scans without residual water: each set s >= 1 against set 0's trend (its frame offset)
         self._set_frames: dict[int, FrameOffset] = {}
-        self._t_fit = np.arange(self._m) * scan.dwell_s
-        self._pending_water: tuple | None = None  # (band, f_w - f_m, var) of the transient being processed
+        self._pending_water: tuple | None = None  # (aligned water band, f_w - f_m, hat row) of this transient
         # raised-cosine ramp over the first baseline_skip_s: broad in-band features (tails of residual water,
         # macromolecules) live in the first few ms of the band-limited FID; narrow metabolite lines last longer
         t = np.arange(self._m) * scan.dwell_s

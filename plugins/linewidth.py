@@ -77,6 +77,7 @@ class LinewidthCheck:
         self.scan = scan
         self.cfg = config["linewidth"]
         self.water: list[float] = []
+        self._water_median: tuple[int, float | None] = (0, None)  # (for how many, value)
         self.water_reason: str | None = None
         self.metab: dict[int, tuple[Peak, Peak]] = {}
         self._final = None
@@ -120,7 +121,10 @@ class LinewidthCheck:
             qc.unmeasured["fwhm_naa_hz"] = naa.reason
 
     def _water(self) -> float | None:
-        return float(np.median(self.water)) if self.water else None
+        """Median water FWHM (Hz) of the water references so far (cached: read once per transient)."""
+        if self._water_median[0] != len(self.water):
+            self._water_median = (len(self.water), float(np.median(self.water)) if self.water else None)
+        return self._water_median[1]
 
     def finish(self, ctx: ScanContext) -> SummaryPart:
         f0 = self.scan.f0_mhz

@@ -32,6 +32,7 @@ import numpy as np
 from qc_daemon import kernels
 from qc_daemon.model import METABOLITE, TransientQC
 from qc_daemon.plugin_api import CheckResult, ScanContext, SummaryPart, TransientContext
+from qc_daemon.tracking import robust_z_scale
 
 FEATURES = ("freq_jump_hz", "phase_deg", "amplitude_rel", "damping_hz", "lipid_power", "residual_norm")
 #: smallest robust scale per feature, so a baseline of near-identical values cannot make z explode
@@ -72,10 +73,13 @@ class Baseline:
         return med, scale_floor(med, mad)
 
 
+_FLOOR = np.array([MIN_SCALE[k] for k in FEATURES])
+_RELATIVE = np.array([k in ("lipid_power", "residual_norm") for k in FEATURES])  # floors relative to |median|
+
+
 def scale_floor(med: np.ndarray, mad: np.ndarray) -> np.ndarray:
-    floor = np.array([MIN_SCALE[k] * (max(abs(m), 1.0) if k in ("lipid_power", "residual_norm") else 1.0)
-                      for k, m in zip(FEATURES, med)])
-    return np.maximum(np.nan_to_num(mad, nan=0.0), floor)
+    floor = np.where(_RELATIVE, _FLOOR * np.maximum(np.abs(med), 1.0), _FLOOR)
+    return np.maximum(np.where(np.isnan(mad), 0.0, mad), floor)
 
 
 def evaluate(feat: dict, med: np.ndarray, scale: np.ndarray, cfg: dict, zl: float,
@@ -145,7 +149,7 @@ class MotionCheck:
         recent.append(raw)
         state[1] += 1
         if len(recent) >= 5 and (len(recent) <= 8 or state[1] % 4 == 0):  # (a median per transient costs)
-            state[0] = max(1.0, float(np.median(np.abs(np.fromiter(recent, float)))) / 0.6745)
+            state[0] = robust_z_scale(recent)
         return raw / state[0]
 
     def _single_shot_snr(self, ctx: TransientContext) -> float:

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from qc_daemon import kernels
 from qc_daemon.model import METABOLITE, TransientQC
 from qc_daemon.peaks import measure_peak
@@ -42,20 +40,38 @@ def peak_snr(spec, noise_sd: float, window: tuple[int, int] | None) -> float | N
     return float(height / noise_sd)
 
 
-def growth_exponent(n: np.ndarray, snr: np.ndarray) -> tuple[float, float] | None:
-    """(b, SE of b) of log snr = a + b log n by least squares; None with fewer than 3 usable points."""
-    ok = (n > 0) & (snr > 0)
-    if ok.sum() < 3:
-        return None
-    x, y = np.log(n[ok]), np.log(snr[ok])
-    xm = x - x.mean()
-    sxx = float(xm @ xm)
-    if sxx <= 0:
-        return None
-    b = float(xm @ (y - y.mean()) / sxx)
-    resid = y - y.mean() - b * xm
-    se = math.sqrt(float(resid @ resid) / max(len(x) - 2, 1) / sxx)
-    return b, se
+class GrowthFit:
+    """Least squares of log snr = a + b log n over the latest running SNR at each accepted count n, kept as
+    running sums (a count seen again replaces its earlier value), so each update costs the same at any n."""
+
+    def __init__(self) -> None:
+        self.points: dict[int, float] = {}
+        self._sums = [0, 0.0, 0.0, 0.0, 0.0, 0.0]  # k, sum x, sum y, sum x^2, sum x y, sum y^2 (x = log n)
+
+    def add(self, n: int, snr: float) -> None:
+        old = self.points.get(n)
+        if old is not None:
+            self._accumulate(n, old, -1)
+        self.points[n] = snr
+        self._accumulate(n, snr, 1)
+
+    def _accumulate(self, n: int, snr: float, sign: int) -> None:
+        if n > 0 and snr > 0:
+            x, y = math.log(n), math.log(snr)
+            for i, v in enumerate((1, x, y, x * x, x * y, y * y)):
+                self._sums[i] += sign * v
+
+    def exponent(self) -> tuple[float, float] | None:
+        """(b, SE of b); None with fewer than 3 usable points."""
+        k, sx, sy, sxx, sxy, syy = self._sums
+        if k < 3:
+            return None
+        cxx = sxx - sx * sx / k
+        if cxx <= 0:
+            return None
+        b = (sxy - sx * sy / k) / cxx
+        rss = max(syy - sy * sy / k - b * b * cxx, 0.0)
+        return b, math.sqrt(rss / max(k - 2, 1) / cxx)
 
 
 def project(snr: float, n: int, planned: int, b: float) -> float:
@@ -71,7 +87,7 @@ class SnrCheck:
         self.lw = config["linewidth"]
         self.per_set_planned = max(1, scan.planned_averages // max(1, scan.n_sets))
         self.running: dict[int, dict] = {}
-        self.history: dict[int, dict[int, float]] = {}  # set -> accepted count -> snr_running
+        self.history: dict[int, GrowthFit] = {}  # set -> running SNR by accepted count, and its growth fit
         self.window = None
 
     def measure(self, ctx: TransientContext) -> CheckResult:
@@ -106,23 +122,23 @@ class SnrCheck:
         qc.metrics["n_accepted_set"] = n
         state["snr"] = snr
         if snr is not None and snr > 0:
-            hist = self.history.setdefault(qc.set, {})
-            hist[n] = snr
+            hist = self.history.setdefault(qc.set, GrowthFit())
+            hist.add(n, snr)
             state.update(self._projection(qc, hist, snr, n))
         self.running[qc.set] = state
 
-    def _projection(self, qc: TransientQC, hist: dict[int, float], snr: float, n: int) -> dict:
+    def _projection(self, qc: TransientQC, hist: GrowthFit, snr: float, n: int) -> dict:
         planned = self.per_set_planned
-        ns = np.array(sorted(hist), dtype=float)
+        n_lo, n_hi, count = min(hist.points), max(hist.points), len(hist.points)
         fit = None
-        if len(ns) >= self.cfg["min_growth_points"] and ns[-1] >= 2.0 * ns[0]:
-            fit = growth_exponent(ns, np.array([hist[int(k)] for k in ns]))
+        if count >= self.cfg["min_growth_points"] and n_hi >= 2.0 * n_lo:
+            fit = hist.exponent()
         if fit is None:
             qc.metrics["snr_projected"] = None
             qc.metrics["snr_projected_lo"] = project(snr, n, planned, 0.0)
             qc.metrics["snr_projected_hi"] = project(snr, n, planned, 0.5)
-            qc.unmeasured["snr_projected"] = (f"growth not measured yet ({len(ns)} running values over "
-                                              f"{int(ns[0])}..{int(ns[-1])} averages); the range assumes 0..sqrt(n)")
+            qc.unmeasured["snr_projected"] = (f"growth not measured yet ({count} running values over "
+                                              f"{n_lo}..{n_hi} averages); the range assumes 0..sqrt(n)")
             return {"projected": None}
         b, se = fit
         projected = project(snr, n, planned, b)

@@ -130,6 +130,8 @@ class ScanQC:
             size = min(n, 1 << max(3, math.ceil(math.log2((hi_hz - lo_hz) / hz + 1))))
             first = int(math.floor(lo_hz / hz))
             self._widx = (first + np.arange(size)) % n
+            self._wfirst = first % n
+            self._wtwiddle = np.exp(2j * np.pi * np.arange(size) / size)
             self._wdt = n * scan.dwell_s / size
             self._wm = max(8, min(size, int(reg["fit_window_s"] / self._wdt)))
             self._wt_reach_hz = WATER_WINDOW_MARGIN_PPM * scan.f0_mhz  # a seed beyond moves the band out
@@ -243,13 +245,13 @@ class ScanQC:
         if self.water_fit_snr >= float(reg["water_fit_min_snr"]):
             self._water = WaterTemplate(total, n, sum(noise) * self._wpower)
 
-    def _water_band(self, fft: np.ndarray, window_mask: np.ndarray) -> np.ndarray:
+    def _water_band(self, fft: np.ndarray, window_mask: np.ndarray, shift_hz: float = 0.0) -> np.ndarray:
         """The first ``_wm`` samples (every ``_wdt`` s) of the FID of ``fft * mask`` (FFT order), from the
         decimation window's bins (``window_mask`` = the mask on them): (L / N) ifft_L, so each sample is the
         full-rate band-limited FID's value there (the window's base frequency is left out: common to
-        transient and template, it cancels)."""
-        idx = self._widx
-        return np.fft.ifft(fft[idx] * window_mask)[: self._wm] * (idx.shape[0] / self.scan.n_points)
+        transient and template, it cancels); shifted by -``shift_hz``."""
+        return kernels.decimated_band(fft, self._wfirst, window_mask, self._wtwiddle, self._wm, self._wdt,
+                                      shift_hz)
 
     def _seed_reference(self, ref: _Reference, fids: list[np.ndarray]) -> None:
         """Initial reference = the unaligned mean of the held transients: its frequency is exactly their mean
@@ -577,7 +579,7 @@ class ScanQC:
                 self._wrolled.clear()
             whole, frac = divmod(key, WATER_MASK_STEPS)
             mask = self._wrolled[key] = np.roll(self._wmask_frac[frac], whole)[self._widx]
-        band = kernels.correct_fid(self._water_band(raw_fft, mask), dt, seed, 0.0)
+        band = self._water_band(raw_fft, mask, seed)
         tpl = self._water
         m = self._wm
         z = kernels.cross_product(band, tpl.band, m)

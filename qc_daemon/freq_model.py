@@ -46,10 +46,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import kernels
+
 #: freq_model values
 METAB_AND_WATER = "metabolites+water"
 METAB_ONLY = "metabolites"
 WATER_ONLY = "water (metabolites disagree)"
+TRIM_ROBUST_SD = 5.0  # Honesty: rows this many robust SDs out (a lost fit) are left out
 
 
 @dataclass
@@ -68,8 +71,7 @@ class WaterTemplate:
         self.derive()
 
     def derive(self) -> None:
-        self.band = np.ascontiguousarray(self.total / self.n)
-        self.abs2 = self.band.real ** 2 + self.band.imag ** 2
+        self.band, self.abs2 = kernels.mean_and_power(self.total, self.n)
         self.noise = np.full(self.band.shape[0], self.noise_var)  # per point, as the kernels take it
 
     def add(self, band: np.ndarray, noise_var: float) -> None:
@@ -137,7 +139,9 @@ class Honesty:
     apparent frequency does not follow B0 (or a weak metabolite fit) is weighted down."""
 
     def __init__(self, window: int):
-        self.rows: deque[tuple[float, float, float, float, float]] = deque(maxlen=max(int(window), 1))
+        self._rows = np.empty((max(int(window), 1), 5))  # a ring: (d, r_w, r_m, v_w, v_m) per transient
+        self.n_rows = 0
+        self._next = 0
         self._cached = (1.0, 1.0)
         self._added = 0  # rows since the scales were last computed
         self._calibration: list[tuple[float, float, float]] = []  # held transients: (f_w - f_m, v_w, v_m)
@@ -145,7 +149,9 @@ class Honesty:
     def add(self, f_w: float, f_m: float, trend: float, v_w: float, v_m: float) -> None:
         row = (f_w - f_m, f_w - trend, f_m - trend, v_w, v_m)
         if all(math.isfinite(x) for x in row):
-            self.rows.append(row)
+            self._rows[self._next] = row
+            self._next = (self._next + 1) % self._rows.shape[0]
+            self.n_rows = min(self.n_rows + 1, self._rows.shape[0])
             self._added += 1
 
     def add_calibration(self, f_w: float, f_m: float, trend: float, v_w: float, v_m: float) -> None:
@@ -169,29 +175,22 @@ class Honesty:
         """(k_w^2, k_m^2) >= 1: the factors on the water's and the metabolites' claimed variance; before 8 rows,
         the calibration test's (``add_calibration``). Recomputed every 4 new rows (the window of 32 moves
         slowly; this runs once per transient)."""
-        if len(self.rows) >= 8 and (self._added >= 4 or len(self.rows) <= 9):
+        if self.n_rows >= 8 and (self._added >= 4 or self.n_rows <= 9):
             self._cached, self._added = self._scales2(), 0
         return self._cached
 
     def _scales2(self) -> tuple[float, float]:
-        a = np.array(self.rows)
-        # a lost fit (one wild single shot) would dominate the squares: rows beyond 5 robust SDs are left out
-        med = np.median(a[:, :3], axis=0)
-        mad = 1.4826 * np.median(np.abs(a[:, :3] - med), axis=0)
-        a = a[np.all(np.abs(a[:, :3] - med) <= 5.0 * np.maximum(mad, 1e-12), axis=1)]
-        k = a.shape[0]
+        # a lost fit (one wild single shot) would dominate the squares: rows beyond 5 robust SDs are left out;
+        # the per-row terms' scatter gives each true variance's standard error, correlations included
+        k, true_w, se_w, claimed_w, true_m, se_m, claimed_m = kernels.three_cornered_hat(
+            self._rows[: self.n_rows], TRIM_ROBUST_SD)
         if k < 8:
             return self._cached
-        d, rw, rm = (a[:, j] - a[:, j].mean() for j in range(3))
-        out = []
-        # per-row terms whose mean is each component's variance; their scatter gives the standard error with
-        # the correlations between the three series included
-        for q, claimed in (((d * d + rw * rw - rm * rm) / 2.0, float(np.median(a[:, 3]))),
-                           ((d * d + rm * rm - rw * rw) / 2.0, float(np.median(a[:, 4])))):
-            true = float(q.mean()) * k / (k - 1)
-            se = float(q.std(ddof=1)) / math.sqrt(k)
-            out.append(max(1.0, (true - 2.0 * se) / claimed) if claimed > 0 else 1.0)
-        return out[0], out[1]
+        return self._scale2(true_w, se_w, claimed_w), self._scale2(true_m, se_m, claimed_m)
+
+    @staticmethod
+    def _scale2(true: float, se: float, claimed: float) -> float:
+        return max(1.0, (true - 2.0 * se) / claimed) if claimed > 0 else 1.0
 
 
 def inverse_variance(f_m: float, v_m: float, f_w: float, v_w: float) -> tuple[float, float]:

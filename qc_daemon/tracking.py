@@ -80,6 +80,18 @@ class Prediction:
         return self.freq_hz + gain * (z_hz - self.freq_hz), math.sqrt(prior * sd_hz * sd_hz / s)
 
 
+def robust_z_scale(z) -> float:
+    """Robust SD of z-scores that should be N(0, 1): median |z| / 0.6745, floored at 1; 1 from fewer than 5.
+    (A sort in Python: for the 32 values it sees, several times faster than numpy's median.)"""
+    n = len(z)
+    if n < 5:
+        return 1.0
+    s = sorted(abs(v) for v in z)
+    h = n // 2
+    med = s[h] if n % 2 else 0.5 * (s[h - 1] + s[h])
+    return max(1.0, med / 0.6745)
+
+
 def _transition(dt: float, accel: float) -> tuple[np.ndarray, np.ndarray]:
     f = np.array([[1.0, dt], [0.0, 1.0]])
     q = accel * np.array([[dt ** 3 / 3.0, dt ** 2 / 2.0], [dt ** 2 / 2.0, dt]])
@@ -119,8 +131,7 @@ class FrequencyFilter:
     def scale(self) -> float:
         """Robust SD of the recent raw innovation z (median |z| / 0.6745), floored at 1; 1 before 5 of them."""
         if self._scale is None:
-            self._scale = 1.0 if len(self.recent_z) < 5 else \
-                max(1.0, float(np.median(np.abs(np.fromiter(self.recent_z, float)))) / 0.6745)
+            self._scale = robust_z_scale(self.recent_z)
         return self._scale
 
     def observe(self, t: float, z_hz: float, sd_hz: float, usable: bool, pred: Prediction | None = None) -> None:

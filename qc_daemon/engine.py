@@ -24,6 +24,7 @@ from . import kernels
 from .coils import combination_weights
 from .config import Config, load_config
 from .freq_model import (
+    HAT_MIN_ROWS,
     METAB_AND_WATER,
     METAB_ONLY,
     WATER_ONLY,
@@ -31,7 +32,9 @@ from .freq_model import (
     Honesty,
     WaterTemplate,
     coherent_seed,
+    frame_shift,
     inverse_variance,
+    water_nearer_trend,
 )
 from .model import (
     METABOLITE,
@@ -137,6 +140,7 @@ class ScanQC:
             self._wt_reach_hz = WATER_WINDOW_MARGIN_PPM * scan.f0_mhz  # a seed beyond moves the band out
         self._wrolled: dict[int, np.ndarray] = {}
         self._water: WaterTemplate | None = None
+        self._water_seed_n = 0  # held transients in the water template's seed (its zero is their mean)
         self.water_fit_snr: float | None = None  # template peak / transient noise SD, set at calibration
         self._agree: dict[int, tuple[FrameOffset, Honesty]] = {}  # per edit set: frame offset, SD honesty
         # edited scans without residual water: each set s >= 1 against set 0's trend (its frame offset)
@@ -244,6 +248,7 @@ class ScanQC:
         self.water_fit_snr = peak / math.sqrt(np.mean(noise) * self.scan.n_points / 2.0)
         if self.water_fit_snr >= float(reg["water_fit_min_snr"]):
             self._water = WaterTemplate(total, n, sum(noise) * self._wpower)
+            self._water_seed_n = n
 
     def _water_band(self, fft: np.ndarray, window_mask: np.ndarray, shift_hz: float = 0.0) -> np.ndarray:
         """The first ``_wm`` samples (every ``_wdt`` s) of the FID of ``fft * mask`` (FFT order), from the
@@ -422,6 +427,7 @@ class ScanQC:
         noise_sd = self._noise_sd(raw_spec, fid)
         self._pending_water = None
         raw_freq = math.nan  # an edited set's single shot in its own reference's frame (no residual water)
+        align: Registration | None = None  # what the transient joins its reference at, if not ``reg``
         if ref.n == 0:
             reg = Registration(0.0, 0.0, 1.0, 0.0, is_reference=True)
             ref.phase_rad = self._peak_phase(raw_spec, transient.kind)
@@ -429,11 +435,16 @@ class ScanQC:
             with_water = transient.kind == METABOLITE and self._water is not None
             reg, fit = self._register(fid_fft, ref, seed, transient.kind, noise_sd, phase_sd=not with_water)
             if with_water:
-                reg = self._with_water(reg, fit, raw_fft, seed, noise_sd, transient.set)
+                align = reg if self._agreement(transient.set)[1].n_rows < HAT_MIN_ROWS else None
+                reg = self._with_water(reg, fit, raw_fft, seed, seed_var, noise_sd, transient.set)
             elif transient.kind == METABOLITE and self.scan.n_sets > 1 and transient.set > 0:
                 raw_freq = reg.freq_hz
                 reg = self._on_scan_frame(reg, self._set_offset(transient.set))
-        corrected = kernels.correct_fid(fid, dt, reg.freq_hz, math.radians(reg.phase_deg) + ref.phase_rad)
+        # the transient joins its reference at its frequency and phase; until the three-cornered hat has tested
+        # the water (HAT_MIN_ROWS transients), at the metabolites' own: a distorted line's early errors would
+        # otherwise move the reference's frame for good (each member's misalignment stays in the mean)
+        align = align or reg
+        corrected = kernels.correct_fid(fid, dt, align.freq_hz, math.radians(align.phase_deg) + ref.phase_rad)
         corrected_fft = np.fft.fft(corrected)
         spec = fftshift(corrected_fft)
         ctx = TransientContext(
@@ -475,7 +486,8 @@ class ScanQC:
                 if math.isfinite(diff):
                     frame.add(diff)
                 honesty.add(*hat)
-                self._water.add(aligned, 2.0 * noise_sd ** 2 / scan.n_points * self._wpower)
+                if aligned is not None:
+                    self._water.add(aligned, 2.0 * noise_sd ** 2 / scan.n_points * self._wpower)
         if transient.kind == METABOLITE:
             self._latest = (transient, spec, noise_sd)
         if seeded_member and not seed_complete:
@@ -562,12 +574,23 @@ class ScanQC:
             return reg
         return replace(reg, freq_hz=reg.freq_hz + offset, freq_metab_hz=reg.freq_metab_hz + offset)
 
-    def _with_water(self, reg: Registration, fit: tuple, raw_fft: np.ndarray, seed: float,
+    def _water_frame_offset(self) -> float:
+        """Hz to subtract to move the water template's frame onto set 0's metabolite frame (``frame_shift``)."""
+        frame0, honesty0 = self._agreement(0)
+        return frame_shift(frame0, honesty0, self._water_seed_n)
+
+    def _with_water(self, reg: Registration, fit: tuple, raw_fft: np.ndarray, trend: float, trend_var: float,
                     noise_sd: float, edit_set: int) -> Registration:
         """Add the residual water's frequency to the metabolites' (freq_model.py: fit, rules, combination).
+        The fit and the combination run in the water template's frame; the result is reported in set 0's
+        metabolite frame (the scan's zero: the held transients' mean). The two agree for water that follows
+        B0; the zero of a water line that does not is its held transients' mean apparent frequency, off by
+        their distortion, and is moved by set 0's frame offset (``FrameOffset``).
         The water band is cut with the mask moved by the seed (in 1/8-bin steps) and brought back by it: the
         water's tails at the band edges are then cut where the template's were, to a sixteenth of a bin."""
         r = self.config["registration"]
+        to_scan = self._water_frame_offset()
+        seed = trend + to_scan  # the trend in the water template's frame
         if abs(seed) > self._wt_reach_hz:
             return replace(reg, freq_model=f"{METAB_ONLY} (trend {seed:+.0f} Hz: water band outside its window)")
         dt = self._wdt
@@ -617,8 +640,9 @@ class ScanQC:
         if why is None:
             f, v = inverse_variance(f_m, k_m2 * v_m, f_w, k_w2 * v_w)
             model = METAB_AND_WATER
-        elif why == "water disagrees" and abs(f_w - seed) < abs(f_m - seed):
-            # the two disagree and the water is the one near the (independent) trend: a lost metabolite fit
+        elif why == "water disagrees" and water_nearer_trend(f_w, k_w2 * v_w, f_m, k_m2 * v_m, seed,
+                                                             trend_var, self._filter_params.jitter_hz):
+            # the two disagree and the water is the likelier given the independent trend: a lost metabolite fit
             f, v = f_w, k_w2 * v_w
             model = WATER_ONLY
         else:
@@ -628,19 +652,25 @@ class ScanQC:
         # this transient's water before it joins the template
         z_m, abs2_m, noise_m, s2_m = fit
         cr, ci, _ = kernels.fit_at(z_m, abs2_m, noise_m, self.scan.dwell_s, f - off, reg.damping_hz, SD_STEP_HZ)
-        wr, wi, _ = kernels.fit_at(z, tpl.abs2, ref_noise, dt, f - seed, 0.0, SD_STEP_HZ)
-        # the band (cut at the seed) moved on to f and the water's phase: the mask edges then sit (f - seed), a
-        # fraction of a hertz, from the template's, and no second FFT is needed
-        aligned = kernels.correct_fid(band, dt, f - seed, math.atan2(wi, wr))
+        # the water joins its template at the frequency it was counted at: f where it was used, else its own
+        # fit (an excluded water line aligned at the metabolites' f would move the template's frame by its
+        # error / n for good); a lost fit (no optimum, misfit) does not join
+        f_join = f if model in (METAB_AND_WATER, WATER_ONLY) else f_w
+        wr, wi, _ = kernels.fit_at(z, tpl.abs2, ref_noise, dt, f_join - seed, 0.0, SD_STEP_HZ)
+        # the band (cut at the seed) moved on to f_join and the water's phase: the mask edges then sit
+        # (f_join - seed), a fraction of a hertz, from the template's, and no second FFT is needed
+        aligned = None if why not in (None, "water disagrees") else \
+            kernels.correct_fid(band, dt, f_join - seed, math.atan2(wi, wr))
         self._pending_water = (aligned, f_w - reg.freq_metab_hz if why is None else math.nan,
                                (f_w, f_m, seed, v_w, v_m))
         amp = math.hypot(cr, ci)
         sd = math.sqrt(v)
         phase_sd = math.degrees(self._phase_sd(s2_m, amp, abs2_m, sd)) if amp > 0 else math.nan
-        return Registration(freq_hz=f, phase_deg=math.degrees(math.atan2(ci, cr)), amplitude=amp,
+        return Registration(freq_hz=f - to_scan, phase_deg=math.degrees(math.atan2(ci, cr)), amplitude=amp,
                             damping_hz=reg.damping_hz, residual_norm=reg.residual_norm,
                             matched_amplitude=reg.matched_amplitude, freq_sd_hz=sd, phase_sd_deg=phase_sd,
-                            freq_metab_hz=f_m, freq_metab_sd_hz=reg.freq_metab_sd_hz, freq_water_hz=f_w,
+                            freq_metab_hz=f_m - to_scan, freq_metab_sd_hz=reg.freq_metab_sd_hz,
+                            freq_water_hz=f_w - to_scan,
                             freq_water_sd_hz=math.sqrt(v_w), water_misfit=misfit, freq_model=model)
 
     def _predict(self, ref: _Reference, t: float) -> tuple[float, float]:

@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 
 from qc_daemon.engine import ScanQC
-from qc_daemon.freq_model import METAB_AND_WATER, FrameOffset, Honesty, coherent_seed, inverse_variance
+from qc_daemon.freq_model import (
+    HAT_MIN_ROWS,
+    METAB_AND_WATER,
+    FrameOffset,
+    Honesty,
+    coherent_seed,
+    frame_shift,
+    inverse_variance,
+    water_nearer_trend,
+)
 from qc_daemon.model import METABOLITE
 from qc_daemon.sources.simulate import SimulationParams, simulate_scan
 from qc_daemon.tracking import FilterParams, FrequencyFilter, smooth
@@ -180,3 +189,50 @@ def test_an_edited_scan_has_one_frequency_zero(water):
     bias = [float(np.mean([e for r, e in zip(metab, err) if r.set == s])) for s in (0, 1)]
     assert abs(bias[0] - bias[1]) < (0.3 if water == 0 else 0.1), bias
     assert set(summary.details["frequency"]["per_set"]) == {"0", "1"}
+
+
+def _hat(water_sd: float, seed: int = 0) -> Honesty:
+    rng = np.random.default_rng(seed)
+    h = Honesty(32)
+    for _ in range(32):
+        f, trend = float(rng.normal(0, 0.15)), float(rng.normal(0, 0.3))
+        h.add(f + rng.normal(0, water_sd), f + rng.normal(0, 0.5), trend, 0.01, 0.25)
+    h.scales2()
+    return h
+
+
+def test_the_frame_moves_only_for_water_that_does_not_follow_b0():
+    """Water and metabolite zeros are each their held transients' mean: equal where the water follows B0, so
+    a measured offset (noise) is not applied; a distorted line's (variance D = (k_w^2 - 1) claimed) is, by
+    the least-squares weight P / (P + se2), P = D / n_held."""
+    offset = FrameOffset(32)
+    for d in np.random.default_rng(1).normal(0.6, 0.5, 32):
+        offset.add(float(d))
+    mean, se2 = offset.mean_and_se2()
+    honest, distorted = _hat(0.1), _hat(1.0)
+    assert honest.distortion_var() == 0.0 and frame_shift(offset, honest, 8) == 0.0
+    p = distorted.distortion_var() / 8
+    assert 0.5 < distorted.distortion_var() < 2.0
+    assert frame_shift(offset, distorted, 8) == pytest.approx(mean * p / (p + se2))
+    assert 0.5 * mean < frame_shift(offset, distorted, 8) < mean
+    assert frame_shift(FrameOffset(32), distorted, 8) == 0.0  # fewer than 4 differences: nothing to apply
+
+
+def test_a_disagreement_goes_to_the_likelier_estimate_in_its_own_sd():
+    # a metabolite fit lost 1.5 Hz away, the water 0.5 Hz from the trend with an SD of 0.17: the water
+    assert water_nearer_trend(0.5, 0.03, -1.5, 0.25, 0.0, 0.002, 0.15)
+    # an untested water line 1.7 Hz from the trend claiming 0.08 Hz: nearer in hertz than the metabolites
+    # (1.74 Hz) but far less likely in its own SD
+    assert not water_nearer_trend(-2.2, 0.0064, 1.24, 0.25, -0.5, 0.1, 0.15)
+    assert water_nearer_trend(0.1, 0.01, 3.0, 0.25, 0.0, math.nan, 0.15)  # no trend variance yet: counts 0
+
+
+def test_the_held_pair_test_weights_down_only_a_line_far_off_b0():
+    honest, distorted = Honesty(32), Honesty(32)
+    rng = np.random.default_rng(4)
+    for _ in range(8):  # held transients: difference SD 0.5 vs a claim of 0.45 / 2.2 Hz vs 0.45
+        honest.add_calibration(float(rng.normal(0, 0.5)), 0.0, 0.0, 0.01, 0.2)
+        distorted.add_calibration(float(rng.normal(0, 2.2)), 0.0, 0.0, 0.01, 0.2)
+    assert honest.scales2() == (1.0, 1.0)
+    assert distorted.scales2()[0] > 100 and distorted.scales2()[1] == 1.0
+    assert distorted.n_rows == 0 < HAT_MIN_ROWS  # the hat takes over only with rows of later transients

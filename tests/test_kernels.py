@@ -96,3 +96,40 @@ def test_band_power_max_real_argmax_accumulate():
     kernels.accumulate(acc, spec)
     kernels.accumulate(acc, spec)
     assert np.allclose(acc, 2 * spec)
+
+
+@pytest.mark.parametrize("first,freq", [(0, 0.0), (1900, 3.7), (2040, -12.5)])
+def test_decimated_band_is_the_window_s_inverse_fft_shifted(first, freq):
+    """The radix-2 kernel against numpy: (L / N) ifft_L of the window's bins (wrapping round the spectrum's end),
+    its first m samples multiplied by exp(-2 pi i freq t)."""
+    rng = np.random.default_rng(first)
+    spec = rng.standard_normal(N) + 1j * rng.standard_normal(N)
+    size, m = 256, 37
+    mask = rng.uniform(0.0, 1.0, size)
+    idx = (first + np.arange(size)) % N
+    dt = N * DT / size
+    expect = np.fft.ifft(spec[idx] * mask)[:m] * (size / N) * np.exp(-2j * np.pi * freq * np.arange(m) * dt)
+    tw = np.exp(2j * np.pi * np.arange(size) / size)
+    assert np.allclose(kernels.decimated_band(spec, first, mask, tw, m, dt, freq), expect, rtol=0, atol=1e-12)
+
+
+def test_three_cornered_hat_matches_its_numpy_definition():
+    rng = np.random.default_rng(7)
+    rows = rng.standard_normal((32, 5)) * [1.0, 0.3, 0.5, 0.1, 0.2] + [0, 0, 0, 1, 2]
+    rows[5, 1] = 40.0  # a lost fit: left out
+    k, tw, sw, cw, tm, sm, cm = kernels.three_cornered_hat(rows, 5.0)
+    med = np.median(rows[:, :3], axis=0)
+    mad = 1.4826 * np.median(np.abs(rows[:, :3] - med), axis=0)
+    a = rows[np.all(np.abs(rows[:, :3] - med) <= 5.0 * mad, axis=1)]
+    d, rw, rm = (a[:, j] - a[:, j].mean() for j in range(3))
+    qw, qm = (d * d + rw * rw - rm * rm) / 2, (d * d + rm * rm - rw * rw) / 2
+    n = a.shape[0]
+    assert k == n == 31
+    assert (tw, sw, cw) == pytest.approx((qw.mean() * n / (n - 1), qw.std(ddof=1) / math.sqrt(n), np.median(a[:, 3])))
+    assert (tm, sm, cm) == pytest.approx((qm.mean() * n / (n - 1), qm.std(ddof=1) / math.sqrt(n), np.median(a[:, 4])))
+
+
+def test_mean_and_power():
+    total = np.array([2 + 4j, -6 + 0j])
+    mean, power = kernels.mean_and_power(total, 2)
+    assert np.allclose(mean, [1 + 2j, -3]) and np.allclose(power, [5.0, 9.0])

@@ -437,9 +437,10 @@ class ScanQC:
             if with_water:
                 align = reg if self._agreement(transient.set)[1].n_rows < HAT_MIN_ROWS else None
                 reg = self._with_water(reg, fit, raw_fft, seed, seed_var, noise_sd, transient.set)
-            elif transient.kind == METABOLITE and self.scan.n_sets > 1 and transient.set > 0:
-                raw_freq = reg.freq_hz
-                reg = self._on_scan_frame(reg, self._set_offset(transient.set))
+            elif transient.kind == METABOLITE and self.scan.n_sets > 1:
+                if transient.set > 0:
+                    raw_freq = reg.freq_hz
+                reg = self._on_scan_frame(reg, self._set_offset(transient.set) + self._sets_zero())
         # the transient joins its reference at its frequency and phase; until the three-cornered hat has tested
         # the water (HAT_MIN_ROWS transients), at the metabolites' own: a distorted line's early errors would
         # otherwise move the reference's frame for good (each member's misalignment stays in the mean)
@@ -473,7 +474,8 @@ class ScanQC:
             self._add_to_reference(ref, transient, corrected, corrected_fft, reg)
         if qc.accepted and not seeded_member and math.isfinite(raw_freq):
             base = self._refs.get((METABOLITE, 0))
-            trend0 = self._predict(base, transient.time_s)[0] if base is not None else math.nan
+            # set 0's trend in its own frame (its results carry the scans' zero shift)
+            trend0 = self._predict(base, transient.time_s)[0] - self._sets_zero() if base is not None else math.nan
             if base is not None and base.freqs and math.isfinite(trend0):
                 window = int(self.config["registration"]["water_fit_agreement_window"])
                 self._set_frames.setdefault(transient.set, FrameOffset(window)).add(raw_freq - trend0)
@@ -565,6 +567,12 @@ class ScanQC:
         drift, so the difference is the frames' offset plus noise that averages out. 0 for set 0 and before 4."""
         frame = self._set_frames.get(s)
         return -frame.offset() if frame is not None else 0.0
+
+    def _sets_zero(self) -> float:
+        """Edited scan without residual water: Hz added to every set's result (set 0's frame moved by it) so
+        that 0 Hz is the mean of all the sets' zeros, i.e. of all the held transients (each set's alone is the
+        mean of a few, and its reference's frame moves by each early member's misalignment / n for good)."""
+        return -sum(self._set_offset(s) for s in range(1, self.scan.n_sets)) / self.scan.n_sets
 
     @staticmethod
     def _on_scan_frame(reg: Registration, offset: float) -> Registration:

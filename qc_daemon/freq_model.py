@@ -54,6 +54,7 @@ METAB_ONLY = "metabolites"
 WATER_ONLY = "water (metabolites disagree)"
 HAT_MIN_ROWS = 6  # Honesty: rows before the three-cornered hat replaces the held transients' pair test
 TRIM_ROBUST_SD = 5.0  # Honesty: rows this many robust SDs out (a lost fit) are left out
+HELD_FLOOR_ROWS = 16  # Honesty: until this many hat rows, the held test's scale is the water's floor
 HELD_ALLOWANCE = 3.0  # Honesty's pair test: a held transient's d^2 is allowed this many times v_w + v_m
 
 
@@ -154,6 +155,8 @@ class Honesty:
         self.n_rows = 0
         self._next = 0
         self._cached = (1.0, 1.0)
+        self._held_k2 = 1.0  # the held transients' pair test's scale on the water's variance (1: passed)
+        self._claimed_w = math.nan  # median claimed water variance (Hz^2) of the hat's last window
         self._added = 0  # rows since the scales were last computed
         self._calibration: list[tuple[float, float, float]] = []  # held transients: (f_w - f_m, v_w, v_m)
 
@@ -170,8 +173,9 @@ class Honesty:
         shrunk differently: within a drifting calibration window their difference follows the drift), so it
         tests only the pair, with room: when the held differences fail the chi-square test
         sum(d^2 / (HELD_ALLOWANCE (v_w + v_m))) <= K + 3 sqrt(2K) (K >= 4), the water's variance is scaled to
-        mean(d^2) - median(v_m) (the largest such scale) until the hat takes over (else the first transients
-        after calibration would trust a distorted line). Measured without the allowance (32 coils, NAA SNR 4):
+        mean(d^2) - median(v_m) (the largest such scale) until the hat takes over, and the floor of the hat's
+        until it has ``HELD_FLOOR_ROWS`` rows (else the first transients after calibration would trust a
+        distorted line). Measured without the allowance (32 coils, NAA SNR 4):
         chi^2 / K 6.7-9.2 for distorted water (1 Hz off B0 per transient) in 4 of 6 scans, 1.1-2.2 for water
         that follows B0, the 2.2 under a 4 Hz/min drift; with 4 held per set (MEGA) higher by chance."""
         row = (f_w - f_m, v_w, v_m)
@@ -183,23 +187,28 @@ class Honesty:
         chi2 = float(np.sum(a[:, 0] ** 2 / (HELD_ALLOWANCE * (a[:, 1] + a[:, 2]))))
         if k >= 4 and chi2 > k + 3.0 * math.sqrt(2.0 * k):  # once failed, the largest scale stands
             true_w = float(np.mean(a[:, 0] ** 2) - np.median(a[:, 2]))
-            self._cached = (max(self._cached[0], true_w / float(np.median(a[:, 1]))), 1.0)
+            self._held_k2 = max(self._held_k2, true_w / float(np.median(a[:, 1])))
+            self._cached = (self._held_k2, 1.0)
 
     def scales2(self) -> tuple[float, float]:
         """(k_w^2, k_m^2) >= 1: the factors on the water's and the metabolites' claimed variance; before
         ``HAT_MIN_ROWS`` rows, the calibration test's (``add_calibration``). Recomputed every 4 new rows (the
         window of 32 moves slowly; this runs once per transient)."""
         if self.n_rows >= HAT_MIN_ROWS and (self._added >= 4 or self.n_rows <= HAT_MIN_ROWS + 1):
-            self._cached, self._added = self._scales2(), 0
+            k_w2, k_m2 = self._scales2()
+            if self.n_rows < HELD_FLOOR_ROWS:  # a few rows cannot clear a line the held transients failed
+                k_w2 = max(k_w2, self._held_k2)
+            self._cached, self._added = (k_w2, k_m2), 0
         return self._cached
 
     def distortion_var(self) -> float:
         """Hz^2: the part of the water's per-transient variance that is not B0 (its apparent frequency moving
-        on its own), (k_w^2 - 1) x its median claimed variance; 0 for an honest line or before the hat."""
+        on its own), (k_w^2 - 1) x its median claimed variance over the hat's window; 0 for an honest line or
+        before the hat."""
         k_w2 = self._cached[0]
-        if k_w2 <= 1.0 or self.n_rows == 0:
+        if k_w2 <= 1.0 or not math.isfinite(self._claimed_w):
             return 0.0
-        return (k_w2 - 1.0) * float(np.median(self._rows[: self.n_rows, 3]))
+        return (k_w2 - 1.0) * self._claimed_w
 
     def _scales2(self) -> tuple[float, float]:
         # a lost fit (one wild single shot) would dominate the squares: rows beyond 5 robust SDs are left out;
@@ -208,6 +217,7 @@ class Honesty:
             self._rows[: self.n_rows], TRIM_ROBUST_SD)
         if k < HAT_MIN_ROWS:
             return self._cached
+        self._claimed_w = claimed_w
         return self._scale2(true_w, se_w, claimed_w), self._scale2(true_m, se_m, claimed_m)
 
     @staticmethod

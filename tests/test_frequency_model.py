@@ -236,3 +236,8 @@ def test_the_held_pair_test_weights_down_only_a_line_far_off_b0():
     assert honest.scales2() == (1.0, 1.0)
     assert distorted.scales2()[0] > 100 and distorted.scales2()[1] == 1.0
     assert distorted.n_rows == 0 < HAT_MIN_ROWS  # the hat takes over only with rows of later transients
+    held_k2 = distorted.scales2()[0]
+    for _ in range(HAT_MIN_ROWS + 2):  # a few rows that happen to agree cannot clear it
+        f = float(rng.normal(0, 0.15))
+        distorted.add(f + rng.normal(0, 0.1), f + rng.normal(0, 0.45), 0.0, 0.01, 0.2)
+    assert distorted.scales2()[0] >= held_k2

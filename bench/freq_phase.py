@@ -10,7 +10,8 @@ Cases: 32 coils x 2048 points (0.5 ms), 128 averages, per-transient NAA SNR 4, t
   motion events (the capture range kept);
 each with residual water 0 (perfect suppression), 10x and 30x the NAA amplitude (its peak 6.7x / 20x the NAA
 peak), following B0 exactly, its phase wandering within +-20 deg and its amplitude within +-10 %; and a
-"distorted water" case (10x, its apparent frequency off B0 by 1 Hz SD per transient) for the fallback.
+"distorted water" case (10x, its apparent frequency off B0 by 1 Hz SD per transient) for the fallback (its
+bound counts the water's B0 information with that 1 Hz^2 added, see ``bound_hz``).
 
 Bound: Cramer-Rao for one transient's frequency with the estimator's model (metabolites in the registration
 band, residual water in the water-fit band, one common frequency, each with its own free complex amplitude,
@@ -79,7 +80,10 @@ def params(kind: str, water: float, seed: int) -> SimulationParams:
 
 def bound_hz(p: SimulationParams, cfg: dict, edit_on: bool = False) -> tuple[float, float]:
     """(bound with the estimator's model, the same over the whole spectrum) for one transient (Hz); ``edit_on``:
-    of an edited scan's ON transient (the noise is the OFF spectrum's, as the simulator scales it)."""
+    of an edited scan's ON transient (the noise is the OFF spectrum's, as the simulator scales it). Water whose
+    apparent frequency is off B0 by sigma per transient (``residual_water_freq_sd_hz``) measures B0 with variance
+    b_w^2 + sigma^2: the bound is then (1 / b_m^2 + 1 / (b_w^2 + sigma^2))^-1/2 (the two bands' information
+    adds: each component has its own amplitude)."""
     n, dt = p.n_points, p.dwell_s
     t = np.arange(n) * dt
     f0 = p.f0_hz / 1e6
@@ -87,13 +91,11 @@ def bound_hz(p: SimulationParams, cfg: dict, edit_on: bool = False) -> tuple[flo
     m = metabolite_fid(p, t, edit_on=edit_on)
     ppm = 4.65 + np.fft.fftfreq(n, dt) / f0
     reg = cfg["registration"]
-    parts = [m]
-    bins = (ppm >= reg["band_ppm"][0]) & (ppm <= reg["band_ppm"][1])
-    if p.residual_water > 0:
-        parts.append(30.0 * p.residual_water * np.exp(-np.pi * 10.0 * t))
-        bins |= (ppm >= reg["water_fit_band_ppm"][0]) & (ppm <= reg["water_fit_band_ppm"][1])
+    metab_bins = (ppm >= reg["band_ppm"][0]) & (ppm <= reg["band_ppm"][1])
+    water_bins = (ppm >= reg["water_fit_band_ppm"][0]) & (ppm <= reg["water_fit_band_ppm"][1])
+    water = 30.0 * p.residual_water * np.exp(-np.pi * 10.0 * t)
 
-    def crb(sel: np.ndarray | None) -> float:
+    def crb(parts: list[np.ndarray], sel: np.ndarray | None) -> float:
         cols = [2j * np.pi * t * sum(parts)]
         for r in parts:
             cols += [r, 1j * r]
@@ -105,7 +107,16 @@ def bound_hz(p: SimulationParams, cfg: dict, edit_on: bool = False) -> tuple[flo
             fisher = 2.0 / (n * var) * np.real(dh.conj().T @ dh)
         return math.sqrt(np.linalg.inv(fisher)[0, 0])
 
-    return crb(bins), crb(None)
+    if p.residual_water <= 0:
+        return crb([m], metab_bins), crb([m], None)
+    sigma2 = p.residual_water_freq_sd_hz ** 2
+    if sigma2 > 0:
+        out = []
+        for sel_m, sel_w in ((metab_bins, water_bins), (None, None)):
+            b_m, b_w = crb([m], sel_m), crb([water], sel_w)
+            out.append((1.0 / b_m ** 2 + 1.0 / (b_w ** 2 + sigma2)) ** -0.5)
+        return out[0], out[1]
+    return crb([m, water], metab_bins | water_bins), crb([m, water], None)
 
 
 def run_case(kind: str, water: float, seed: int, with_suspect: bool) -> dict:

@@ -474,7 +474,7 @@ class ScanQC:
             self._add_to_reference(ref, transient, corrected, corrected_fft, reg)
         if qc.accepted and not seeded_member and math.isfinite(raw_freq):
             base = self._refs.get((METABOLITE, 0))
-            # set 0's trend in its own frame (its results carry the scans' zero shift)
+            # set 0's trend in its own frame (its results carry the scan's zero shift)
             trend0 = self._predict(base, transient.time_s)[0] - self._sets_zero() if base is not None else math.nan
             if base is not None and base.freqs and math.isfinite(trend0):
                 window = int(self.config["registration"]["water_fit_agreement_window"])

@@ -29,12 +29,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from scan_run import run_scan
 
 from qc_daemon.config import load_config
 from qc_daemon.engine import ScanQC
@@ -45,7 +45,6 @@ from qc_daemon.sources.simulate import (
     default_events,
     metabolite_fid,
     naa_height,
-    simulate_scan,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,17 +119,7 @@ def bound_hz(p: SimulationParams, cfg: dict, edit_on: bool = False) -> tuple[flo
 
 
 def run_case(kind: str, water: float, seed: int, with_suspect: bool) -> dict:
-    p = params(kind, water, seed)
-    sim = simulate_scan(p)
-    qc = ScanQC(sim.scan)
-    res = []
-    t0 = time.perf_counter()
-    for tr in sim.transients:
-        res += qc.process(tr)
-    per_ms = (time.perf_counter() - t0) / len(sim.transients) * 1e3
-    tail, summary = qc.finish()
-    res += tail
-    truth = {r["index"]: r for r in sim.truth["transients"]}
+    sim, qc, res, summary, per_ms, truth = run_scan(params(kind, water, seed))
     metab = [r for r in res if r.kind == METABOLITE]
     clean = [r for r in metab if not truth[r.index]["corrupted"]]
     bad = [r for r in metab if truth[r.index]["corrupted"]]

@@ -28,6 +28,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from scan_run import run_scan  # noqa: E402
 
 from qc_daemon import kernels  # noqa: E402
 from qc_daemon.engine import ScanQC  # noqa: E402
@@ -47,16 +50,7 @@ SEEDS = (1, 2, 3, 4, 5, 6)
 def one_scan(seed: int, snr: float) -> dict:
     p = SimulationParams(n_coils=32, n_points=2048, averages=128, naa_snr=snr, seed=seed,
                          events=default_events(128, np.random.default_rng(seed + 100)))
-    sim = simulate_scan(p)
-    qc = ScanQC(sim.scan)
-    res = []
-    t0 = time.perf_counter()
-    for t in sim.transients:
-        res += qc.process(t)
-    per = (time.perf_counter() - t0) / len(sim.transients)
-    tail, summary = qc.finish()
-    res += tail
-    truth = {t["index"]: t for t in sim.truth["transients"]}
+    sim, _, res, summary, per_ms, truth = run_scan(p)
     nc = set(summary.noncausal_flagged_indices)
     metab = [r for r in res if r.kind == METABOLITE]
     clean = [r for r in metab if not truth[r.index]["corrupted"]]
@@ -75,7 +69,7 @@ def one_scan(seed: int, snr: float) -> dict:
             "false": sum(not r.accepted for r in clean), "n_clean": len(clean), "by_kind": by_kind,
             "nc_found": sum(r.index in nc for r in bad), "nc_false": sum(r.index in nc for r in clean),
             "water_fwhm_err_hz": abs(summary.fwhm_water_hz - p.water_lw_hz),
-            "snr_rel_err": (summary.snr_final - snr_truth) / snr_truth, "ms_per_transient": per * 1e3}
+            "snr_rel_err": (summary.snr_final - snr_truth) / snr_truth, "ms_per_transient": per_ms}
 
 
 def crlb_hz(snr: float = 4.0) -> tuple[float, float]:

@@ -5,9 +5,9 @@ Definitions (docs/results.md):
   higher ppm (the correction to apply is the negative). From spectral registration in the metabolite band
   1.85..4.05 ppm (water band 3.7..5.7 ppm for water references), seeded by the trend prediction.
 - ``phase_deg``: zero-order phase vs the reference (degrees, -180..180).
-- ``freq_trend_hz``: least-squares line through the accepted metabolite transients of the last
-  ``trend_window_s`` (this one included; at least 4 points spanning 5 s, else their median), evaluated at this
-  transient's time.
+- ``freq_trend_hz``: the engine's trend rule (``tracking.Trend``: least-squares line through the accepted
+  metabolite transients of the last ``tracking.trend_window_s``, at least 4 points spanning 5 s, else their
+  median), this one included, evaluated at this transient's time.
 - ``drift_rate_hz_per_min``: slope of that line (Hz/min).
 Summary: ``drift_hz_per_min`` = slope of a least-squares line through all accepted metabolite frequencies
 vs time; ``drift_total_hz`` = trend at the last accepted metabolite transient (the reference is at 0 Hz).
@@ -21,13 +21,88 @@ still seeds the registration.
 from __future__ import annotations
 
 import math
-from collections import deque
 
 import numpy as np
 
-from qc_daemon.model import METABOLITE, TransientQC
-from qc_daemon.plugin_api import FAIL, OK, WARN, CheckResult, Finding, ScanContext, SummaryPart, TransientContext
-from qc_daemon.tracking import FilterParams, smooth
+from qc_daemon.config import toml_section
+from qc_daemon.model import METABOLITE
+from qc_daemon.plugin_api import (
+    FAIL,
+    OK,
+    WARN,
+    CheckResult,
+    ConfigSpec,
+    Declaration,
+    Display,
+    Finding,
+    FindingKind,
+    Limit,
+    Metric,
+    PanelRow,
+    Recovered,
+    ScanContext,
+    SummaryField,
+    SummaryLine,
+    SummaryPart,
+    TracePlot,
+    TransientContext,
+    grade,
+)
+from qc_daemon.plugin_api import Column as Col
+from qc_daemon.tracking import FilterParams, Trend, smooth
+
+_FREQ = "Hz, + = towards higher ppm: measured shift vs the scan reference (the correction is the negative)"
+DECLARATION = Declaration(
+    fields=(Metric("freq_hz", "Hz", "single-shot shift vs the reference of its (kind, edit set), " + _FREQ,
+                   "frequency"),
+            Metric("phase_deg", "deg", "zero-order phase vs the reference, -180..180", "phase")),
+    metrics=(
+        Metric("freq_pred_hz", "Hz", "the causal trend's prediction for this transient, before it was measured"),
+        Metric("freq_pred_sd_hz", "Hz", "SD of freq_pred_hz from the trend's scatter"),
+        Metric("freq_sd_hz", "Hz", "SD of freq_hz from the curvature of the fit quality, made honest"),
+        Metric("phase_sd_deg", "deg", "SD of phase_deg"),
+        Metric("freq_metab_hz", "Hz", "the metabolite band's own estimate"),
+        Metric("freq_metab_sd_hz", "Hz", "its SD"),
+        Metric("freq_water_hz", "Hz", "the residual water's own estimate (null: no water fit, reason given)"),
+        Metric("freq_water_sd_hz", "Hz", "its SD"),
+        Metric("water_misfit", "1", "water fit residual / expected noise energy (1 = template shape)"),
+        Metric("freq_model", "", "which components made freq_hz"),
+        Metric("amplitude_rel", "1", "|c| of the registration (1 = as strong as the reference mean)"),
+        Metric("amplitude_matched", "1", "|c| at no extra damping: a peak-height-like ratio"),
+        Metric("damping_hz", "Hz", "extra Lorentzian FWHM vs the reference"),
+        Metric("is_reference", "", "true for the first transient of a set: it is the reference"),
+        Metric("freq_causal_hz", "Hz", "the causal Kalman filter's best estimate of this transient's frequency"),
+        Metric("freq_causal_sd_hz", "Hz", "its SD"),
+        Metric("freq_trend_hz", "Hz", "the causal trend at this transient (module docstring)", "trend"),
+        Metric("freq_trend_ppm", "ppm", "freq_trend_hz / f0"),
+        Metric("drift_rate_hz_per_min", "Hz/min", "slope of that trend (null while collecting)", "drift rate"),
+        Metric("drift_state", "", "ok | warn | fail for |freq_trend_ppm| against the limits; collecting before"),
+    ),
+    summary=(
+        SummaryField("drift_hz_per_min", "Hz/min", "slope of a least-squares line through all accepted "
+                     "metabolite frequencies vs time; null until its SE is small enough", "drift rate",
+                     Recovered("drift_rate_hz_per_min", METABOLITE)),
+        SummaryField("drift_total_hz", "Hz", "the trend at the last accepted metabolite transient",
+                     "drift total", Recovered("freq_trend_hz", METABOLITE)),
+    ),
+    findings=(FindingKind("drift_max_ppm", (OK, WARN, FAIL), "largest |trend| (ppm) against warn_band_ppm / "
+                          "fail_ppm"),
+              FindingKind("drift_hz_per_min", (WARN,), "|drift rate| above warn_rate_hz_per_min")),
+    config=ConfigSpec(toml_section("plugins", "frequency.toml"),
+                      integers=frozenset({"min_drift_transients"}),
+                      ranges={"min_drift_span_s": (0.0, math.inf, True), "max_rate_se_fraction": (0.0, 1.0, False)},
+                      warn_before_fail=(("warn_band_ppm", "fail_ppm"),)),
+    display=Display(
+        panel=(PanelRow("phase", "phase_deg", METABOLITE, 40, fmt="+.1f", suffix="°", note="  latest vs reference"),),
+        columns=(Col("freq", "Hz", "freq_hz", 10, ".2f", 8, table_fmt="+.2f"),
+                 Col("trend", "Hz", "freq_trend_hz", 11, ".2f", 8),
+                 Col("phase", "deg", "phase_deg", 12, ".1f", 9, table_fmt="+.1f")),
+        trace=TracePlot("freq_hz", "freq_trend_hz", "freq_warn_hz", "drift_rate_hz_per_min", "drift_hz_per_min",
+                        ("Frequency shift, Hz (+ = higher ppm){band}", "Frequency, Hz{band} (+ = higher ppm)",
+                         "Freq, Hz (+ ↑ppm){band}", "Freq, Hz{band}")),
+        summary_lines=(SummaryLine("drift: {drift_hz_per_min:.2f|Hz/min}, total {drift_total_hz:.2f|Hz} "
+                                   "(+ = towards higher ppm)", 10),)),
+)
 
 
 def _num(x: float) -> float | None:
@@ -37,12 +112,13 @@ def _num(x: float) -> float | None:
 
 class FrequencyCheck:
     name = "frequency"
+    declaration = DECLARATION
 
     def start(self, scan, config) -> None:
         self.scan = scan
         self.cfg = config["frequency"]
-        self.window: deque[tuple[float, float]] = deque()  # (t, f) of accepted metabolites in the trend window
-        self.wsums = np.zeros(5)  # the same five sums over the window (added and removed as points come and go)
+        self.params = FilterParams.from_config(config["tracking"])
+        self.trend = Trend(config["tracking"]["trend_window_s"])  # accepted metabolites, this one included
         self.sums = np.zeros(5)  # n, sum t, sum f, sum t^2, sum t f over all accepted metabolites (O(1) slope)
         self.last_trend: float | None = None
         self.min_trend = math.inf
@@ -50,6 +126,13 @@ class FrequencyCheck:
         self.max_abs_trend = 0.0
         self.first_t = self.last_t = 0.0
         self.sff = 0.0  # sum of f^2 over all accepted metabolites (for the slope's standard error)
+
+    def limits(self, scan, config) -> list[Limit]:
+        f0, cfg = scan.f0_mhz, config["frequency"]
+        return [Limit("freq_warn_hz", "freq_trend_hz", WARN, cfg["warn_band_ppm"] * f0, "Hz"),
+                Limit("freq_fail_hz", "freq_trend_hz", FAIL, cfg["fail_ppm"] * f0, "Hz"),
+                Limit("drift_warn_hz_per_min", "drift_rate_hz_per_min", WARN, cfg["warn_rate_hz_per_min"],
+                      "Hz/min")]
 
     def measure(self, ctx: TransientContext) -> CheckResult:
         reg = ctx.reg
@@ -87,45 +170,32 @@ class FrequencyCheck:
         res.metrics.update(tracked)
         return res
 
-    def update(self, ctx: TransientContext, qc: TransientQC) -> None:
-        if qc.kind != METABOLITE or not qc.accepted:
-            return
-        t, f = qc.time_s, qc.freq_hz
+    def update(self, ctx: TransientContext, accepted: bool, measured: CheckResult) -> CheckResult:
+        if ctx.transient.kind != METABOLITE or not accepted:
+            return CheckResult()
+        t, f = ctx.transient.time_s, measured.fields["freq_hz"]
         if self.sums[0] == 0:
             self.first_t = t
         self.last_t = t
-        row = np.array((1.0, t, f, t * t, t * f))
-        self.sums += row
+        self.sums += (1.0, t, f, t * t, t * f)
         self.sff += f * f
-        self.window.append((t, f))
-        self.wsums += row
-        while self.window[0][0] < t - self.cfg["trend_window_s"]:
-            t0, f0 = self.window.popleft()
-            self.wsums -= (1.0, t0, f0, t0 * t0, t0 * f0)
-        n = len(self.window)
-        trend, rate = math.nan, math.nan
-        if n >= 4 and t - self.window[0][0] >= 5.0:
-            _, st, sf, stt, stf = self.wsums
-            # centred sums: subtracting the window mean time keeps them well conditioned
-            sxx = stt - st * st / n
-            if sxx > 1e-9 * max(stt, 1.0):
-                b = (stf - st * sf / n) / sxx
-                trend, rate = float(sf / n + b * (t - st / n)), float(b * 60.0)
-        if not math.isfinite(trend):
-            trend = float(np.median([p[1] for p in self.window]))
+        self.trend.add(t, f)
+        trend, _, slope = self.trend.at(t)
+        rate = slope * 60.0
         self.last_trend = trend
         self.min_trend, self.max_trend = min(self.min_trend, trend), max(self.max_trend, trend)
         ppm = trend / self.scan.f0_mhz
+        out = CheckResult()
         short = self._too_little()
         if short:
             state, rate = "collecting", None
-            qc.unmeasured["drift_rate_hz_per_min"] = short
+            out.unmeasured["drift_rate_hz_per_min"] = short
         else:
             self.max_abs_trend = max(self.max_abs_trend, abs(trend))
-            state = "fail" if abs(ppm) > self.cfg["fail_ppm"] else \
-                "warn" if abs(ppm) > self.cfg["warn_band_ppm"] else "ok"
-        qc.metrics.update({"freq_trend_hz": trend, "freq_trend_ppm": ppm, "drift_rate_hz_per_min": rate,
-                           "drift_state": state})
+            state = {OK: "ok"}.get(g := grade(abs(ppm), self.cfg["warn_band_ppm"], self.cfg["fail_ppm"]), g)
+        out.metrics = {"freq_trend_hz": trend, "freq_trend_ppm": ppm, "drift_rate_hz_per_min": rate,
+                       "drift_state": state}
+        return out
 
     def _too_little(self) -> str | None:
         """Why there is not yet enough evidence for a drift rate (None = enough)."""
@@ -140,7 +210,7 @@ class FrequencyCheck:
     def _smoothed(self, ctx: ScanContext) -> tuple[dict, dict]:
         """End of scan: the smoothed frequency of every accepted metabolite transient (tracking.smooth, per
         edit set), keyed by index, and per-set statistics of the single shots."""
-        params = FilterParams.from_config(self.cfg)
+        params = self.params
         out: dict[str, float] = {}
         per_set: dict[str, dict] = {}
         for s in sorted({r.set for r in ctx.results if r.kind == METABOLITE}):
@@ -190,12 +260,8 @@ class FrequencyCheck:
         part.details.update({"max_abs_trend_hz": self.max_abs_trend,
                              "trend_range_hz": self.max_trend - self.min_trend})
         text = f"frequency drift {peak_ppm:.3f} ppm ({self.max_abs_trend:.1f} Hz)"
-        if peak_ppm > self.cfg["fail_ppm"]:
-            part.findings.append(Finding(FAIL, text, "drift_max_ppm", peak_ppm))
-        elif peak_ppm > self.cfg["warn_band_ppm"]:
-            part.findings.append(Finding(WARN, text, "drift_max_ppm", peak_ppm))
-        else:
-            part.findings.append(Finding(OK, text, "drift_max_ppm", peak_ppm))
+        part.findings.append(Finding(grade(peak_ppm, self.cfg["warn_band_ppm"], self.cfg["fail_ppm"]), text,
+                                     "drift_max_ppm", peak_ppm))
         if rate is not None and abs(rate) > self.cfg["warn_rate_hz_per_min"]:
             part.findings.append(Finding(WARN, f"drift rate {rate:+.2f} Hz/min", "drift_hz_per_min", rate))
         return part

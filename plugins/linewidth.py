@@ -20,10 +20,62 @@ from __future__ import annotations
 
 import numpy as np
 
-from qc_daemon.model import METABOLITE, WATER_REF, TransientQC
+from qc_daemon.config import toml_section
+from qc_daemon.model import METABOLITE, WATER_REF
 from qc_daemon.peaks import Peak, measure_peak
-from qc_daemon.plugin_api import FAIL, OK, WARN, CheckResult, Finding, ScanContext, SummaryPart, TransientContext
+from qc_daemon.plugin_api import (
+    FAIL,
+    OK,
+    WARN,
+    CheckResult,
+    Column,
+    ConfigSpec,
+    Declaration,
+    Display,
+    Finding,
+    FindingKind,
+    Limit,
+    Metric,
+    PanelRow,
+    Recovered,
+    ScanContext,
+    SummaryField,
+    SummaryLine,
+    SummaryPart,
+    TransientContext,
+    grade,
+)
 from qc_daemon.spectral import SpectralAxis, spectrum
+
+_NON_NEGATIVE = (0.0, float("inf"), True)
+DECLARATION = Declaration(
+    fields=(Metric("fwhm_hz", "Hz", "water_ref: the water FWHM of this transient; metabolite: the tCr FWHM of the "
+                   "running average of its set (module docstring)", "linewidth"),),
+    metrics=(Metric("fwhm_water_hz", "Hz", "water FWHM of this water reference (x8 zero-fill, half height)",
+                    "water FWHM"),
+             Metric("fwhm_metab_hz", "Hz", "tCr FWHM of the running average, above its local baseline", "tCr FWHM"),
+             Metric("fwhm_naa_hz", "Hz", "NAA FWHM of the running average, above its local baseline", "NAA FWHM")),
+    summary=(SummaryField("fwhm_water_hz", "Hz", "median water FWHM of the water references", "water linewidth",
+                          Recovered("fwhm_hz", WATER_REF, "median")),
+             SummaryField("fwhm_metab_hz", "Hz", "tCr FWHM of the final running average of edit set 0",
+                          "tCr linewidth", Recovered("fwhm_hz", METABOLITE))),
+    findings=(FindingKind("water linewidth", (OK, WARN, FAIL), "water FWHM (ppm) against water_warn/fail_ppm"),
+              FindingKind("tCr linewidth", (OK, WARN, FAIL), "tCr FWHM (ppm) against metab_warn/fail_ppm")),
+    config=ConfigSpec(toml_section("plugins", "linewidth.toml"),
+                      integers=frozenset({"zero_fill", "metab_zero_fill", "metab_every"}),
+                      ranges={"min_peak_snr": _NON_NEGATIVE, "min_fraction_of_water": (0.0, 1.0, True),
+                              "max_ratio_to_reference": (1.0, float("inf"), True)},
+                      warn_before_fail=(("water_warn_ppm", "water_fail_ppm"), ("metab_warn_ppm", "metab_fail_ppm"))),
+    display=Display(
+        panel=(PanelRow("water FWHM", "fwhm_hz", WATER_REF, 10, suffix=" Hz", summary="fwhm_water_hz", ppm=True,
+                        warn="water_warn_hz", fail="water_fail_hz", missing_kind="no water reference"),
+               PanelRow("tCr FWHM", "fwhm_metab_hz", METABOLITE, 20, suffix=" Hz", ppm=True, warn="metab_warn_hz",
+                        fail="metab_fail_hz", missing="n/a (running average)"),
+               PanelRow("NAA FWHM", "fwhm_naa_hz", METABOLITE, 30, suffix=" Hz", ppm=True)),
+        columns=(Column("tCr", "Hz", "fwhm_hz", 50, ".1f", 6, kinds=(METABOLITE,)),),
+        summary_lines=(SummaryLine("linewidth: water {fwhm_water_hz:.1f|Hz}, tCr {fwhm_metab_hz:.1f|Hz} (FWHM)",
+                                   20),)),
+)
 
 
 def zero_filled(fid: np.ndarray, axis: SpectralAxis, zero_fill: int) -> tuple[np.ndarray, SpectralAxis]:
@@ -72,6 +124,14 @@ def implausible(fwhm: float, water: float | None, strongest: Peak, cfg: dict, f0
 
 class LinewidthCheck:
     name = "linewidth"
+    declaration = DECLARATION
+
+    def limits(self, scan, config) -> list[Limit]:
+        f0, cfg = scan.f0_mhz, config["linewidth"]
+        return [Limit("water_warn_hz", "fwhm_water_hz", WARN, cfg["water_warn_ppm"] * f0, "Hz"),
+                Limit("water_fail_hz", "fwhm_water_hz", FAIL, cfg["water_fail_ppm"] * f0, "Hz"),
+                Limit("metab_warn_hz", "fwhm_metab_hz", WARN, cfg["metab_warn_ppm"] * f0, "Hz"),
+                Limit("metab_fail_hz", "fwhm_metab_hz", FAIL, cfg["metab_fail_ppm"] * f0, "Hz")]
 
     def start(self, scan, config) -> None:
         self.scan = scan
@@ -93,17 +153,18 @@ class LinewidthCheck:
         return CheckResult(fields={"fwhm_hz": peak.fwhm_hz}, metrics={"fwhm_water_hz": peak.fwhm_hz},
                            unmeasured={"fwhm_hz": peak.reason} if peak.reason else {})
 
-    def update(self, ctx: TransientContext, qc: TransientQC) -> None:
-        if qc.kind != METABOLITE:
-            return
+    def update(self, ctx: TransientContext, accepted: bool, measured: CheckResult) -> CheckResult:
+        out = CheckResult()
+        if ctx.transient.kind != METABOLITE:
+            return out
         if ctx.running_fid is None:
             if ctx.running_unavailable:
-                qc.unmeasured["fwhm_hz"] = ctx.running_unavailable
-            return
-        s = qc.set
+                out.unmeasured["fwhm_hz"] = ctx.running_unavailable
+            return out
+        s = ctx.transient.set
         n = ctx.n_accepted
         # the running mean changes slowly: recompute for the first 8 accepted, then every 4th (see docstring)
-        due = s not in self.metab or (qc.accepted and (n <= 8 or n % self.cfg["metab_every"] == 0))
+        due = s not in self.metab or (accepted and (n <= 8 or n % self.cfg["metab_every"] == 0))
         if due:
             self.metab[s] = metabolite_peaks(ctx.running_fid, ctx.axis, self.cfg, ctx.running_noise_sd)
         if s == 0:
@@ -113,12 +174,12 @@ class LinewidthCheck:
         why = tcr.reason if fwhm is None else implausible(fwhm, self._water(), strongest, self.cfg, self.scan.f0_mhz)
         if why:
             fwhm = None
-            qc.unmeasured["fwhm_hz"] = why
-        qc.fwhm_hz = fwhm
-        qc.metrics["fwhm_metab_hz"] = fwhm
-        qc.metrics["fwhm_naa_hz"] = naa.fwhm_hz
+            out.unmeasured["fwhm_hz"] = why
+        out.fields["fwhm_hz"] = fwhm
+        out.metrics = {"fwhm_metab_hz": fwhm, "fwhm_naa_hz": naa.fwhm_hz}
         if naa.fwhm_hz is None and naa.reason:
-            qc.unmeasured["fwhm_naa_hz"] = naa.reason
+            out.unmeasured["fwhm_naa_hz"] = naa.reason
+        return out
 
     def _water(self) -> float | None:
         """Median water FWHM (Hz) of the water references so far (cached: read once per transient)."""
@@ -160,10 +221,7 @@ class LinewidthCheck:
                 continue
             ppm = value / f0
             text = f"{label} {value:.1f} Hz ({ppm:.3f} ppm)"
-            if ppm > fail:
-                part.findings.append(Finding(FAIL, f"{text}: consider reshim", label, value))
-            elif ppm > warn:
-                part.findings.append(Finding(WARN, f"{text}: consider reshim", label, value))
-            else:
-                part.findings.append(Finding(OK, text, label, value))
+            severity = grade(ppm, warn, fail)
+            part.findings.append(Finding(severity, text if severity == OK else f"{text}: consider reshim", label,
+                                         value))
         return part

@@ -32,8 +32,22 @@ from collections import deque
 import numpy as np
 
 from qc_daemon import kernels
-from qc_daemon.model import METABOLITE, TransientQC
-from qc_daemon.plugin_api import CheckResult, ScanContext, SummaryPart, TransientContext
+from qc_daemon.config import toml_section
+from qc_daemon.model import METABOLITE
+from qc_daemon.plugin_api import (
+    CheckResult,
+    ConfigSpec,
+    Declaration,
+    Display,
+    Flag,
+    Limit,
+    Metric,
+    ScanContext,
+    SummaryField,
+    SummaryLine,
+    SummaryPart,
+    TransientContext,
+)
 from qc_daemon.tracking import robust_z_scale
 
 FEATURES = ("freq_jump_hz", "phase_deg", "amplitude_rel", "damping_hz", "lipid_power", "log_residual_norm")
@@ -48,6 +62,42 @@ def wrap_deg(x):
 
 
 PHASE_ROW = FEATURES.index("phase_deg")
+
+_Z = "robust z against the set's recent scored transients (median / 1.4826 MAD)"
+
+
+def _history_rule(section: dict) -> str | None:
+    if section["history"] < section["min_history"]:
+        return "history must be >= min_history"
+    return None
+
+
+DECLARATION = Declaration(
+    metrics=(Metric("freq_jump_hz", "Hz", "freq_hz - the causal trend's prediction"),
+             Metric("z_freq_jump", "1", "the jump in units of its own SD, over their recent robust SD"),
+             Metric("lipid_power", "1", "mean |S|^2 in the lipid window / (2 noise SD^2)"),
+             Metric("residual_norm", "1", "registration misfit / expected noise energy (1 = matches)"),
+             Metric("single_shot_snr", "1", "strongest line of the registration band in the reference / noise SD "
+                    "(reported when too low to judge single averages)"),
+             Metric("z_phase", "1", f"phase deviation: {_Z}"), Metric("z_amplitude", "1", f"amplitude: {_Z}"),
+             Metric("z_linewidth", "1", f"damping: {_Z}"), Metric("z_lipid", "1", f"lipid power: {_Z}"),
+             Metric("z_residual", "1", f"log residual_norm: {_Z}")),
+    summary=(SummaryField("noncausal_flagged_indices", "", "transients the end-of-scan pass over the whole scan "
+                          "flags (noncausal_z_limit); null mid-scan"),),
+    flags=(Flag("freq_jump", "frequency off the trend by > z_limit of its own SD and >= min_freq_jump_hz",
+                frequency_outlier=True),
+           Flag("phase_jump", "phase off the baseline median by > z_limit and >= min_phase_jump_deg"),
+           Flag("amplitude", "matched amplitude changed by > z_limit and >= min_amplitude_change"),
+           Flag("linewidth", "extra damping above z_limit and >= min_broadening_hz"),
+           Flag("lipid", "lipid power above z_limit and >= min_lipid_ratio x its median"),
+           Flag("residual", "registration misfit above z_limit and >= min_residual_ratio x its median"),
+           Flag("unmeasurable", "a feature could not be computed (non-finite)")),
+    config=ConfigSpec(toml_section("plugins", "motion.toml"), integers=frozenset({"min_history", "history"}),
+                      ranges={"min_phase_jump_deg": (0.0, 180.0, True), "early_max_phase_deg": (0.0, 180.0, False),
+                              "min_amplitude_change": (0.0, 1.0, True), "early_min_amplitude": (0.0, 1.0, True)},
+                      rule=_history_rule),
+    display=Display(summary_lines=(SummaryLine("non-causal pass flags: {noncausal_flagged_indices}", 40),)),
+)
 JUMP_SCALE_WINDOW = 32  # scored transients over which the jump test checks the SDs it is given
 
 
@@ -115,16 +165,19 @@ def evaluate(feat: dict, med: np.ndarray, scale: np.ndarray, cfg: dict, zl: floa
 
 class MotionCheck:
     name = "motion"
+    declaration = DECLARATION
 
     def start(self, scan, config) -> None:
         self.cfg = config["motion"]
-        self.jitter2 = float(config["frequency"]["filter_jitter_hz"]) ** 2
+        self.jitter2 = float(config["tracking"]["filter_jitter_hz"]) ** 2
         self.recent_z: dict[int, tuple[deque, list]] = {}  # per set: raw jump z, [their robust SD, count]
         self.band = config["registration"]["band_ppm"]
         self.hist: dict[int, Baseline] = {}
         self.all_feats: list[tuple[int, int, dict]] = []  # (index, set, features) for the non-causal pass
         self._windows = None
-        self._too_weak = False
+
+    def limits(self, scan, config) -> list[Limit]:
+        return []
 
     def _features(self, ctx: TransientContext) -> dict:
         if self._windows is None:
@@ -170,16 +223,13 @@ class MotionCheck:
         measurable = all(math.isfinite(v) for v in feat.values()) and math.isfinite(snr1)
         if not ctx.calibration and measurable and snr1 < self.cfg["min_single_shot_snr"]:
             # below it the registration of one transient follows its noise: its jumps are not the patient's
-            self._too_weak = True
             return CheckResult(metrics={"single_shot_snr": snr1}, unmeasured={"flags": (
                 f"single-shot SNR {snr1:.1f} (strongest line in the registration band, from the reference): "
                 f"below {self.cfg['min_single_shot_snr']:g}, too low to judge single averages")})
-        self._too_weak = False
         if ctx.calibration:  # self-biased fit: only the spectral lipid power seeds its baseline
             if math.isfinite(feat["lipid_power"]):
                 self._hist(ctx.transient.set).add(FEATURES.index("lipid_power"), feat["lipid_power"])
             return CheckResult(metrics={"lipid_power": feat["lipid_power"]})
-        self._last = feat
         self.all_feats.append((ctx.transient.index, ctx.transient.set, feat))
         base = self.hist.get(ctx.transient.set)
         cfg = self.cfg
@@ -187,7 +237,7 @@ class MotionCheck:
         metrics = {"freq_jump_hz": feat["freq_jump_hz"], "lipid_power": feat["lipid_power"],
                    "residual_norm": ctx.reg.residual_norm, "z_freq_jump": jump_z}
         if not all(math.isfinite(v) for v in feat.values()):
-            return CheckResult(metrics=metrics, flags=["unmeasurable"])
+            return CheckResult(metrics=metrics, flags=["unmeasurable"], keep=feat)
         if base is None or base.counts[FEATURES.index("amplitude_rel")] < cfg["min_history"]:
             flags = []
             if abs(feat["freq_jump_hz"]) > cfg["early_max_freq_jump_hz"]:
@@ -204,17 +254,17 @@ class MotionCheck:
                 if (feat["lipid_power"] - med[lip]) / scale[lip] > cfg["z_limit"] and \
                         feat["lipid_power"] >= cfg["min_lipid_ratio"] * med[lip]:
                     flags.append("lipid")
-            return CheckResult(metrics=metrics, flags=flags)
+            return CheckResult(metrics=metrics, flags=flags, keep=feat)
         flags, z = evaluate(feat, *base.stats(), cfg, cfg["z_limit"], jump_z)
         metrics.update(z)
-        return CheckResult(metrics=metrics, flags=flags)
+        return CheckResult(metrics=metrics, flags=flags, keep=feat)
 
-    def update(self, ctx: TransientContext, qc: TransientQC) -> None:
+    def update(self, ctx: TransientContext, accepted: bool, measured: CheckResult) -> CheckResult:
         # every scored transient enters the baseline, flagged ones too: median/MAD tolerate the outliers, and
         # excluding them would lock the check out after a real change (a baseline that can never follow it)
-        if qc.kind != METABOLITE or ctx.reg.is_reference or ctx.calibration or self._too_weak:
-            return
-        self._hist(qc.set).add_all(self._last)
+        if measured.keep is not None:  # scored: not the reference, calibration or too weak to judge
+            self._hist(ctx.transient.set).add_all(measured.keep)
+        return CheckResult()
 
     def _hist(self, s: int) -> Baseline:
         if s not in self.hist:
@@ -225,7 +275,7 @@ class MotionCheck:
         """Non-causal pass: every transient against the whole scan of its set (median/MAD of all). Only at the
         end of the scan (``ctx.final``): it is whole-scan work, not a live figure."""
         if not ctx.final:
-            return SummaryPart()
+            return SummaryPart(unmeasured={"noncausal_flagged_indices": "the non-causal pass runs at scan end"})
         flagged: list[int] = []
         reasons: dict[str, list[str]] = {}
         freq_of = {r.index: r.freq_hz for r in ctx.results}

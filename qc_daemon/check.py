@@ -20,6 +20,7 @@ class CheckRun:
     results: list[TransientQC]
     summary: ScanSummary
     notes: list[str]
+    checks: list[dict]  # what the checks that ran declare (plugin_api.Contract.describe())
 
 
 def merge_water(recording: Recording, water: Recording, water_path: str | Path) -> Recording:
@@ -56,4 +57,4 @@ def run_check(path: str | Path, water: str | Path | None = None, config: Config 
         if on_result:
             on_result(r, n)
     summary.notes[:0] = rec.notes
-    return CheckRun(rec.scan, results, summary, rec.notes)
+    return CheckRun(rec.scan, results, summary, rec.notes, engine.contract.describe())

@@ -42,7 +42,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         _out_dir("--out", args.out)  # before any work: a whole check must not end in an unwritable folder
     show = _progress if (sys.stderr.isatty() and not args.quiet) else None
     run = run_check(args.path, water=args.water, config=config, on_result=show)
-    print(summary_text(run.scan, run.summary))
+    print(summary_text(run.scan, run.summary, run.checks))
     if args.out:
         write_outputs(args.out, run.results, run.summary)
         print(f"wrote {Path(args.out) / 'transients.jsonl'} and {Path(args.out) / 'summary.json'}")

@@ -1,4 +1,6 @@
-"""Configuration: the packaged defaults (default_config.toml) overlaid with a user TOML file."""
+"""Configuration: the engine's sections (default_config.toml) and each installed check's own section (its
+declaration's ConfigSpec), overlaid with a user TOML file. Every key is typed by its default and checked at
+start-up: an unknown section or key, a wrong type or a value out of range is an error that names it."""
 
 from __future__ import annotations
 
@@ -10,18 +12,65 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .plugin_api import ConfigSpec, Rule, installed_checks
 
 Config = dict[str, dict[str, Any]]
 
+_POSITIVE: Rule = (0.0, math.inf, False)
+_NON_NEGATIVE: Rule = (0.0, math.inf, True)
+_FRACTION: Rule = (0.0, 1.0, False)  # 0 < v <= 1, e.g. 0.05 = 5 %
+
+#: the rules of the engine's own sections beyond each value's type (the checks declare theirs)
+_ENGINE_RULES: dict[str, dict[str, Any]] = {
+    "coils": {"integers": {"calibration_transients"}},
+    "registration": {
+        "integers": {"water_fit_agreement_window"},
+        "ranges": {"baseline_skip_s": _NON_NEGATIVE, "ramp_min_dominance": _NON_NEGATIVE,
+                   "water_fit_min_snr": _NON_NEGATIVE},
+        "unordered": {"band_taper_ppm", "water_fit_taper_ppm"}},
+    "tracking": {"integers": {"filter_reacquire_after"}},
+    "verdict": {"warn_before_fail": (("flagged_warn_fraction", "flagged_fail_fraction"),)},
+}
+
+#: keys that moved to the engine's sections when checks got their own (an old config file says where)
+_MOVED = {"frequency." + k: "tracking." + k for k in (
+    "filter_jitter_hz", "filter_accel_hz2_per_s3", "filter_slope_prior_hz_per_s", "filter_gate_z",
+    "filter_reacquire_after", "trend_window_s")}
+_MOVED.update({"snr.noise_window_ppm": "noise.window_ppm", "snr.fallback_tail_fraction": "noise.fallback_tail_fraction",
+               "snr.fallback_edges_ppm": "noise.fallback_edges_ppm"})
+
+
+def toml_section(package: str, filename: str) -> dict[str, Any]:
+    """The one section of a TOML file shipped in ``package`` (a check's defaults beside its module)."""
+    doc = tomllib.loads(resources.files(package).joinpath(filename).read_text())
+    if len(doc) != 1:
+        raise ValueError(f"{package}/{filename} must hold exactly one [section]")
+    return next(iter(doc.values()))
+
+
+def specs() -> dict[str, ConfigSpec]:
+    """Every config section with its spec: the engine's, then each installed check's (named after it)."""
+    engine = tomllib.loads(resources.files("qc_daemon").joinpath("default_config.toml").read_text())
+    out = {}
+    for section, defaults in engine.items():
+        rules = _ENGINE_RULES.get(section, {})
+        out[section] = ConfigSpec(defaults, frozenset(rules.get("integers", ())), dict(rules.get("ranges", {})),
+                                  frozenset(rules.get("unordered", ())), tuple(rules.get("warn_before_fail", ())))
+    for name, cls in installed_checks().items():
+        if name in out:
+            raise InputError("checks", f"check {name!r} has the name of an engine config section")
+        out[name] = cls.declaration.config
+    return out
+
 
 def default_config() -> Config:
-    text = resources.files("qc_daemon").joinpath("default_config.toml").read_text()
-    return tomllib.loads(text)
+    return {section: copy.deepcopy(spec.defaults) for section, spec in specs().items()}
 
 
 def load_config(path: str | Path | None = None, overrides: Config | None = None) -> Config:
     """Defaults, then the file at ``path``, then ``overrides``. Unknown sections or keys are an error."""
-    cfg = default_config()
+    all_specs = specs()
+    cfg = {section: copy.deepcopy(spec.defaults) for section, spec in all_specs.items()}
     layers: list[tuple[str, Config]] = []
     if path is not None:
         p = Path(path)
@@ -36,63 +85,48 @@ def load_config(path: str | Path | None = None, overrides: Config | None = None)
     for origin, layer in layers:
         for section, values in layer.items():
             if section not in cfg or not isinstance(values, dict):
-                raise InputError(origin, f"unknown config section [{section}]")
+                raise InputError(origin, f"unknown config section [{section}]; sections: {', '.join(cfg)}")
             for key, value in values.items():
-                if key not in cfg[section]:
-                    raise InputError(origin, f"unknown config key {section}.{key}")
-                default = cfg[section][key]
-                if isinstance(default, (int, float)) and not isinstance(value, (int, float)):
-                    raise InputError(origin, f"{section}.{key} must be a number")
-                if isinstance(default, list) and (not isinstance(value, list) or len(value) != len(default)):
-                    raise InputError(origin, f"{section}.{key} must be a list of {len(default)} numbers")
+                problem = _typed(section, key, value, cfg[section])
+                if problem:
+                    raise InputError(origin, problem)
                 cfg[section][key] = copy.deepcopy(value)
-        problem = validate(cfg)
+        problem = validate(cfg, all_specs)
         if problem:
             raise InputError(origin, problem)
     return cfg
 
 
-# What each kind of value may be; the unit is in the key's name. (low, high, low inclusive): a number's range.
-_POSITIVE = (0.0, math.inf, False)
-_NON_NEGATIVE = (0.0, math.inf, True)
-_FRACTION = (0.0, 1.0, False)  # 0 < v <= 1, e.g. 0.05 = 5 %
-_RANGES: dict[str, tuple[float, float, bool]] = {
-    "registration.baseline_skip_s": _NON_NEGATIVE,
-    "registration.ramp_min_dominance": _NON_NEGATIVE,
-    "registration.water_fit_min_snr": _NON_NEGATIVE,
-    "linewidth.min_peak_snr": _NON_NEGATIVE,
-    "linewidth.min_fraction_of_water": (0.0, 1.0, True),
-    "linewidth.max_ratio_to_reference": (1.0, math.inf, True),
-    "frequency.min_drift_span_s": _NON_NEGATIVE,
-    "frequency.max_rate_se_fraction": (0.0, 1.0, False),
-    "snr.target": _NON_NEGATIVE,
-    "motion.min_phase_jump_deg": (0.0, 180.0, True),
-    "motion.early_max_phase_deg": (0.0, 180.0, False),
-    "motion.min_amplitude_change": (0.0, 1.0, True),
-    "motion.early_min_amplitude": (0.0, 1.0, True),
-}
-_INTEGERS = {"coils.calibration_transients", "linewidth.zero_fill", "linewidth.metab_zero_fill",
-             "linewidth.metab_every", "motion.min_history", "motion.history", "frequency.min_drift_transients",
-             "snr.min_growth_points", "registration.water_fit_agreement_window",
-             "frequency.filter_reacquire_after"}
-# two tapers (low edge, high edge), not a window
-_UNORDERED_LISTS = {"registration.band_taper_ppm", "registration.water_fit_taper_ppm"}
-# (warn, fail) pairs: a warning limit beyond its failure limit is a mistake
-_WARN_BEFORE_FAIL = [("frequency.warn_band_ppm", "frequency.fail_ppm"),
-                     ("linewidth.water_warn_ppm", "linewidth.water_fail_ppm"),
-                     ("linewidth.metab_warn_ppm", "linewidth.metab_fail_ppm"),
-                     ("verdict.flagged_warn_fraction", "verdict.flagged_fail_fraction")]
+def _typed(section: str, key: str, value: Any, current: dict[str, Any]) -> str | None:
+    name = f"{section}.{key}"
+    if key not in current:
+        moved = _MOVED.get(name)
+        return f"unknown config key {name}" + (f" (it is {moved} now)" if moved else "")
+    default = current[key]
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else f"{name} must be true or false"
+    if isinstance(default, (int, float)) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        return f"{name} must be a number"
+    if isinstance(default, str) and not isinstance(value, str):
+        return f"{name} must be text"
+    if isinstance(default, list):
+        if not default or all(isinstance(v, str) for v in default):  # a list of names
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                return f"{name} must be a list of names"
+        elif not isinstance(value, list) or len(value) != len(default):
+            return f"{name} must be a list of {len(default)} numbers"
+    return None
 
 
-def _rule(name: str) -> tuple[float, float, bool]:
-    if name in _RANGES:
-        return _RANGES[name]
-    if name.endswith("_fraction"):
+def _rule(spec: ConfigSpec, key: str) -> Rule:
+    if key in spec.ranges:
+        return spec.ranges[key]
+    if key.endswith("_fraction"):
         return _FRACTION
     return _POSITIVE
 
 
-def _describe(rule: tuple[float, float, bool]) -> str:
+def _describe(rule: Rule) -> str:
     lo, hi, closed = rule
     if rule == _FRACTION:
         return "a fraction in 0..1 (0.05 = 5 %)"
@@ -100,34 +134,50 @@ def _describe(rule: tuple[float, float, bool]) -> str:
     return low if hi == math.inf else f"{low} and <= {hi:g}"
 
 
-def validate(cfg: Config) -> str | None:
+def validate(cfg: Config, all_specs: dict[str, ConfigSpec] | None = None) -> str | None:
     """The first value that makes no sense (wrong range, a window given high..low, a warning limit beyond
-    its failure limit), named with its key and what is allowed; None when all are fine."""
+    its failure limit, a section's own rule), named with its key and what is allowed; None when all are
+    fine."""
+    all_specs = all_specs if all_specs is not None else specs()
     for section, values in cfg.items():
+        spec = all_specs[section]
         for key, value in values.items():
-            name = f"{section}.{key}"
-            if isinstance(value, bool) or not isinstance(value, (int, float, list)):
-                continue
-            items = value if isinstance(value, list) else [value]
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in items):
-                return f"{name} = {value!r}: must be finite numbers"
-            if isinstance(value, list):
-                if name in _UNORDERED_LISTS:
-                    if any(v < 0 for v in value):
-                        return f"{name} = {value}: both widths must be >= 0"
-                elif len(value) == 2 and not value[0] < value[1]:
-                    return f"{name} = {value}: must be [low, high] with low < high"
-                continue
-            if name in _INTEGERS and (value != int(value) or value < 1):
-                return f"{name} = {value!r}: must be a whole number >= 1"
-            lo, hi, closed = rule = _rule(name)
-            if not ((value >= lo if closed else value > lo) and value <= hi):
-                return f"{name} = {value!r}: must be {_describe(rule)}"
-    for warn, fail in _WARN_BEFORE_FAIL:
-        (ws, wk), (fs, fk) = warn.split("."), fail.split(".")
-        if cfg[ws][wk] > cfg[fs][fk]:
-            return (f"{warn} = {cfg[ws][wk]!r} is above {fail} = {cfg[fs][fk]!r}: a warning limit must not exceed "
-                    "its failure limit")
-    if cfg["motion"]["history"] < cfg["motion"]["min_history"]:
-        return "motion.history must be >= motion.min_history"
+            problem = _check_value(spec, f"{section}.{key}", key, value)
+            if problem:
+                return problem
+        for warn, fail in spec.warn_before_fail:
+            if values[warn] > values[fail]:
+                return (f"{section}.{warn} = {values[warn]!r} is above {section}.{fail} = {values[fail]!r}: a "
+                        "warning limit must not exceed its failure limit")
+        if spec.rule is not None:
+            problem = spec.rule(values)
+            if problem:
+                return f"[{section}]: {problem}"
+    installed = installed_checks()
+    unknown = [n for n in cfg.get("checks", {}).get("disable", []) if n not in installed]
+    if unknown:
+        return f"checks.disable names {unknown}: no such check (installed: {', '.join(installed)})"
+    return None
+
+
+def _check_value(spec: ConfigSpec, name: str, key: str, value: Any) -> str | None:
+    if isinstance(value, (bool, str)) or not isinstance(value, (int, float, list)):
+        return None
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return None  # a list of names (checked where it is used)
+    items = value if isinstance(value, list) else [value]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in items):
+        return f"{name} = {value!r}: must be finite numbers"
+    if isinstance(value, list):
+        if key in spec.unordered:
+            if any(v < 0 for v in value):
+                return f"{name} = {value}: both widths must be >= 0"
+        elif len(value) == 2 and not value[0] < value[1]:
+            return f"{name} = {value}: must be [low, high] with low < high"
+        return None
+    if key in spec.integers and (value != int(value) or value < 1):
+        return f"{name} = {value!r}: must be a whole number >= 1"
+    lo, hi, closed = rule = _rule(spec, key)
+    if not ((value >= lo if closed else value > lo) and value <= hi):
+        return f"{name} = {value!r}: must be {_describe(rule)}"
     return None

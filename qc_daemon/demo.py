@@ -22,7 +22,7 @@ from .daemon import Daemon, Endpoints
 from .errors import InputError
 from .model import ScanSummary
 from .replay import DeliveryError, replay
-from .text_view import HEADER, result_line, summary_lines
+from .text_view import TextView
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "demo_drift_motion.dat"
 @contextlib.contextmanager
@@ -111,15 +111,15 @@ def run_demo(speed: float = 10.0, path: Path = FIXTURE, out=print) -> ScanSummar
                 viewer.sync(5)
                 out(f"mrsqc demo: daemon on {eps.ingest}; replaying {path.name} at {speed:g}x scan pace "
                     "(simulated: drift + one motion event of each kind). q or Ctrl-C stops.")
-                out(HEADER)
+                view = TextView(out)
                 feeder = threading.Thread(target=replay, args=(path, eps.ingest, speed), name="mrsqc-replay",
                                           daemon=True)
                 feeder.start()
                 with _keys() as quit_requested:
                     while summary is None and not quit_requested():
                         for m in viewer.poll(100):
-                            if m.get("type") == "result":
-                                out(result_line(m["result"]))
+                            if m.get("type") in ("scan_start", "result"):
+                                view.show(m)
                             elif m.get("type") == "summary":
                                 summary = m["summary"]
             except KeyboardInterrupt:
@@ -134,6 +134,6 @@ def run_demo(speed: float = 10.0, path: Path = FIXTURE, out=print) -> ScanSummar
         out("stopped.")
         return None
     out("")
-    for line in summary_lines(summary):
+    for line in view.summary_lines(summary):
         out(line)
     return summary

@@ -15,8 +15,8 @@ transient is no template at per-transient SNR ~4 (its noise would bias every lat
 from __future__ import annotations
 
 import math
-from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -37,30 +37,33 @@ from .freq_model import (
     water_nearer_trend,
 )
 from .model import (
+    FAIL,
     METABOLITE,
+    OK,
     RUNNING,
+    SEVERITY_RANK,
+    WARN,
     WATER_REF,
     ScanInfo,
     ScanSummary,
-    SpectrumView,
     Transient,
     TransientQC,
+    grade,
     interruption_text,
+    worst,
 )
 from .plugin_api import (
-    FAIL,
-    OK,
-    SEVERITY_RANK,
-    WARN,
     Check,
+    CheckResult,
+    Contract,
     Finding,
     Registration,
     ScanContext,
     TransientContext,
-    discover_checks,
+    active_checks,
 )
 from .spectral import SpectralAxis, band_limited, band_mask, decimate, decimated_fft, fftshift, ifftshift, spectrum
-from .tracking import FilterParams, FrequencyFilter
+from .tracking import FilterParams, FrequencyFilter, Trend
 from .water import WATER_PPM, residual_water_model, water_dominance
 
 SD_STEP_HZ = 0.05  # finite-difference step for the fit's curvature (lines are >= 2 Hz wide)
@@ -81,8 +84,17 @@ class _Reference:
     band_abs2: np.ndarray | None = None
     phase_rad: float = 0.0  # phase that makes the reference's main peak absorptive
     noise_var_sum: float = 0.0  # sum over members of their complex noise variance per time point
-    times: deque = field(default_factory=lambda: deque(maxlen=256))  # accepted members, for the trend seed
-    freqs: deque = field(default_factory=lambda: deque(maxlen=256))
+    trend: Trend | None = None  # the accepted members' frequencies: the registration's seed
+
+
+class LatestSpectra(NamedTuple):
+    axis: SpectralAxis
+    index: int
+    set: int
+    n_average: int  # accepted transients in the running average
+    latest: np.ndarray  # spectrum of the latest metabolite transient, aligned and phased like the reference
+    average: np.ndarray  # spectrum of its set's running average, the same frame
+    noise_sd: float  # the latest transient's noise SD
 
 
 class ScanQC:
@@ -92,7 +104,9 @@ class ScanQC:
         scan.validate()
         self.scan = scan
         self.config = config if config is not None else load_config()
-        self.checks: list[Check] = checks if checks is not None else [cls() for cls in discover_checks()]
+        self.checks: list[Check] = checks if checks is not None else [cls() for cls in active_checks(self.config)]
+        self.contract = Contract(self.checks)
+        self._field_names = list(self.contract.fields)
         for check in self.checks:
             check.start(scan, self.config)
         self.axis = SpectralAxis.of(scan)
@@ -103,7 +117,7 @@ class ScanQC:
         self._water_removal = False  # set at calibration when residual water dominates (water.py)
         self.water_dominance: float | None = None  # its measure on the calibration mean (water.water_dominance)
         self._refs: dict[tuple[str, int], _Reference] = {}
-        self._filter_params = FilterParams.from_config(self.config["frequency"])
+        self._filter_params = FilterParams.from_config(self.config["tracking"])
         self._filters: dict[tuple[str, int], FrequencyFilter] = {}  # causal frequency tracking per (kind, set)
         reg = self.config["registration"]
         self._m = max(8, min(scan.n_points, int(reg["fit_window_s"] / scan.dwell_s)))
@@ -155,8 +169,8 @@ class ScanQC:
         self._latest: tuple[Transient, np.ndarray, float] | None = None  # last metabolite transient, for display
         self._ramp2 = self._ramp ** 2
         self._ramp2_sum = float(self._ramp2.sum())
-        snr = self.config["snr"]
-        self._noise_win = self.axis.window(*snr["noise_window_ppm"])
+        snr = self.config["noise"]
+        self._noise_win = self.axis.window(*snr["window_ppm"])
         self._edge_wins: list[tuple[int, int]] = []
         if self._noise_win is None:
             frac = snr["fallback_tail_fraction"]
@@ -170,11 +184,11 @@ class ScanQC:
             self.noise_window_label = " / ".join(["quietest of " + ", ".join(edges)] if edges else []) + \
                 (" and " if edges else "") + f"FID tail (last {frac:.0%} of points)"
             self._notes.append(
-                f"noise window {snr['noise_window_ppm'][0]}..{snr['noise_window_ppm'][1]} ppm lies outside the "
+                f"noise window {snr['window_ppm'][0]}..{snr['window_ppm'][1]} ppm lies outside the "
                 f"spectral width ({self.axis.ppm_min:.2f}..{self.axis.ppm_max:.2f} ppm): SNR noise from the "
                 f"{self.noise_window_label}")
         else:
-            lo, hi = snr["noise_window_ppm"]
+            lo, hi = snr["window_ppm"]
             self.noise_window_label = f"{lo:g}..{hi:g} ppm"
         if scan.combined:
             self._notes.append("data were averaged on the scanner: per-transient checks need per-transient data")
@@ -276,12 +290,13 @@ class ScanQC:
         """The summary of everything processed so far. ``status`` "running" gives the live (mid-scan) summary:
         no end-of-scan work (non-causal pass), no "scan incomplete" finding, and no effect on later results."""
         ctx = ScanContext(self.scan, self.config, self.results, final=status != RUNNING)
-        fields: dict = {}
+        fields: dict = {name: None for name in self.contract.summary}
         findings: list[Finding] = []
         details: dict = {}
         unmeasured: dict[str, str] = {}
         for check in self.checks:
             part = check.finish(ctx)
+            self.contract.check_summary(check, part)
             fields.update(part.fields)
             findings.extend(part.findings)
             details[check.name] = part.details
@@ -293,12 +308,9 @@ class ScanQC:
         if metab:
             frac = sum(1 for r in metab if not r.accepted) / len(metab)
             flagged_text = f"{n_flagged} motion-corrupted average{'s' if n_flagged != 1 else ''} ({frac:.0%})"
-            if frac > vcfg["flagged_fail_fraction"]:
-                findings.append(Finding(FAIL, flagged_text, "flagged_fraction", frac))
-            elif frac > vcfg["flagged_warn_fraction"]:
-                findings.append(Finding(WARN, flagged_text, "flagged_fraction", frac))
-            elif n_flagged:
-                findings.append(Finding(OK, flagged_text, "flagged_fraction", frac))
+            severity = grade(frac, vcfg["flagged_warn_fraction"], vcfg["flagged_fail_fraction"])
+            if severity != OK or n_flagged:
+                findings.append(Finding(severity, flagged_text, "flagged_fraction", frac))
         if status not in ("complete", RUNNING):
             findings.append(Finding(WARN, interruption_text(status, len(metab), self.scan.planned_averages),
                                     "status", status))
@@ -306,12 +318,6 @@ class ScanQC:
             findings.append(Finding(FAIL, "no transients", "n_transients", 0))
         # a live summary may only have seen the water references that precede the metabolite transients
         water_only = bool(self.results) and not metab and status != RUNNING
-        if water_only:
-            unmeasured.setdefault("snr_final", "water-only scan: no metabolite transients")
-        elif not metab:
-            unmeasured.setdefault("snr_final", "no metabolite transient yet")
-        worst = max((SEVERITY_RANK[f.severity] for f in findings), default=0)
-        verdict = {0: OK, 1: WARN, 2: FAIL}[worst]
         ranked = sorted((f for f in findings if f.severity != OK), key=lambda f: -SEVERITY_RANK[f.severity])
         details["findings"] = [{"severity": f.severity, "text": f.text, "key": f.key, "value": f.value}
                                for f in findings]
@@ -323,15 +329,9 @@ class ScanQC:
             n_water_ref=sum(1 for r in self.results if r.kind == WATER_REF),
             n_flagged=n_flagged,
             flagged_indices=flagged,
-            drift_hz_per_min=fields.get("drift_hz_per_min"),
-            drift_total_hz=fields.get("drift_total_hz"),
-            fwhm_water_hz=fields.get("fwhm_water_hz"),
-            fwhm_metab_hz=fields.get("fwhm_metab_hz"),
-            snr_final=fields.get("snr_final"),
-            snr_projected=fields.get("snr_projected"),
-            verdict=verdict,
+            verdict=worst(f.severity for f in findings),
             reasons=[f.text for f in ranked],
-            noncausal_flagged_indices=fields.get("noncausal_flagged_indices", []),
+            fields=fields,
             status=status,
             notes=list(self._notes),
             details=details,
@@ -339,27 +339,16 @@ class ScanQC:
             scan_kind="water-only" if water_only else "metabolite",
         )
 
-    def spectrum_view(self, ppm_range: tuple[float, float] = (0.2, 4.4), max_points: int = 320) -> SpectrumView | None:
-        """The latest metabolite transient and its set's running average for display (see SpectrumView);
-        None before the first metabolite transient was processed. Read-only."""
+    def latest_spectra(self) -> LatestSpectra | None:
+        """The latest metabolite transient's aligned spectrum and its set's running average (read-only, for
+        display: qc_daemon/display.py shapes them); None before the first metabolite transient."""
         if self._latest is None:
             return None
         transient, spec, noise_sd = self._latest
         ref = self._refs.get((METABOLITE, transient.set))
-        win = self.axis.clipped_window(*ppm_range)
-        if ref is None or ref.mean_spec is None or win is None or not noise_sd > 0:
+        if ref is None or ref.mean_spec is None:
             return None
-        i0, i1 = win
-        block = max(1, -(-(i1 - i0) // max_points))  # ceil: block means, so no point is dropped
-        i1 = i0 + (i1 - i0) // block * block
-
-        def shown(x: np.ndarray) -> list[float]:
-            return (x[i0:i1].real.reshape(-1, block).mean(axis=1) / noise_sd).tolist()
-
-        half = (block - 1) / 2
-        return SpectrumView(index=transient.index, set=transient.set, n_average=ref.n,
-                            ppm_lo=self.axis.ppm_of_index(i0 + half), ppm_hi=self.axis.ppm_of_index(i1 - 1 - half),
-                            latest=shown(spec), average=shown(ref.mean_spec))
+        return LatestSpectra(self.axis, transient.index, transient.set, ref.n, spec, ref.mean_spec, noise_sd)
 
     # ------------------------------------------------------------------ internals
     def _set_weights(self, data: np.ndarray) -> None:
@@ -451,24 +440,17 @@ class ScanQC:
         ctx = TransientContext(
             scan=scan, config=cfg, transient=transient, axis=self.axis, fid=fid, reg=reg, freq_pred_hz=seed,
             freq_pred_var_hz2=seed_var, prediction=pred, spec=spec, ref_spec=ref.mean_spec, noise_sd=noise_sd,
-            noise_window=self.noise_window_label, n_accepted_before=ref.n, calibration=seeded_member)
+            noise_window=self.noise_window_label, calibration=seeded_member)
         qc = TransientQC(index=transient.index, average=transient.average, set=transient.set,
-                         kind=transient.kind, time_s=transient.time_s)
-        for check in self.checks:
-            res = check.measure(ctx)
-            for k, v in res.fields.items():
-                setattr(qc, k, v)
-            qc.metrics.update(res.metrics)
-            qc.flags.extend(res.flags)
-            qc.unmeasured.update(res.unmeasured)
+                         kind=transient.kind, time_s=transient.time_s, fields=dict.fromkeys(self._field_names))
+        measured = [self._merge(check, check.measure(ctx), qc, True) for check in self.checks]
         qc.accepted = not qc.flags
         # the held calibration transients are fitted against a mean of themselves (shrunk towards 0 Hz): they
         # neither teach the filter a slope nor test the water's agreement
-        if not seeded_member and (qc.accepted or "freq_jump" in qc.flags):
+        if not seeded_member and (qc.accepted or not self.contract.frequency_outliers.isdisjoint(qc.flags)):
             filt.observe(transient.time_s, reg.freq_hz, reg.freq_sd_hz, qc.accepted, pred)
         if seeded_member and qc.accepted:  # already inside the seed mean: only its frequency enters the trend
-            ref.times.append(transient.time_s)
-            ref.freqs.append(reg.freq_hz)
+            self._trend(ref).add(transient.time_s, reg.freq_hz)
         if not seeded_member and (qc.accepted or ref.n == 0):
             ref.noise_var_sum += 2.0 * noise_sd ** 2 / scan.n_points
             self._add_to_reference(ref, transient, corrected, corrected_fft, reg)
@@ -476,7 +458,7 @@ class ScanQC:
             base = self._refs.get((METABOLITE, 0))
             # set 0's trend in its own frame (its results carry the scan's zero shift)
             trend0 = self._predict(base, transient.time_s)[0] - self._sets_zero() if base is not None else math.nan
-            if base is not None and base.freqs and math.isfinite(trend0):
+            if base is not None and base.trend is not None and len(base.trend) and math.isfinite(trend0):
                 window = int(self.config["registration"]["water_fit_agreement_window"])
                 self._set_frames.setdefault(transient.set, FrameOffset(window)).add(raw_freq - trend0)
         if qc.accepted and self._pending_water is not None:
@@ -502,10 +484,19 @@ class ScanQC:
             ctx.running_spec = ref.mean_spec
             ctx.running_noise_sd = self._noise_sd(ref.mean_spec, ref.mean) if ref.mean_spec is not None else None
         ctx.n_accepted = ref.n
-        for check in self.checks:
-            check.update(ctx, qc)
+        for check, own in zip(self.checks, measured):
+            self._merge(check, check.update(ctx, qc.accepted, own), qc, False)
         self.results.append(qc)
         return qc
+
+    def _merge(self, check: Check, res: CheckResult, qc: TransientQC, measuring: bool) -> CheckResult:
+        """A check's result into the transient's record, after checking it declared every name it returns."""
+        self.contract.check_result(check, res, measuring)
+        qc.fields.update(res.fields)
+        qc.metrics.update(res.metrics)
+        qc.flags.extend(res.flags)
+        qc.unmeasured.update(res.unmeasured)
+        return res
 
     def _register(self, fid_fft: np.ndarray, ref: _Reference, seed: float, kind: str,
                   noise_sd: float, phase_sd: bool = True) -> tuple[Registration, tuple]:
@@ -681,28 +672,13 @@ class ScanQC:
                             freq_water_hz=f_w - to_scan,
                             freq_water_sd_hz=math.sqrt(v_w), water_misfit=misfit, freq_model=model)
 
-    def _predict(self, ref: _Reference, t: float) -> tuple[float, float]:
-        """Causal trend prediction of the frequency at time t (Hz) from the accepted transients of the last
-        ``frequency.trend_window_s``: least-squares line when >= 4 points span >= 5 s, else their median;
-        and its variance (Hz^2) from their scatter: s^2 (1/n + (t - mean t)^2 / Sxx) for the line,
-        (pi / 2) (1.4826 MAD)^2 / n for the median (NaN from fewer than 3 points)."""
-        if ref.n == 0 or not ref.freqs:
+    @staticmethod
+    def _predict(ref: _Reference, t: float) -> tuple[float, float]:
+        """Causal trend prediction of the frequency at time t (Hz) from the reference's accepted members
+        (``tracking.Trend``) and its variance (Hz^2); (0, NaN) before the reference has members."""
+        if ref.n == 0 or ref.trend is None:
             return 0.0, math.nan
-        window = self.config["frequency"]["trend_window_s"]
-        ts = np.fromiter(ref.times, float)
-        fs = np.fromiter(ref.freqs, float)
-        sel = ts >= t - window
-        ts, fs = ts[sel], fs[sel]
-        if ts.size == 0:
-            return float(ref.freqs[-1]), math.nan
-        if ts.size >= 4 and ts[-1] - ts[0] >= 5.0:
-            value, var = kernels.line_prediction(ts, fs, t)
-            if math.isfinite(value):
-                return float(value), float(var)
-        med = float(np.median(fs))
-        if fs.size < 3:
-            return med, math.nan
-        return med, math.pi / 2.0 * (1.4826 * float(np.median(np.abs(fs - med)))) ** 2 / fs.size
+        return ref.trend.at(t)[:2]
 
     def _add_to_reference(self, ref: _Reference, transient: Transient, corrected: np.ndarray,
                           corrected_fft: np.ndarray, reg: Registration) -> None:
@@ -715,8 +691,12 @@ class ScanQC:
         kernels.accumulate(ref.total_fft, corrected_fft * rot)
         ref.n += 1
         self._derive(ref, transient.kind)
-        ref.times.append(transient.time_s)
-        ref.freqs.append(reg.freq_hz)
+        self._trend(ref).add(transient.time_s, reg.freq_hz)
+
+    def _trend(self, ref: _Reference) -> Trend:
+        if ref.trend is None:
+            ref.trend = Trend(self.config["tracking"]["trend_window_s"])
+        return ref.trend
 
     def _derive(self, ref: _Reference, kind: str) -> None:
         """Recompute the reference's mean, band-limited copy, display phase and spectrum from its total."""
@@ -733,8 +713,9 @@ class ScanQC:
     def _peak_phase(self, spec: np.ndarray, kind: str) -> float:
         """Zero-order phase (rad) that makes the main peak absorptive: NAA for metabolites, water for
         water references; the angle of the spectrum at the largest |S| in that peak's window."""
-        lw = self.config["linewidth"]
-        win = self.axis.clipped_window(*(lw["water_window_ppm"] if kind == WATER_REF else lw["naa_window_ppm"]))
+        ref = self.config["reference"]
+        win = self.axis.clipped_window(*(ref["water_phase_window_ppm"] if kind == WATER_REF
+                                         else ref["metabolite_phase_window_ppm"]))
         if win is None:
             return 0.0
         return float(np.angle(spec[kernels.argmax_abs(spec, win[0], win[1])]))
@@ -745,7 +726,7 @@ class ScanQC:
         ``snr.fallback_edges_ppm``, >= 32 points) and the FID-tail estimate scaled by sqrt(N)."""
         if self._noise_win is not None:
             return float(kernels.detrended_sd(spec.real, self._noise_win[0], self._noise_win[1]))
-        frac = self.config["snr"]["fallback_tail_fraction"]
+        frac = self.config["noise"]["fallback_tail_fraction"]
         # the quietest estimate: a tail that still holds signal (long-T2 residual water) or an edge band with a
         # line in it can only raise an SD, never lower it below the noise
         sds = [float(kernels.detrended_sd(spec.real, a, b)) for a, b in self._edge_wins]

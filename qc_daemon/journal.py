@@ -15,8 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .model import METABOLITE, ScanInfo, ScanSummary, TransientQC, interruption_text
-from .plugin_api import FAIL, OK, SEVERITY_RANK, WARN
+from .model import METABOLITE, OK, SEVERITY_RANK, WARN, ScanInfo, ScanSummary, TransientQC, interruption_text, worst
 from .report import write_outputs
 
 log = logging.getLogger(__name__)
@@ -35,20 +34,23 @@ class Journal:
     :meth:`sync` (the daemon syncs once per burst of messages, with the spool). Write errors raise OSError to
     the caller (the daemon reports them)."""
 
-    def __init__(self, folder: Path, scan: ScanInfo, fsync: bool = True, records: list[dict] | None = None):
+    def __init__(self, folder: Path, scan: ScanInfo, fsync: bool = True, records: list[dict] | None = None,
+                 checks: list[dict] | None = None):
         """A new journal (``records`` None), or one rewritten from ``records`` (a resumed scan: what the
-        engine re-derived from the spool replaces what the crashed daemon had journaled)."""
+        engine re-derived from the spool replaces what the crashed daemon had journaled). ``checks``: what
+        the checks that run declare (plugin_api.Contract.describe()), kept for a journal-only recovery."""
         self.dir = Path(folder)
         self.path = self.dir / "journal.jsonl"
         self.fsync = fsync
         self.scan = scan
+        start = {"record": "scan_start", "scan": scan.to_dict(), "checks": checks or []}
         if records is None:
             self._f = open(self.path, "a", encoding="utf-8")
-            self.write({"record": "scan_start", "scan": scan.to_dict()})
+            self.write(start)
         else:
             tmp = self.path.with_suffix(".jsonl.tmp")
             with open(tmp, "w", encoding="utf-8") as f:
-                for rec in [{"record": "scan_start", "scan": scan.to_dict()}] + records:
+                for rec in [start] + records:
                     f.write(json.dumps(rec, allow_nan=False) + "\n")
                 f.flush()
                 if fsync:
@@ -105,6 +107,16 @@ def read_journal(path: Path) -> tuple[ScanInfo | None, list[TransientQC], dict |
     return scan, results, summary, bad
 
 
+def journal_checks(path: Path) -> list[dict]:
+    """The checks' declarations a journal's scan_start recorded ([] for none or an unreadable journal)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            rec = json.loads(f.readline())
+        return list(rec.get("checks") or []) if rec.get("record") == "scan_start" else []
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
 def _read(path: Path):
     scan, results, summary, verdicts, bad = None, [], None, [], 0
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -134,31 +146,46 @@ def old_verdicts(folder: Path) -> list[dict]:
 
 
 def interrupted_summary(scan: ScanInfo, results: list[TransientQC], status: str, note: str,
-                        verdicts: list[dict] | None = None) -> ScanSummary:
-    """A summary built from journaled records only (no spool to re-run the engine on): counts, flags, the last
-    running values, every finding of the last live verdict, and the interruption as one more reason; the
-    verdict is the worst one the scan reached live (warn at least: the scan did not finish under QC)."""
+                        verdicts: list[dict] | None = None, checks: list[dict] | None = None) -> ScanSummary:
+    """A summary built from journaled records only (no spool to re-run the engine on): counts, flags, each
+    check's summary fields rebuilt as it declares (plugin_api.Recovered: the last running value, or a median),
+    every finding of the last live verdict, and the interruption as one more reason; the verdict is the
+    worst one the scan reached live (warn at least: the scan did not finish under QC)."""
     metab = [r for r in results if r.kind == METABOLITE]
     flagged = [r.index for r in results if not r.accepted]
-    last = metab[-1] if metab else None
-    water = [r.fwhm_hz for r in results if r.kind != METABOLITE and r.fwhm_hz is not None]
     verdicts = verdicts or []
     findings = [f for f in (verdicts[-1]["findings"] if verdicts else []) if f.get("key") != "status"]
     findings.append({"severity": WARN, "text": interruption_text(status, len(metab), scan.planned_averages),
                      "key": "status", "value": status})
-    rank = SEVERITY_RANK
-    worst = max([rank.get(v["verdict"], 0) for v in verdicts] + [rank[f["severity"]] for f in findings])
-    ranked = sorted((f for f in findings if f["severity"] != OK), key=lambda f: -rank[f["severity"]])
+    ranked = sorted((f for f in findings if f["severity"] != OK), key=lambda f: -SEVERITY_RANK[f["severity"]])
     return ScanSummary(
         scan_id=scan.scan_id, n_transients=len(results), n_metabolite=len(metab),
         n_water_ref=len(results) - len(metab), n_flagged=len(flagged), flagged_indices=flagged,
-        drift_hz_per_min=last.metrics.get("drift_rate_hz_per_min") if last else None,
-        drift_total_hz=last.metrics.get("freq_trend_hz") if last else None,
-        fwhm_water_hz=sorted(water)[len(water) // 2] if water else None,
-        fwhm_metab_hz=last.fwhm_hz if last else None, snr_final=last.snr_running if last else None,
-        snr_projected=last.metrics.get("snr_projected") if last else None,
-        verdict={0: OK, 1: WARN, 2: FAIL}[worst], reasons=[f["text"] for f in ranked], status=status, notes=[note],
-        details={"findings": findings})
+        fields=recovered_fields(checks or [], results),
+        verdict=worst([v["verdict"] for v in verdicts] + [f["severity"] for f in findings]),
+        reasons=[f["text"] for f in ranked], status=status, notes=[note], details={"findings": findings})
+
+
+def recovered_fields(checks: list[dict], results: list[TransientQC]) -> dict:
+    """Each declared summary field from per-transient results (plugin_api.Recovered); None where a check
+    declares no way to rebuild it."""
+    def value(r: TransientQC, name: str):
+        return r.fields[name] if name in r.fields else r.metrics.get(name)
+
+    out = {}
+    for check in checks:
+        for name, spec in (check.get("summary") or {}).items():
+            how = spec.get("recovered")
+            out[name] = None
+            if not how:
+                continue
+            rows = [r for r in results if r.kind == how["kind"]]
+            if how["how"] == "median":
+                vals = sorted(v for v in (value(r, how["source"]) for r in rows) if v is not None)
+                out[name] = vals[len(vals) // 2] if vals else None
+            elif rows:
+                out[name] = value(rows[-1], how["source"])
+    return out
 
 
 def open_journals(data_dir: Path) -> list[Path]:
@@ -187,7 +214,7 @@ def close_from_journal(folder: Path, status: str = "interrupted") -> ScanSummary
     note = "daemon stopped during the scan; summary rebuilt from the journal (no usable spool)"
     if bad:
         note += f" ({bad} torn line(s) skipped)"
-    s = interrupted_summary(scan, results, status, note, verdicts)
+    s = interrupted_summary(scan, results, status, note, verdicts, journal_checks(path))
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps({"record": "summary", "summary": s.to_dict()}) + "\n")
         f.flush()

@@ -431,15 +431,15 @@ def linear_fit(t, y):
 
 @nb.njit(cache=True, nogil=True)
 def line_prediction(t, y, t0):
-    """Least-squares line through (t, y) evaluated at t0, and that value's variance from the scatter about
-    the line: s^2 (1/n + (t0 - mean t)^2 / Sxx), s^2 = residual sum of squares / (n - 2). Returns (value, var);
-    NaN for fewer than 3 points or one distinct t."""
+    """Least-squares line through (t, y) evaluated at t0, that value's variance from the scatter about
+    the line: s^2 (1/n + (t0 - mean t)^2 / Sxx), s^2 = residual sum of squares / (n - 2), and the slope (per
+    unit of t). Returns (value, var, slope); NaN for fewer than 3 points or one distinct t."""
     n = t.shape[0]
     if n < 3:
-        return np.nan, np.nan
+        return np.nan, np.nan, np.nan
     a, b = linear_fit(t, y)
     if not np.isfinite(b):
-        return np.nan, np.nan
+        return np.nan, np.nan, np.nan
     tm = 0.0
     for k in range(n):
         tm += t[k]
@@ -450,7 +450,7 @@ def line_prediction(t, y, t0):
         sxx += (t[k] - tm) ** 2
         r = y[k] - a - b * t[k]
         rss += r * r
-    return a + b * t0, rss / (n - 2) * (1.0 / n + (t0 - tm) ** 2 / sxx)
+    return a + b * t0, rss / (n - 2) * (1.0 / n + (t0 - tm) ** 2 / sxx), b
 
 
 @nb.njit(cache=True, nogil=True)

@@ -26,13 +26,41 @@ DEFAULT_CENTRE_PPM = 4.65
 RUNNING = "running"
 
 
-#: The verdict vocabulary: the value in every file and message (pass | warn | fail) and the one word shown
-#: for it on every screen, in the CLI and in the docs.
-VERDICT_WORDS = {"pass": "PASS", "warn": "WARN", "fail": "FAIL"}
+#: The verdict vocabulary: the value in every file and message (pass | warn | fail), its rank, and the one
+#: word shown for it on every screen, in the CLI and in the docs. A finding's severity uses the same values.
+OK, WARN, FAIL = "pass", "warn", "fail"
+SEVERITY_RANK = {OK: 0, WARN: 1, FAIL: 2}
+VERDICT_WORDS = {OK: "PASS", WARN: "WARN", FAIL: "FAIL"}
 
 
 def verdict_word(verdict: str) -> str:
     return VERDICT_WORDS.get(verdict, verdict.upper())
+
+
+def grade(value: float, warn: float, fail: float = math.inf) -> str:
+    """The one ladder from a value to a severity: FAIL above ``fail``, WARN above ``warn``, else OK (limits
+    are exclusive: a value at the limit passes). For a value where low is bad, grade its negative."""
+    if value > fail:
+        return FAIL
+    if value > warn:
+        return WARN
+    return OK
+
+
+def worst(severities) -> str:
+    """The worst of severities (OK for none)."""
+    return max(severities, key=SEVERITY_RANK.__getitem__, default=OK)
+
+
+class _CheckFields:
+    """Attribute access to the values the checks contributed (``qc.freq_hz`` reads ``qc.fields["freq_hz"]``);
+    a check that did not run contributes no attribute: reading one of its fields raises AttributeError."""
+
+    def __getattr__(self, name: str) -> Any:
+        fields = self.__dict__.get("fields")
+        if fields is not None and name in fields:
+            return fields[name]
+        raise AttributeError(f"{type(self).__name__} has no {name!r} (no check that ran contributes it)")
 
 
 def interruption_text(status: str, n_averages: int, planned: int) -> str:
@@ -128,14 +156,14 @@ class Transient:
 
 
 @dataclass
-class TransientQC:
+class TransientQC(_CheckFields):
     """The QC result for one transient: the public per-transient record (docs/results.md).
 
-    ``freq_hz``: shift vs the scan reference (Hz, + = towards higher ppm). ``phase_deg``: zero-order phase vs
-    the reference (degrees). ``fwhm_hz``: water FWHM for water_ref transients, tCr FWHM of the running average
-    for metabolite transients (Hz, None where not measurable). ``snr``: single-shot NAA SNR; ``snr_running``:
-    SNR of the running average of accepted transients of this edit set. ``flags``: reasons this transient is
-    considered corrupted (empty = clean). ``metrics``: every other measured value, names with units.
+    The engine owns the bookkeeping (index, average, set, kind, time_s, flags, accepted); every measured value
+    comes from a check: ``fields`` holds the values the checks declared as top-level (for the built-in ones
+    freq_hz, phase_deg, fwhm_hz, snr, snr_running), ``metrics`` every other measured value (names with
+    units). ``flags``: reasons this transient is considered corrupted (empty = clean). ``unmeasured``: why a
+    field or metric is null, in words.
     """
 
     index: int
@@ -143,11 +171,7 @@ class TransientQC:
     set: int
     kind: str
     time_s: float
-    freq_hz: float | None = None
-    phase_deg: float | None = None
-    fwhm_hz: float | None = None
-    snr: float | None = None
-    snr_running: float | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
     accepted: bool = True
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -161,11 +185,7 @@ class TransientQC:
             "set": self.set,
             "kind": self.kind,
             "time_s": _clean(self.time_s),
-            "freq_hz": _clean(self.freq_hz),
-            "phase_deg": _clean(self.phase_deg),
-            "fwhm_hz": _clean(self.fwhm_hz),
-            "snr": _clean(self.snr),
-            "snr_running": _clean(self.snr_running),
+            **{k: _clean(v) for k, v in self.fields.items()},
             "flags": list(self.flags),
             "accepted": bool(self.accepted),
             "metrics": {k: _clean(v) for k, v in self.metrics.items()},
@@ -174,13 +194,18 @@ class TransientQC:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TransientQC:
+        """The inverse of to_dict: keys that are not the engine's are the checks' fields."""
         names = cls.__dataclass_fields__.keys()
-        return cls(**{k: v for k, v in d.items() if k in names})
+        own = {k: v for k, v in d.items() if k in names and k != "fields"}
+        return cls(**own, fields={k: v for k, v in d.items() if k not in names})
 
 
 @dataclass
-class ScanSummary:
-    """The end-of-scan (or so-far) summary; keys documented in docs/results.md."""
+class ScanSummary(_CheckFields):
+    """The end-of-scan (or so-far) summary; keys documented in docs/results.md. The engine owns the counts,
+    the verdict and its reasons; ``fields`` holds the summary values the checks declared (for the built-in
+    ones drift_hz_per_min, drift_total_hz, fwhm_water_hz, fwhm_metab_hz, noncausal_flagged_indices,
+    snr_final, snr_projected), written at the top level of summary.json."""
 
     scan_id: str
     n_transients: int
@@ -188,15 +213,9 @@ class ScanSummary:
     n_water_ref: int
     n_flagged: int
     flagged_indices: list[int]
-    drift_hz_per_min: float | None
-    drift_total_hz: float | None
-    fwhm_water_hz: float | None
-    fwhm_metab_hz: float | None
-    snr_final: float | None
-    snr_projected: float | None
     verdict: str
     reasons: list[str]
-    noncausal_flagged_indices: list[int] = field(default_factory=list)
+    fields: dict[str, Any] = field(default_factory=dict)
     status: str = "complete"  # complete | incomplete | interrupted | running (live, mid-scan)
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
@@ -207,6 +226,10 @@ class ScanSummary:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        del d["fields"]
+        head = list(d.items())
+        at = next(i for i, (k, _) in enumerate(head) if k == "verdict")
+        d = dict(head[:at] + [(k, _clean_tree(v)) for k, v in self.fields.items()] + head[at:])
         for k, v in list(d.items()):
             if isinstance(v, float):
                 d[k] = _clean(v)
@@ -215,8 +238,10 @@ class ScanSummary:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ScanSummary:
+        """The inverse of to_dict: keys that are not the engine's are the checks' fields."""
         names = cls.__dataclass_fields__.keys()
-        return cls(**{k: v for k, v in d.items() if k in names})
+        own = {k: v for k, v in d.items() if k in names and k != "fields"}
+        return cls(**own, fields={k: v for k, v in d.items() if k not in names})
 
 
 @dataclass

@@ -20,8 +20,7 @@ from typing import Any
 
 from .config import Config
 from .journal import Journal, old_verdicts, result_record, scan_folder, verdict_record
-from .model import ScanInfo, ScanSummary, Transient, TransientQC
-from .plugin_api import SEVERITY_RANK
+from .model import SEVERITY_RANK, ScanInfo, ScanSummary, Transient, TransientQC
 from .session import LiveScan
 from .spool import Spool, SpooledScan, SpoolStore
 
@@ -73,7 +72,7 @@ class OpenScan:
         except OSError as exc:
             obj._spool_error(f"spool not writable: {exc}")
         try:
-            obj.journal = Journal(folder, scan, fsync)
+            obj.journal = Journal(folder, scan, fsync, checks=obj.live.engine.contract.describe())
         except OSError as exc:
             obj._error(f"journal not writable: {exc}")
         return obj, obj.live.start()
@@ -107,7 +106,8 @@ class OpenScan:
         records.append({"record": "resumed", "time": time.time(), "positions": obj.positions,
                         "torn_spool_bytes": spooled.torn_bytes})
         try:
-            obj.journal = Journal(folder, spooled.scan, fsync, records=records)
+            obj.journal = Journal(folder, spooled.scan, fsync, records=records,
+                                  checks=obj.live.engine.contract.describe())
         except OSError as exc:
             obj._error(f"journal not writable: {exc}")
         return obj, messages

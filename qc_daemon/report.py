@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import display
 from .model import ScanInfo, ScanSummary, TransientQC, verdict_word
 
 
@@ -24,8 +25,10 @@ def _fmt(v, unit: str = "", digits: int = 1) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}{(' ' + unit) if unit else ''}"
 
 
-def summary_text(scan: ScanInfo, summary: ScanSummary) -> str:
-    """A readable multi-line summary (no patient identifiers: the scan id is an anonymous hash)."""
+def summary_text(scan: ScanInfo, summary: ScanSummary, checks: list[dict]) -> str:
+    """A readable multi-line summary (no patient identifiers: the scan id is an anonymous hash). ``checks``:
+    the checks' declarations (plugin_api.Contract.describe()): each contributes its declared lines."""
+    d = summary.to_dict()
     lines = [
         f"mrsqc  scan {scan.scan_id}  {scan.sequence or '?'}  TE {_fmt(scan.te_ms, 'ms', 0)}  "
         f"TR {_fmt(scan.tr_ms, 'ms', 0)}  f0 {scan.f0_hz / 1e6:.3f} MHz  {scan.n_coils} coils x "
@@ -33,20 +36,11 @@ def summary_text(scan: ScanInfo, summary: ScanSummary) -> str:
         f"VERDICT: {verdict_word(summary.verdict)}" + (f"  ({'; '.join(summary.reasons)})" if summary.reasons else ""),
         f"transients: {summary.n_transients} ({summary.n_metabolite} metabolite, {summary.n_water_ref} water ref)"
         f"  flagged: {summary.n_flagged} {summary.flagged_indices if summary.flagged_indices else ''}",
-        f"drift: {_fmt(summary.drift_hz_per_min, 'Hz/min', 2)}, total {_fmt(summary.drift_total_hz, 'Hz', 2)}"
-        " (+ = towards higher ppm)",
-        f"linewidth: water {_fmt(summary.fwhm_water_hz, 'Hz')}, tCr {_fmt(summary.fwhm_metab_hz, 'Hz')} (FWHM)",
-        f"SNR (NAA, noise {summary.details.get('noise_window', '?')}): final {_fmt(summary.snr_final)}, "
-        f"projected end of scan {_fmt(summary.snr_projected)}",
-        f"non-causal pass flags: {summary.noncausal_flagged_indices}",
+        *display.summary_text_lines(checks, d),
     ]
     if summary.scan_kind == "water-only":
         lines.insert(2, "water-only scan: water linewidth and frequency only; no metabolite metrics")
-    lines += [f"not judged: {_LABELS.get(k, k)}: {why}" for k, why in summary.unmeasured.items()]
+    labels = display.summary_labels(checks)
+    lines += [f"not judged: {labels[k][0] if k in labels else k}: {why}" for k, why in summary.unmeasured.items()]
     lines += [f"note: {n}" for n in summary.notes]
     return "\n".join(lines)
-
-
-#: words for the summary keys a reason is given for
-_LABELS = {"drift_hz_per_min": "drift rate", "drift_total_hz": "drift total", "fwhm_water_hz": "water linewidth",
-           "fwhm_metab_hz": "tCr linewidth", "snr_final": "SNR", "snr_projected": "projected SNR"}

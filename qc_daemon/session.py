@@ -3,7 +3,8 @@
 The daemon publishes these messages (adding ``feed_seq`` and ``scan_id``); ``mrsqc tui FILE`` produces the
 same ones in-process, so the live view and the offline review show the same engine's numbers. Types:
 
-- ``scan_start``: ``{"scan": ScanInfo, "limits": the thresholds a viewer draws, in Hz (see limits())}``
+- ``scan_start``: ``{"scan": ScanInfo, "limits": the thresholds a viewer draws (see limits()), "checks": what
+  the checks that run declare for viewers (plugin_api.Contract.describe())}``
 - ``result``: ``{"result": TransientQC}`` (every transient, acquisition order)
 - ``progress``: ``{"summary": live ScanSummary (status "running"), "spectrum": SpectrumView or null}``, sent
   after a result when ``progress_interval_s`` of wall time have passed since the last one (so at most
@@ -21,9 +22,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import display
 from .config import Config
 from .engine import ScanQC
 from .model import RUNNING, ScanInfo, ScanSummary, Transient, TransientQC
+from .plugin_api import limit_values
 
 PROGRESS_INTERVAL_S = 0.5
 
@@ -41,7 +44,8 @@ class LiveScan:
         self._new_results = False
 
     def start(self) -> list[dict[str, Any]]:
-        return [{"type": "scan_start", "scan": self.scan.to_dict(), "limits": limits(self.scan, self.engine.config)}]
+        return [{"type": "scan_start", "scan": self.scan.to_dict(), "limits": limits(self.engine),
+                 "checks": self.engine.contract.describe()}]
 
     def process(self, transient: Transient) -> tuple[list[TransientQC], list[dict[str, Any]]]:
         """QC one transient; returns (results now final, their result messages). Publish those first, then
@@ -72,7 +76,7 @@ class LiveScan:
         return {"type": "progress", "summary": self.engine.summary(RUNNING).to_dict(), "spectrum": self._spectrum()}
 
     def _spectrum(self) -> dict[str, Any] | None:
-        view = self.engine.spectrum_view()
+        view = display.view_of(self.engine.latest_spectra())
         return view.to_dict() if view is not None else None
 
 
@@ -80,16 +84,10 @@ def result_message(qc: TransientQC) -> dict[str, Any]:
     return {"type": "result", "result": qc.to_dict()}
 
 
-def limits(scan: ScanInfo, config: Config) -> dict[str, float]:
-    """The configured thresholds a viewer draws, converted to Hz at this scan's f0 (SNR target unitless; 0 =
-    none). Frequency limits apply to |trend| (Hz vs the scan reference); linewidths are FWHM."""
-    f0 = scan.f0_mhz
-    fr, lw = config["frequency"], config["linewidth"]
-    return {"freq_warn_hz": fr["warn_band_ppm"] * f0, "freq_fail_hz": fr["fail_ppm"] * f0,
-            "drift_warn_hz_per_min": fr["warn_rate_hz_per_min"],
-            "water_warn_hz": lw["water_warn_ppm"] * f0, "water_fail_hz": lw["water_fail_ppm"] * f0,
-            "metab_warn_hz": lw["metab_warn_ppm"] * f0, "metab_fail_hz": lw["metab_fail_ppm"] * f0,
-            "snr_target": float(config["snr"]["target"])}
+def limits(engine: ScanQC) -> dict[str, float]:
+    """The thresholds a viewer draws, from every check's ``limits`` at this scan's f0 (name -> value; units
+    in the names)."""
+    return limit_values([lim for check in engine.checks for lim in check.limits(engine.scan, engine.config)])
 
 
 def scan_messages(scan: ScanInfo, transients, config: Config | None = None, first_seq: int = 1) -> list[dict]:

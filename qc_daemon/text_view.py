@@ -9,45 +9,50 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from . import display
 from .model import verdict_word
 
-HEADER = f"{'#':>4} {'kind':<10} {'t/s':>6} {'freq/Hz':>8} {'trend/Hz':>8} {'phase/deg':>9} {'SNR':>5} " \
-         f"{'SNRrun':>6} {'tCr/Hz':>6}  flags"
 
+class TextView:
+    """Feed messages as lines: a header and one line per result, with the columns the checks that run
+    declare (display.columns, from the scan's scan_start); a block per summary."""
 
-def result_line(r: dict) -> str:
-    """One line per TransientQC dict (units in the header)."""
-    def f(v, w, d):
-        return f"{v:{w}.{d}f}" if isinstance(v, (int, float)) else " " * (w - 3) + "n/a"
-    m = r.get("metrics", {})
-    flags = ",".join(r["flags"]) or ("" if r["accepted"] else "rejected")
-    return (f"{r['index']:4d} {r['kind']:<10} {r['time_s']:6.1f} {f(r['freq_hz'], 8, 2)} "
-            f"{f(m.get('freq_trend_hz'), 8, 2)} {f(r['phase_deg'], 9, 1)} {f(r['snr'], 5, 1)} "
-            f"{f(r['snr_running'], 6, 1)} {f(r['fwhm_hz'] if r['kind'] == 'metabolite' else None, 6, 1)}  {flags}")
+    def __init__(self, out: Callable[[str], None]):
+        self.out = out
+        self.checks: list[dict] = []
 
+    def header(self) -> str:
+        cols = display.columns(self.checks)
+        return " ".join([f"{'#':>4} {'kind':<10} {'t/s':>6}"] + [f"{display.column_header(c):>{c['width']}}"
+                                                                 for c in cols]) + "  flags"
 
-def summary_lines(summary: dict) -> list[str]:
-    reasons = "; ".join(summary["reasons"])
-    return [f"VERDICT: {verdict_word(summary['verdict'])}" + (f"  ({reasons})" if reasons else "")
-            + f"  [scan {summary['status']}]",
-            f"flagged transients: {summary['flagged_indices']}   drift {summary['drift_hz_per_min']} Hz/min   "
-            f"water FWHM {summary['fwhm_water_hz']} Hz   final SNR {summary['snr_final']}"]
+    def result_line(self, r: dict) -> str:
+        flags = ",".join(r["flags"]) or ("" if r["accepted"] else "rejected")
+        cells = [display.column_cell(r, c) for c in display.columns(self.checks)]
+        return " ".join([f"{r['index']:4d} {r['kind']:<10} {r['time_s']:6.1f}"] + cells) + f"  {flags}"
 
+    def summary_lines(self, summary: dict) -> list[str]:
+        reasons = "; ".join(summary["reasons"])
+        values = display.summary_values(self.checks, summary)
+        return [f"VERDICT: {verdict_word(summary['verdict'])}" + (f"  ({reasons})" if reasons else "")
+                + f"  [scan {summary['status']}]",
+                f"flagged transients: {summary['flagged_indices']}" + (f"   {values}" if values else "")]
 
-def print_message(m: dict, out: Callable[[str], None]) -> None:
-    kind = m.get("type")
-    if kind == "scan_start":
-        s = m["scan"]
-        out(f"scan {s['scan_id']} started: {s.get('sequence') or '?'}, {s['n_coils']} coils x {s['n_points']} "
-            f"points, {s['planned_averages']} averages planned")
-        out(HEADER)
-    elif kind == "result":
-        out(result_line(m["result"]))
-    elif kind == "summary":
-        for line in summary_lines(m["summary"]):
-            out(line)
-    elif kind == "status":
-        out(f"daemon {m.get('state')}: {m.get('detail')}")
+    def show(self, m: dict) -> None:
+        kind, out = m.get("type"), self.out
+        if kind == "scan_start":
+            s = m["scan"]
+            self.checks = list(m.get("checks") or [])
+            out(f"scan {s['scan_id']} started: {s.get('sequence') or '?'}, {s['n_coils']} coils x "
+                f"{s['n_points']} points, {s['planned_averages']} averages planned")
+            out(self.header())
+        elif kind == "result":
+            out(self.result_line(m["result"]))
+        elif kind == "summary":
+            for line in self.summary_lines(m["summary"]):
+                out(line)
+        elif kind == "status":
+            out(f"daemon {m.get('state')}: {m.get('detail')}")
 
 
 def review_file(path: str | Path, water=None, config=None, speed: float | None = None,
@@ -62,14 +67,15 @@ def review_file(path: str | Path, water=None, config=None, speed: float | None =
     if water is not None:
         rec = merge_water(rec, open_recording(water, role="water"), water)
     live = LiveScan(rec.scan, config)
+    view = TextView(out)
     for m in live.start():
-        print_message(m, out)
+        view.show(m)
     for t in paced(rec.transients, speed):
         for m in live.process(t)[1]:
-            print_message(m, out)
+            view.show(m)
     _, summary, messages = live.finish("complete")
     for m in messages:
-        print_message(m, out)
+        view.show(m)
     return summary.to_dict()
 
 
@@ -80,6 +86,7 @@ def follow_feed(feed: str, snapshot: str, curve=None, heartbeat_timeout_s: float
     from .client import FeedClient
 
     stop = stop or threading.Event()
+    view = TextView(out)
     down = False
     while not stop.is_set():
         client = FeedClient(feed, snapshot, curve=curve)
@@ -95,14 +102,14 @@ def follow_feed(feed: str, snapshot: str, curve=None, heartbeat_timeout_s: float
             down = False
             out(f"connected to the daemon at {feed}")
             for m in snap:
-                print_message(m, out)
+                view.show(m)
             last = time.monotonic()
             while not stop.is_set():
                 msgs = client.poll(200)
                 if msgs:
                     last = time.monotonic()
                 for m in msgs:
-                    print_message(m, out)
+                    view.show(m)
                 if time.monotonic() - last > heartbeat_timeout_s or any(
                         m.get("type") == "heartbeat" and m.get("daemon_id") not in (None, client.daemon_id)
                         for m in msgs):

@@ -32,7 +32,49 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import kernels
+
 SCALE_WINDOW = 32  # innovations over which the filter checks its SD claims
+TREND_CAPACITY = 256  # points a trend keeps (its window rarely holds more: 60 s at TR >= 0.25 s)
+TREND_MIN_POINTS, TREND_MIN_SPAN_S = 4, 5.0  # a line needs 4 points spanning 5 s, else the median
+
+
+class Trend:
+    """The causal trend rule (docs/results.md "Frequency and phase"), one for the registration's seed and the
+    frequency check's reported trend: over the points of the last ``window_s`` seconds, the least-squares
+    line when >= 4 points span >= 5 s, else their median. ``at(t)`` -> (value Hz, its variance Hz^2, slope
+    Hz/s): the variance s^2 (1/n + (t - mean t)^2 / Sxx) for the line, (pi / 2) (1.4826 MAD)^2 / n for the
+    median (NaN from fewer than 3 points); the slope NaN for the median. No points: (0, NaN, NaN)."""
+
+    def __init__(self, window_s: float, capacity: int = TREND_CAPACITY):
+        self.window_s = float(window_s)
+        self.times: deque[float] = deque(maxlen=capacity)
+        self.freqs: deque[float] = deque(maxlen=capacity)
+
+    def add(self, t: float, f: float) -> None:
+        self.times.append(t)
+        self.freqs.append(f)
+
+    def __len__(self) -> int:
+        return len(self.freqs)
+
+    def at(self, t: float) -> tuple[float, float, float]:
+        if not self.freqs:
+            return 0.0, math.nan, math.nan
+        ts = np.fromiter(self.times, float)
+        fs = np.fromiter(self.freqs, float)
+        sel = ts >= t - self.window_s
+        ts, fs = ts[sel], fs[sel]
+        if ts.size == 0:
+            return float(self.freqs[-1]), math.nan, math.nan
+        if ts.size >= TREND_MIN_POINTS and ts[-1] - ts[0] >= TREND_MIN_SPAN_S:
+            value, var, slope = kernels.line_prediction(ts, fs, t)
+            if math.isfinite(value):
+                return float(value), float(var), float(slope)
+        med = float(np.median(fs))
+        if fs.size < 3:
+            return med, math.nan, math.nan
+        return med, math.pi / 2.0 * (1.4826 * float(np.median(np.abs(fs - med)))) ** 2 / fs.size, math.nan
 
 
 @dataclass(frozen=True)

@@ -19,5 +19,5 @@ def export_report(st: ScanState, out_dir: str | Path) -> Path:
     folder = Path(out_dir) / f"mrsqc-{st.scan_id[:12]}-{time.strftime('%Y%m%d-%H%M%S')}"
     summary = ScanSummary.from_dict(st.summary)
     write_outputs(folder, [TransientQC.from_dict(r) for r in st.results], summary)
-    (folder / "summary.txt").write_text(summary_text(st.scan, summary) + "\n")
+    (folder / "summary.txt").write_text(summary_text(st.scan, summary, st.checks) + "\n")
     return folder

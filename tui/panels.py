@@ -8,9 +8,10 @@ import math
 from rich.text import Text
 from textual.widgets import DataTable, Static
 
+from qc_daemon import display
 from qc_daemon.model import METABOLITE, WATER_REF
 
-from .scan_state import CONNECTED, OFFLINE, FeedState, ScanState, describe, water_fwhm_hz
+from .scan_state import CONNECTED, OFFLINE, FeedState, ScanState, describe, panel_value
 
 
 def clock(seconds: float | None) -> str:
@@ -72,23 +73,8 @@ class MetricsPanel(Static):
         t = Text(no_wrap=True, overflow="ellipsis")
         if st is not None:
             f0 = st.scan.f0_hz / 1e6
-            lim = st.limits
-            water = water_fwhm_hz(st)
-            _row(t, "water FWHM", water, "Hz", f0, lim.get("water_warn_hz"), lim.get("water_fail_hz"),
-                 "no water reference" if st.latest(WATER_REF) is None else "n/a")
-            metab = st.latest(METABOLITE)
-            m = metab["metrics"] if metab else {}
-            _row(t, "tCr FWHM", m.get("fwhm_metab_hz"), "Hz", f0, lim.get("metab_warn_hz"),
-                 lim.get("metab_fail_hz"), "n/a (running average)")
-            _row(t, "NAA FWHM", m.get("fwhm_naa_hz"), "Hz", f0, None, None, "n/a")
-            phase = metab["phase_deg"] if metab else None
-            t.append(f"{'phase':<11}")
-            t.append(f"{phase:+.1f}°" if isinstance(phase, (int, float)) else "n/a", style="bold")
-            t.append("  latest vs reference\n", style="dim")
-            snr1 = metab["snr"] if metab else None
-            t.append(f"{'SNR 1 shot':<11}")
-            t.append(f"{snr1:.1f}" if isinstance(snr1, (int, float)) else "n/a", style="bold")
-            t.append("  NAA, latest transient\n", style="dim")
+            for row in display.panel_rows(st.checks):
+                _row(t, st, row, panel_value(st, row), f0)
             n_metab = st.n_metabolite
             n_flag = st.n_flagged_averages  # averages, counted as the scan line and the scanner count them
             n_ref = len(st.flagged) - n_flag
@@ -101,13 +87,22 @@ class MetricsPanel(Static):
         self.update(t)
 
 
-def _row(t: Text, label: str, value, unit: str, f0_mhz: float, warn, fail, missing: str) -> None:
-    t.append(f"{label:<11}")
-    if not isinstance(value, (int, float)):
-        t.append(missing + "\n", style="dim")
+def _row(t: Text, st: ScanState, row: dict, value, f0_mhz: float) -> None:
+    """One declared panel row (plugin_api.PanelRow): a ppm row is coloured by its limits and shows the value in
+    ppm with the warning limit; another shows its note."""
+    t.append(f"{row['label']:<11}")
+    if not row["ppm"]:
+        t.append(f"{value:{row['fmt']}}{row['suffix']}" if isinstance(value, (int, float)) else row["missing"],
+                 style="bold")
+        t.append(row["note"] + "\n", style="dim")
         return
+    if not isinstance(value, (int, float)):
+        none_yet = row["missing_kind"] and st.latest(row["kind"]) is None
+        t.append((row["missing_kind"] if none_yet else row["missing"]) + "\n", style="dim")
+        return
+    warn, fail = st.limits.get(row["warn"]), st.limits.get(row["fail"])
     style = "bold red" if fail and value > fail else "bold yellow" if warn and value > warn else "bold green"
-    t.append(f"{value:.1f} {unit}", style=style)
+    t.append(f"{value:{row['fmt']}}{row['suffix']}", style=style)
     t.append(f"  {value / f0_mhz:.3f} ppm" + (f", limit {warn:.1f}" if warn else ""), style="dim")
     t.append("\n")
 
@@ -128,20 +123,37 @@ class FlaggedTable(DataTable):
     """Flagged transients of the shown scan, newest first, with reasons. Columns have fixed widths (cells):
     they do not shift as rows arrive, and every frame of the table is laid out the same way."""
 
-    # (label, width in cells); kind: metab | water, plus the edit set in MEGA scans ("metab 1")
-    # "#": the average number as the scanner counts them ("avg 12"), or the water reference ("ref 1")
-    COLUMNS = (("#", 7), ("t (s)", 6), ("reasons", 22), ("freq Hz", 7), ("phase °", 7), ("kind", 5))
+    # (label, width in cells) around the checks' declared columns (display.table_columns): kind: metab | water,
+    # plus the edit set in MEGA scans ("metab 1"); "#": the average number as the scanner counts them
+    # ("avg 12"), or the water reference ("ref 1")
+    HEAD = (("#", 7), ("t (s)", 6), ("reasons", 22))
+    TAIL = (("kind", 5),)
+    CHECK_WIDTH = 7
     KIND = {METABOLITE: "metab", WATER_REF: "water"}
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
-        for i, (label, width) in enumerate(self.COLUMNS):
-            self.add_column(label, width=width, key="index" if i == 0 else label)
+        self._columns: list[dict] | None = None
+        self._set_columns([])
         self._shown: tuple[int | None, int] = (None, 0)  # (id of the ScanState shown, rows added)
+
+    def _set_columns(self, declared: list[dict]) -> None:
+        """The table's columns: fixed ones around those the shown scan's checks declare."""
+        if declared == self._columns:
+            return
+        self._columns = declared
+        self.clear(columns=True)
+        labels = [*self.HEAD, *((f"{c['name']} {'°' if c['unit'] == 'deg' else c['unit']}".strip(),
+                                 self.CHECK_WIDTH) for c in declared), *self.TAIL]
+        for i, (label, width) in enumerate(labels):
+            self.add_column(label, width=width, key="index" if i == 0 else label)
+        self._shown = (None, 0)
 
     def show(self, st: ScanState | None) -> None:
         self.border_title = f"Flagged transients ({len(st.flagged) if st else 0})"
+        if st is not None:
+            self._set_columns(display.table_columns(st.checks))
         key = (id(st) if st else None, len(st.flagged) if st else 0)
         if key == self._shown:
             return
@@ -152,9 +164,9 @@ class FlaggedTable(DataTable):
             return
         for r in st.flagged[self._shown[1]:]:
             kind = self.KIND.get(r["kind"], r["kind"]) + (f" {r['set']}" if st.scan.n_sets > 1 else "")
+            cells = [_f(display.value_of(r, c["metric"]), c["table_fmt"]) for c in self._columns]
             self.add_row(st.ordinal.get(r["index"], str(r["index"])), f"{r['time_s']:.1f}",
-                         Text(", ".join(r["flags"]) or "rejected", style="red"),
-                         _f(r["freq_hz"], "+.2f"), _f(r["phase_deg"], "+.1f"), kind,
+                         Text(", ".join(r["flags"]) or "rejected", style="red"), *cells, kind,
                          key=f"{st.scan_id}:{r['index']}")
         self._shown = key
         self.sort("t (s)", key=lambda v: -float(v))  # newest first

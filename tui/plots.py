@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from textual.widget import Widget
 
+from qc_daemon import display
+
 from . import braille
 from .scan_state import ScanState, as_float
 
@@ -56,13 +58,21 @@ class BraillePlot(Widget):
         return braille.render(self.plot, self.content_size.width, self.content_size.height)
 
 
+def _not_offered(what: str) -> tuple[braille.Plot, str, str]:
+    return braille.Plot(empty_text=f"{what}: no check that ran offers this view"), what, ""
+
+
 def frequency_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
-    """Per-transient shift (dots; red = flagged), the causal trend (line), the warning band (shaded)."""
+    """The declared trace (plugin_api.TracePlot; the frequency check's): per-transient shift (dots; red =
+    flagged), the causal trend (line), the warning band (shaded)."""
+    spec = st.trace
+    if spec is None:
+        return _not_offered("trace")
     rows = st.metabolites
     series = st.freq_series
     idx, freq, trend = (np.asarray(series[k]) for k in ("average", "freq_hz", "trend_hz"))
     ok = np.asarray(series["accepted"]) > 0.5
-    warn = st.limits.get("freq_warn_hz")
+    warn = st.limits.get(spec["band"])
     plot = braille.Plot(x_label="average", x_integer=True, empty_text="frequency: waiting for the first averages")
     if warn:
         plot.band(-warn, warn, BAND)
@@ -70,12 +80,11 @@ def frequency_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
     plot.line(idx, trend, TREND).points(idx[ok], freq[ok], ACCEPTED).points(idx[~ok], freq[~ok], FLAGGED)
     if rows:
         plot.x_range = (1.0, max(float(idx.max()), float(st.scan.planned_averages), 2.0))
-    rate = (st.summary or {}).get("drift_hz_per_min")
+    rate = (st.summary or {}).get(spec["summary_rate"])
     if rate is None and rows:
-        rate = rows[-1]["metrics"].get("drift_rate_hz_per_min")
+        rate = display.value_of(rows[-1], spec["rate"])
     band = f" · band ±{warn:.1f} Hz" if warn else ""
-    title = (f"Frequency shift, Hz (+ = higher ppm){band}", f"Frequency, Hz{band} (+ = higher ppm)",
-             f"Freq, Hz (+ ↑ppm){band}", f"Freq, Hz{band}")
+    title = tuple(t.replace("{band}", band) for t in spec["titles"])
     drift = f"{rate:+.2f} Hz/min" if isinstance(rate, (int, float)) else "n/a"
     if rows and np.isfinite(trend[-1]):
         shift = f"{trend[-1]:+.2f} Hz ({trend[-1] / st.scan.f0_hz * 1e6:+.3f} ppm)"
@@ -86,23 +95,30 @@ def frequency_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
 
 
 def snr_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
-    """Running SNR of edit set 0 against accepted averages, its sqrt(n) projection to the planned end, and
-    the target (when configured)."""
+    """The declared growth plot (plugin_api.GrowthPlot; the SNR check's): running SNR of edit set 0 against
+    accepted averages, its projection to the planned end, and the target (when configured)."""
+    spec = st.growth
+    if spec is None:
+        return _not_offered("growth")
     n = np.asarray(st.snr_series["n_accepted"])
     snr = np.asarray(st.snr_series["snr_running"])
     per_set = max(1, st.scan.planned_averages // max(1, st.scan.n_sets))
-    target = st.limits.get("snr_target") or 0.0
+    target = st.limits.get(spec["target"]) or 0.0
     plot = braille.Plot(x_label="averages", x_integer=True, empty_text="SNR: after the first 8 averages")
     plot.x_range = (0.0, float(max(per_set, np.nanmax(n) if n.size else 1.0)))
-    title = "Running SNR (NAA peak / noise SD)"
+    title = spec["titles"][0]
     if not n.size:
         return plot, title, ""
     now_n, now = float(n[-1]), float(snr[-1])
     if target > 0:
         plot.rule(target, TARGET)
-    latest = next(r for r in reversed(st.metabolites) if r["set"] == 0 and r["snr_running"] is not None)["metrics"]
-    projected = latest.get("snr_projected")
-    growth = latest.get("snr_growth_exponent")  # measured by the SNR check; sqrt(n) until it is
+    row = next(r for r in reversed(st.metabolites) if r["set"] == 0 and display.value_of(r, spec["value"]) is not None)
+
+    def latest(role: str):
+        return display.value_of(row, spec[role])
+
+    projected = latest("projected")
+    growth = latest("exponent")  # measured by the check; sqrt(n) until it is
     if now_n < per_set and now_n > 0:
         k = np.linspace(now_n, per_set, 24)
         b = min(max(float(growth), 0.0), 0.5) if isinstance(growth, (int, float)) else 0.5
@@ -110,7 +126,7 @@ def snr_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
     plot.line(n, snr, AVERAGE)
     parts = [f"now {now:.1f} ({now_n:.0f} averages)"]
     short = [f"{now:.1f} at {now_n:.0f}"]
-    lo, hi = latest.get("snr_projected_lo"), latest.get("snr_projected_hi")
+    lo, hi = latest("lo"), latest("hi")
     if isinstance(projected, (int, float)):
         spread = f" ({lo:.0f}-{hi:.0f})" if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) else ""
         parts.append(f"projected {projected:.1f}{spread} at {per_set}")
@@ -119,11 +135,11 @@ def snr_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
         parts.append(f"projected {lo:.0f}-{hi:.0f} at {per_set} (growth not measured yet)")
         short.append(f"end {lo:.0f}-{hi:.0f}")
     if target > 0:
-        more = latest.get("averages_to_target")
+        more = latest("to_target")
         status = "reached" if more == 0 else f"{more} more averages" if isinstance(more, int) else "n/a"
         parts.append(f"target {target:g}: {status}")
         short.append(f"target: {status}")
-    return plot, (title, "Running SNR (NAA)", "SNR (NAA)"), (" · ".join(parts), " · ".join(short), short[0])
+    return plot, spec["titles"], (" · ".join(parts), " · ".join(short), short[0])
 
 
 def spectrum_plot(st: ScanState) -> tuple[braille.Plot, str, str]:

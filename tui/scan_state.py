@@ -13,8 +13,8 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from qc_daemon.model import METABOLITE, WATER_REF, ScanInfo, verdict_word
-from qc_daemon.plugin_api import FAIL, OK, WARN  # verdicts: pass | warn | fail
+from qc_daemon import display
+from qc_daemon.model import FAIL, METABOLITE, OK, WARN, ScanInfo, verdict_word
 
 MAX_SCANS = 50  # finished scans kept for the history list
 MAX_EVENTS = 500
@@ -42,6 +42,8 @@ class ScanState:
 
     scan: ScanInfo
     limits: dict[str, float] = field(default_factory=dict)
+    #: what the checks that run declare for viewers (scan_start "checks"; qc_daemon/display.py reads it)
+    checks: list[dict[str, Any]] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)
     flagged: list[dict[str, Any]] = field(default_factory=list)
     live: dict[str, Any] | None = None  # latest live (running) summary
@@ -60,6 +62,10 @@ class ScanState:
     ordinal: dict[int, str] = field(default_factory=dict)  # transient index -> "avg 12" / "ref 1", as shown
     snr_series: dict[str, list[float]] = field(default_factory=lambda: {"n_accepted": [], "snr_running": []})
 
+    def __post_init__(self) -> None:
+        self.trace = display.trace(self.checks)  # the declared plots (None: no check that ran offers one)
+        self.growth = display.growth(self.checks)
+
     def add(self, r: dict[str, Any]) -> None:
         """One result in: constant work, so a long scan never slows the redraws down."""
         self.results.append(r)
@@ -73,15 +79,16 @@ class ScanState:
             self.flagged.append(r)
         if r["kind"] != METABOLITE:
             return
-        m = r["metrics"]
-        f = self.freq_series
-        f["average"].append(float(len(self.metabolites)))
-        f["freq_hz"].append(as_float(r["freq_hz"]))
-        f["trend_hz"].append(as_float(m.get("freq_trend_hz")))
-        f["accepted"].append(1.0 if r["accepted"] else 0.0)
-        if r["set"] == 0 and r["snr_running"] is not None:
-            self.snr_series["n_accepted"].append(as_float(m.get("n_accepted_set")))
-            self.snr_series["snr_running"].append(as_float(r["snr_running"]))
+        if self.trace is not None:
+            f = self.freq_series
+            f["average"].append(float(len(self.metabolites)))
+            f["freq_hz"].append(as_float(display.value_of(r, self.trace["points"])))
+            f["trend_hz"].append(as_float(display.value_of(r, self.trace["line"])))
+            f["accepted"].append(1.0 if r["accepted"] else 0.0)
+        g = self.growth
+        if g is not None and r["set"] == 0 and display.value_of(r, g["value"]) is not None:
+            self.snr_series["n_accepted"].append(as_float(display.value_of(r, g["count"])))
+            self.snr_series["snr_running"].append(as_float(display.value_of(r, g["value"])))
 
     @property
     def scan_id(self) -> str:
@@ -224,7 +231,8 @@ class FeedState:
         scan = ScanInfo.from_dict(m["scan"])
         if scan.scan_id in self.scans:  # a re-sync after reconnecting: start this scan's state afresh
             del self.scans[scan.scan_id]
-        self.scans[scan.scan_id] = ScanState(scan, limits=dict(m.get("limits") or {}), started_wall=self.clock())
+        self.scans[scan.scan_id] = ScanState(scan, limits=dict(m.get("limits") or {}),
+                                             checks=list(m.get("checks") or []), started_wall=self.clock())
         while len(self.scans) > MAX_SCANS:
             oldest = next(iter(self.scans))
             if oldest == self.selected:
@@ -319,10 +327,11 @@ def describe(scan: ScanInfo) -> str:
     return "  ".join(parts)
 
 
-def water_fwhm_hz(st: ScanState) -> float | None:
-    """Water FWHM (Hz): the median over water references from the summary, else the latest one."""
+def panel_value(st: ScanState, row: dict[str, Any]) -> Any:
+    """A metrics-panel row's value (plugin_api.PanelRow): the summary field when the summary has it, else
+    the row's metric of the latest transient of its kind."""
     s = st.summary
-    if s and s.get("fwhm_water_hz") is not None:
-        return s["fwhm_water_hz"]
-    r = st.latest(WATER_REF)
-    return r["fwhm_hz"] if r else None
+    if row.get("summary") and s and s.get(row["summary"]) is not None:
+        return s[row["summary"]]
+    r = st.latest(row["kind"])
+    return display.value_of(r, row["metric"]) if r else None

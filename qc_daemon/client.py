@@ -20,7 +20,7 @@ without gaps or duplicates (every scan message carries a ``feed_seq``).
 from __future__ import annotations
 
 import itertools
-import json
+import logging
 import os
 import time
 import uuid
@@ -30,9 +30,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import zmq
 
-from . import protocol
+from . import feed, protocol
 from .model import ScanInfo, Transient
 from .security import ClientCurve
+
+log = logging.getLogger("mrsqc.client")
 
 
 @dataclass
@@ -370,6 +372,7 @@ class FeedClient:
         self.dealer.connect(snapshot)
         self.last_seq = 0
         self.daemon_id: str | None = None  # of the daemon that answered the snapshot (new after a restart)
+        self.invalid = 0  # feed messages dropped because they failed validation (feed.decode); logged
         self._pending: list[dict] = []
 
     def sync(self, timeout_s: float = 5.0) -> list[dict]:
@@ -398,24 +401,29 @@ class FeedClient:
             if self.sub in events:
                 self._pending.extend(self._drain())
             if self.dealer in events:
-                reply = json.loads(self.dealer.recv())
-                self.last_seq = reply["feed_seq"]
-                self.daemon_id = reply.get("daemon_id")
-                return reply["messages"]
+                try:
+                    self.last_seq, self.daemon_id, messages = feed.decode_snapshot(self.dealer.recv())
+                except feed.FeedError as exc:
+                    raise TimeoutError(f"the snapshot reply is not valid: {exc}") from None
+                return messages
         raise TimeoutError(f"no snapshot reply within {timeout_s} s (is the daemon running?)")
 
     def _send_request(self, timeout_s: float) -> None:
         self.dealer.setsockopt(zmq.SNDTIMEO, max(1, int(timeout_s * 1000)))
-        self.dealer.send(b"snapshot")
+        self.dealer.send(feed.SNAPSHOT_REQUEST)
 
     def _drain(self) -> list[dict]:
         out = []
         while True:
             try:
-                _, body = self.sub.recv_multipart(zmq.NOBLOCK)
+                frames = self.sub.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return out
-            out.append(json.loads(body))
+            try:
+                out.append(feed.decode(frames))
+            except feed.FeedError as exc:
+                self.invalid += 1
+                log.warning("feed message dropped: %s", exc)
 
     def poll(self, timeout_ms: int = 100) -> list[dict]:
         """New messages in feed order: scan messages with feed_seq beyond what was already seen (the snapshot
@@ -425,7 +433,7 @@ class FeedClient:
             msgs.extend(self._drain())
         out = []
         for m in msgs:
-            if m.get("type") in ("heartbeat", "status"):
+            if m["type"] not in feed.SCAN_TYPES:
                 out.append(m)
             elif m["feed_seq"] > self.last_seq:
                 self.last_seq = m["feed_seq"]
@@ -437,7 +445,7 @@ class FeedClient:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for m in self.poll(100):
-                if m.get("type") in ("heartbeat", "status"):
+                if m["type"] not in feed.SCAN_TYPES:
                     continue
                 yield m
                 if m["type"] == until_type:

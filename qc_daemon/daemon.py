@@ -20,7 +20,6 @@ Bad input is rejected, counted by reason, logged and answered, never fatal.
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import threading
 import time
@@ -32,7 +31,7 @@ from typing import Any
 
 import zmq
 
-from . import kernels, protocol
+from . import feed, kernels, protocol
 from .config import Config, load_config
 from .engine import ScanQC
 from .journal import close_from_journal, default_data_dir, open_journals
@@ -43,7 +42,6 @@ from .spool import SPOOL_NAME, SpoolStore, read_spool
 
 log = logging.getLogger("mrsqc.daemon")
 
-DAEMON_TOPIC = b"_daemon"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # ZMQ_MAXMSGSIZE on ingest: a bad peer cannot exhaust memory
 INGEST_QUEUE = 32  # ZMQ_RCVHWM on ingest (messages)
@@ -113,7 +111,7 @@ class Daemon:
         self.store = SpoolStore(self.data_dir, spool_budget_bytes, spool_retention_s)
         self.rejected: Counter[str] = Counter()
         self.counters: Counter[str] = Counter()
-        self.feed_seq = 0
+        self.stamper = feed.Stamper()  # the feed's numbering: one for the daemon's life (a new daemon_id restarts it)
         self.snapshot: list[dict] = []  # feed messages of the current (or last) scan, but progress
         self.snapshot_progress: dict | None = None  # the latest progress message only: it replaces the previous
         self.open: OpenScan | None = None
@@ -422,30 +420,32 @@ class Daemon:
         for m in messages:
             self._publish(scan_id, m)
 
+    @property
+    def feed_seq(self) -> int:
+        """The last feed_seq published."""
+        return self.stamper.feed_seq
+
     def _publish(self, scan_id: str, message: dict[str, Any]) -> None:
-        self.feed_seq += 1
-        message = dict(message, feed_seq=self.feed_seq, scan_id=scan_id)
-        if message["type"] == "progress":
+        message = self.stamper.stamp(scan_id, message)
+        if message["type"] == feed.PROGRESS:
             self.snapshot_progress = message
         else:
             self.snapshot.append(message)
-        self.pub.send_multipart([scan_id.encode(), json.dumps(message, allow_nan=False).encode()])
+        self.pub.send_multipart(feed.encode(message))
 
     def _status(self, state: str, detail: str) -> None:
-        self.pub.send_multipart([DAEMON_TOPIC, json.dumps({"type": "status", "state": state, "detail": detail,
-                                                           "feed_seq": self.feed_seq}).encode()])
+        self.pub.send_multipart(feed.encode(feed.status(state, detail, self.feed_seq)))
 
     def _heartbeat(self) -> None:
         scan = self.open
-        beat = {"type": "heartbeat", "time": time.time(), "feed_seq": self.feed_seq, "daemon_id": self.daemon_id,
-                "scan_id": scan.scan.scan_id if scan else None, "error": self.error_state,
-                "received": dict(self.counters), "rejected": dict(self.rejected), "seq_gaps": self.stream.gaps,
-                "handle_ms": _percentiles(self.handle_ms),
-                "spool": {"used_mb": round(self.store.used / 1e6, 1),
-                          "budget_mb": round(self.store.budget_bytes / 1e6, 1) or None,
-                          "durable": scan.durable if scan else None,
-                          "positions": scan.positions if scan else None}}
-        self.pub.send_multipart([DAEMON_TOPIC, json.dumps(beat).encode()])
+        beat = feed.heartbeat(
+            time=time.time(), feed_seq=self.feed_seq, daemon_id=self.daemon_id,
+            scan_id=scan.scan.scan_id if scan else None, error=self.error_state, received=dict(self.counters),
+            rejected=dict(self.rejected), seq_gaps=self.stream.gaps, handle_ms=_percentiles(self.handle_ms),
+            spool={"used_mb": round(self.store.used / 1e6, 1),
+                   "budget_mb": round(self.store.budget_bytes / 1e6, 1) or None,
+                   "durable": scan.durable if scan else None, "positions": scan.positions if scan else None})
+        self.pub.send_multipart(feed.encode(beat))
 
     def _serve_snapshot(self) -> None:
         try:
@@ -453,9 +453,8 @@ class Daemon:
         except zmq.Again:
             return
         identity = frames[0]
-        if len(frames) < 2 or frames[-1] != b"snapshot":
+        if len(frames) < 2 or frames[-1] != feed.SNAPSHOT_REQUEST:
             self.rejected["bad_snapshot_request"] += 1
             return
         messages = self.snapshot if self.snapshot_progress is None else self.snapshot + [self.snapshot_progress]
-        reply = {"feed_seq": self.feed_seq, "daemon_id": self.daemon_id, "messages": messages}
-        self.router.send_multipart([identity, json.dumps(reply, allow_nan=False).encode()])
+        self.router.send_multipart([identity, feed.snapshot_reply(self.feed_seq, self.daemon_id, messages)])

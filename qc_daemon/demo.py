@@ -17,6 +17,7 @@ from pathlib import Path
 
 import zmq
 
+from . import feed
 from .client import FeedClient
 from .daemon import Daemon, Endpoints
 from .errors import InputError
@@ -118,9 +119,9 @@ def run_demo(speed: float = 10.0, path: Path = FIXTURE, out=print) -> ScanSummar
                 with _keys() as quit_requested:
                     while summary is None and not quit_requested():
                         for m in viewer.poll(100):
-                            if m.get("type") in ("scan_start", "result"):
+                            if m.get("type") in (feed.SCAN_START, feed.RESULT):
                                 view.show(m)
-                            elif m.get("type") == "summary":
+                            elif m.get("type") == feed.SUMMARY:
                                 summary = m["summary"]
             except KeyboardInterrupt:
                 pass

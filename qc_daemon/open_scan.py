@@ -86,8 +86,7 @@ class OpenScan:
         folder = spooled.path.parent
         obj = cls(folder, spooled.scan, spooled.stream, config, fsync, store)
         obj.resumed = True
-        messages = obj.live.start()
-        messages[0]["resumed_from_spool"] = spooled.n_positions  # viewers say so (docs/protocol.md)
+        messages = obj.live.start(resumed_from_spool=spooled.n_positions)  # viewers say so (docs/protocol.md)
         for _pos, t in spooled.transients:
             messages += obj.live.process(t)[1]
         obj.positions = spooled.n_positions

@@ -1,7 +1,8 @@
 """One scan's way from transients to feed messages: the engine, plus the live extras a viewer needs.
 
-The daemon publishes these messages (adding ``feed_seq`` and ``scan_id``); ``mrsqc tui FILE`` produces the
-same ones in-process, so the live view and the offline review show the same engine's numbers. Types:
+The daemon publishes these messages (stamped with ``feed_seq`` and ``scan_id`` by a feed.Stamper); ``mrsqc tui
+FILE`` produces the same ones in-process, so the live view and the offline review show the same engine's
+numbers. Types (qc_daemon/feed.py builds and validates them):
 
 - ``scan_start``: ``{"scan": ScanInfo, "limits": the thresholds a viewer draws (see limits()), "checks": what
   the checks that run declare for viewers (plugin_api.Contract.describe())}``
@@ -22,10 +23,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import display
+from . import display, feed
 from .config import Config
 from .engine import ScanQC
-from .model import RUNNING, ScanInfo, ScanSummary, Transient, TransientQC
+from .model import RUNNING, ScanInfo, ScanSummary, SpectrumView, Transient, TransientQC
 from .plugin_api import limit_values
 
 PROGRESS_INTERVAL_S = 0.5
@@ -43,9 +44,9 @@ class LiveScan:
         self._last_progress: float | None = None
         self._new_results = False
 
-    def start(self) -> list[dict[str, Any]]:
-        return [{"type": "scan_start", "scan": self.scan.to_dict(), "limits": limits(self.engine),
-                 "checks": self.engine.contract.describe()}]
+    def start(self, resumed_from_spool: int | None = None) -> list[dict[str, Any]]:
+        return [feed.scan_start(self.scan, limits(self.engine), self.engine.contract.describe(),
+                                resumed_from_spool)]
 
     def process(self, transient: Transient) -> tuple[list[TransientQC], list[dict[str, Any]]]:
         """QC one transient; returns (results now final, their result messages). Publish those first, then
@@ -53,7 +54,7 @@ class LiveScan:
         results = self.engine.process(transient)
         if results:
             self._new_results = True
-        return results, [result_message(r) for r in results]
+        return results, [feed.result(r) for r in results]
 
     def progress_if_due(self) -> list[dict[str, Any]]:
         """[a progress message] when results came since the last one and progress_interval_s have passed."""
@@ -65,23 +66,18 @@ class LiveScan:
     def finish(self, status: str = "complete") -> tuple[list[TransientQC], ScanSummary, list[dict[str, Any]]]:
         """End the scan: (results released now, final summary, messages ending with the summary)."""
         tail, summary = self.engine.finish(status)
-        messages = [result_message(r) for r in tail]
-        messages.append({"type": "summary", "summary": summary.to_dict(), "spectrum": self._spectrum()})
+        messages = [feed.result(r) for r in tail]
+        messages.append(feed.final_summary(summary, self._spectrum()))
         return tail, summary, messages
 
     def progress(self) -> dict[str, Any]:
         """A progress message now: the live summary and the spectrum view."""
         self._last_progress = self._clock()
         self._new_results = False
-        return {"type": "progress", "summary": self.engine.summary(RUNNING).to_dict(), "spectrum": self._spectrum()}
+        return feed.progress(self.engine.summary(RUNNING), self._spectrum())
 
-    def _spectrum(self) -> dict[str, Any] | None:
-        view = display.view_of(self.engine.latest_spectra())
-        return view.to_dict() if view is not None else None
-
-
-def result_message(qc: TransientQC) -> dict[str, Any]:
-    return {"type": "result", "result": qc.to_dict()}
+    def _spectrum(self) -> SpectrumView | None:
+        return display.view_of(self.engine.latest_spectra())
 
 
 def limits(engine: ScanQC) -> dict[str, float]:
@@ -100,5 +96,4 @@ def scan_messages(scan: ScanInfo, transients, config: Config | None = None, firs
         out += live.process(t)[1]
         out += live.progress_if_due()
     out += live.finish("complete")[2]
-    seq = itertools.count(first_seq)
-    return [dict(m, feed_seq=next(seq), scan_id=scan.scan_id) for m in out]
+    return feed.Stamper(first_seq).stamp_all(scan.scan_id, out)

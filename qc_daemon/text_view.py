@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import display
+from . import display, feed
 from .model import verdict_word
 
 
@@ -40,18 +40,18 @@ class TextView:
 
     def show(self, m: dict) -> None:
         kind, out = m.get("type"), self.out
-        if kind == "scan_start":
+        if kind == feed.SCAN_START:
             s = m["scan"]
             self.checks = list(m.get("checks") or [])
             out(f"scan {s['scan_id']} started: {s.get('sequence') or '?'}, {s['n_coils']} coils x "
                 f"{s['n_points']} points, {s['planned_averages']} averages planned")
             out(self.header())
-        elif kind == "result":
+        elif kind == feed.RESULT:
             out(self.result_line(m["result"]))
-        elif kind == "summary":
+        elif kind == feed.SUMMARY:
             for line in self.summary_lines(m["summary"]):
                 out(line)
-        elif kind == "status":
+        elif kind == feed.STATUS:
             out(f"daemon {m.get('state')}: {m.get('detail')}")
 
 
@@ -111,7 +111,7 @@ def follow_feed(feed: str, snapshot: str, curve=None, heartbeat_timeout_s: float
                 for m in msgs:
                     view.show(m)
                 if time.monotonic() - last > heartbeat_timeout_s or any(
-                        m.get("type") == "heartbeat" and m.get("daemon_id") not in (None, client.daemon_id)
+                        m.get("type") == feed.HEARTBEAT and m.get("daemon_id") not in (None, client.daemon_id)
                         for m in msgs):
                     out("the daemon went quiet or restarted: syncing again")
                     break

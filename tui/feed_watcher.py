@@ -13,6 +13,7 @@ import time
 import zmq
 from textual.app import App
 
+from qc_daemon import feed
 from qc_daemon.client import FeedClient
 from qc_daemon.security import ClientCurve
 
@@ -65,8 +66,8 @@ class FeedWatcher(threading.Thread):
                 now = time.monotonic()
                 if messages:
                     last_heard = now
-                    restarted = any(m.get("type") == "heartbeat" and m.get("daemon_id") not in (None, client.daemon_id)
-                                    for m in messages)
+                    restarted = any(m.get("type") == feed.HEARTBEAT
+                                    and m.get("daemon_id") not in (None, client.daemon_id) for m in messages)
                     self.app.post_message(FeedMessages(messages))
                     if restarted:
                         self.app.post_message(ConnectionChanged(CONNECTING, "the daemon restarted: syncing again"))

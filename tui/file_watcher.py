@@ -7,7 +7,6 @@ N = N x the scan's pace (transient times from the file).
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from pathlib import Path
@@ -18,11 +17,11 @@ from textual.app import App
 from qc_daemon.check import merge_water
 from qc_daemon.config import Config
 from qc_daemon.errors import InputError
+from qc_daemon.feed import OFFLINE, Stamper
 from qc_daemon.session import LiveScan
 from qc_daemon.sources.open import open_recording
 
 from .messages import ConnectionChanged, FeedMessages
-from .scan_state import OFFLINE
 
 BATCH_S = 0.05  # post what accumulated at most every 50 ms: a fast run is ~20 messages a second, not 1000s
 
@@ -36,7 +35,7 @@ class FileWatcher(threading.Thread):
         self.config = config
         self.speed = speed
         self._stop_event = threading.Event()
-        self._seq = itertools.count(1)
+        self._stamper = Stamper()
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -75,7 +74,7 @@ class FileWatcher(threading.Thread):
 
     def _stamp(self, messages: list[dict[str, Any]], scan_id: str) -> list[dict[str, Any]]:
         """Number them and name their scan, as the daemon's feed does."""
-        return [dict(m, feed_seq=next(self._seq), scan_id=scan_id) for m in messages]
+        return self._stamper.stamp_all(scan_id, messages)
 
     def _flush(self, messages: list[dict[str, Any]]) -> None:
         if messages:

@@ -70,7 +70,7 @@ def frequency_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
         return _not_offered("trace")
     rows = st.metabolites
     series = st.freq_series
-    idx, freq, trend = (np.asarray(series[k]) for k in ("average", "freq_hz", "trend_hz"))
+    idx, freq, trend = (np.asarray(series[k]) for k in ("average", "points", "line"))
     ok = np.asarray(series["accepted"]) > 0.5
     warn = st.limits.get(spec["band"])
     plot = braille.Plot(x_label="average", x_integer=True, empty_text="frequency: waiting for the first averages")
@@ -100,8 +100,8 @@ def snr_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
     spec = st.growth
     if spec is None:
         return _not_offered("growth")
-    n = np.asarray(st.snr_series["n_accepted"])
-    snr = np.asarray(st.snr_series["snr_running"])
+    n = np.asarray(st.snr_series["count"])
+    snr = np.asarray(st.snr_series["value"])
     per_set = max(1, st.scan.planned_averages // max(1, st.scan.n_sets))
     target = st.limits.get(spec["target"]) or 0.0
     plot = braille.Plot(x_label="averages", x_integer=True, empty_text="SNR: after the first 8 averages")

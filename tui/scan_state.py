@@ -13,18 +13,14 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from qc_daemon import display
+from qc_daemon import display, feed
+from qc_daemon.feed import CONNECTED, CONNECTING, NO_DAEMON, OFFLINE  # noqa: F401 (the views' states)
 from qc_daemon.model import FAIL, METABOLITE, OK, WARN, ScanInfo, verdict_word
 
 MAX_SCANS = 50  # finished scans kept for the history list
 MAX_EVENTS = 500
 EVENT_LEVEL = {OK: "info", WARN: "warn", FAIL: "fail"}  # verdict -> level of its event-log line
 
-# connection states
-CONNECTING = "connecting"
-CONNECTED = "connected"
-NO_DAEMON = "no daemon"
-OFFLINE = "offline"  # reviewing a file in-process
 
 
 @dataclass
@@ -57,10 +53,11 @@ class ScanState:
     latest_by_kind: dict[str, dict[str, Any]] = field(default_factory=dict)
     # plot series, appended per result (floats, NaN = not measured): the view redraws from these in O(1) Python
     # "average": the average number as the scanner counts them (1-based, metabolite transients only)
-    freq_series: dict[str, list[float]] = field(default_factory=lambda: {"average": [], "freq_hz": [],
-                                                                          "trend_hz": [], "accepted": []})
+    # (by role: the names come from the checks' TracePlot / GrowthPlot declarations)
+    freq_series: dict[str, list[float]] = field(default_factory=lambda: {"average": [], "points": [],
+                                                                          "line": [], "accepted": []})
     ordinal: dict[int, str] = field(default_factory=dict)  # transient index -> "avg 12" / "ref 1", as shown
-    snr_series: dict[str, list[float]] = field(default_factory=lambda: {"n_accepted": [], "snr_running": []})
+    snr_series: dict[str, list[float]] = field(default_factory=lambda: {"count": [], "value": []})
 
     def __post_init__(self) -> None:
         self.trace = display.trace(self.checks)  # the declared plots (None: no check that ran offers one)
@@ -82,13 +79,13 @@ class ScanState:
         if self.trace is not None:
             f = self.freq_series
             f["average"].append(float(len(self.metabolites)))
-            f["freq_hz"].append(as_float(display.value_of(r, self.trace["points"])))
-            f["trend_hz"].append(as_float(display.value_of(r, self.trace["line"])))
+            f["points"].append(as_float(display.value_of(r, self.trace["points"])))
+            f["line"].append(as_float(display.value_of(r, self.trace["line"])))
             f["accepted"].append(1.0 if r["accepted"] else 0.0)
         g = self.growth
         if g is not None and r["set"] == 0 and display.value_of(r, g["value"]) is not None:
-            self.snr_series["n_accepted"].append(as_float(display.value_of(r, g["count"])))
-            self.snr_series["snr_running"].append(as_float(display.value_of(r, g["value"])))
+            self.snr_series["count"].append(as_float(display.value_of(r, g["count"])))
+            self.snr_series["value"].append(as_float(display.value_of(r, g["value"])))
 
     @property
     def scan_id(self) -> str:
@@ -157,6 +154,9 @@ class FeedState:
         self.feed_seq = 0  # last feed_seq applied
         self.events_total = 0  # events ever logged (the deque keeps the last MAX_EVENTS)
         self._quiet = False
+        self._handlers = {feed.SCAN_START: self._on_scan_start, feed.RESULT: self._on_result,
+                          feed.PROGRESS: self._on_progress, feed.SUMMARY: self._on_summary,
+                          feed.HEARTBEAT: self._on_heartbeat, feed.STATUS: self._on_status}
 
     # ------------------------------------------------------------------ queries
     @property
@@ -193,12 +193,12 @@ class FeedState:
         """Fold one feed message in (unknown types are ignored: a newer daemon may send more). ``quiet``: no
         per-transient event lines (a snapshot being applied; the caller logs one line for it)."""
         kind = message.get("type")
-        handler = getattr(self, f"_on_{kind}", None)
+        handler = self._handlers.get(kind)
         if handler is None:
             return
         self._quiet = quiet
         handler(message)
-        if isinstance(message.get("feed_seq"), int) and kind not in ("heartbeat", "status"):
+        if isinstance(message.get("feed_seq"), int) and kind in feed.SCAN_TYPES:
             self.feed_seq = max(self.feed_seq, message["feed_seq"])
         self.version += 1
 
@@ -207,7 +207,7 @@ class FeedState:
         as running that the daemon no longer has open is marked unfinished, saying why when it is known (a new
         daemon_id = the daemon restarted, and its journal closes that scan as interrupted)."""
         open_ids = {m["scan"]["scan_id"] for m in messages
-                    if m.get("type") == "scan_start" and isinstance(m.get("scan"), dict)}
+                    if m.get("type") == feed.SCAN_START and isinstance(m.get("scan"), dict)}
         restarted = None not in (self.daemon_id, daemon_id) and daemon_id != self.daemon_id
         for st in self.scans.values():
             if st.ended or st.scan_id in open_ids:

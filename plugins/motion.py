@@ -173,7 +173,8 @@ class MotionCheck:
         self.recent_z: dict[int, tuple[deque, list]] = {}  # per set: raw jump z, [their robust SD, count]
         self.band = config["registration"]["band_ppm"]
         self.hist: dict[int, Baseline] = {}
-        self.all_feats: list[tuple[int, int, dict]] = []  # (index, set, features) for the non-causal pass
+        # (index, set, features, freq_hz of the registration) for the non-causal pass
+        self.all_feats: list[tuple[int, int, dict, float]] = []
         self._windows = None
 
     def limits(self, scan, config) -> list[Limit]:
@@ -230,7 +231,7 @@ class MotionCheck:
             if math.isfinite(feat["lipid_power"]):
                 self._hist(ctx.transient.set).add(FEATURES.index("lipid_power"), feat["lipid_power"])
             return CheckResult(metrics={"lipid_power": feat["lipid_power"]})
-        self.all_feats.append((ctx.transient.index, ctx.transient.set, feat))
+        self.all_feats.append((ctx.transient.index, ctx.transient.set, feat, ctx.reg.freq_hz))
         base = self.hist.get(ctx.transient.set)
         cfg = self.cfg
         jump_z = self._jump_z(ctx)  # (its scale learns from the early transients too)
@@ -278,9 +279,9 @@ class MotionCheck:
             return SummaryPart(unmeasured={"noncausal_flagged_indices": "the non-causal pass runs at scan end"})
         flagged: list[int] = []
         reasons: dict[str, list[str]] = {}
-        freq_of = {r.index: r.freq_hz for r in ctx.results}
-        for s in sorted({s for _, s, _ in self.all_feats}):  # (too-weak transients never enter all_feats)
-            rows = [(i, f) for i, ss, f in self.all_feats if ss == s and all(math.isfinite(v) for v in f.values())]
+        freq_of = {i: f for i, _, _, f in self.all_feats}
+        for s in sorted({s for _, s, _, _ in self.all_feats}):  # (too-weak transients never enter all_feats)
+            rows = [(i, f) for i, ss, f, _ in self.all_feats if ss == s and all(math.isfinite(v) for v in f.values())]
             if len(rows) < self.cfg["min_history"]:
                 continue
             # non-causal jump: deviation from a centred running median (9 transients) of the frequency

@@ -360,6 +360,11 @@ def _entry_points() -> dict:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
+def rescan_checks() -> None:
+    """Forget the scanned entry points (after a check was installed or removed while running: tests)."""
+    _entry_points.cache_clear()
+
+
 def installed_checks() -> dict[str, type]:
     """Every check class registered under ``mrsqc.checks``, by entry-point name, sorted (a stable order)."""
     eps = _entry_points()

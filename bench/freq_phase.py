@@ -158,7 +158,7 @@ def suspect_errors(qc: ScanQC, sim, truth: dict) -> dict:
         return {}
     s = sim.scan
     metab = [t for t in sim.transients if t.kind == METABOLITE]
-    fids = [np.fft.ifft(qc._combine_fft(t)[2]) for t in metab]  # before any water removal, as they would see it
+    fids = [np.fft.ifft(qc.combine(t).raw_fft) for t in metab]  # before any water removal, as they would see it
     target = suspect.MRSData(np.mean(fids[:8], axis=0), s.dwell_s, s.f0_mhz)
     hz = ((1.8 - 4.65) * s.f0_mhz, (5.1 - 4.65) * s.f0_mhz)
     out: dict[str, list] = {"sr": [], "rats": []}

@@ -109,7 +109,7 @@ def speed_vs_suspect(repeats: int = 5) -> tuple[float, float | None]:
         from suspect.processing.frequency_correction import spectral_registration
     except ImportError:
         return statistics.median(ours), None
-    fids = [qc._combine(t) for t in sim.transients]
+    fids = [qc.combine(t).fid for t in sim.transients]
     target = suspect.MRSData(np.mean(fids[:8], axis=0), sim.scan.dwell_s, sim.scan.f0_mhz)
     data = [suspect.MRSData(f, sim.scan.dwell_s, sim.scan.f0_mhz) for f in fids[20:30]]
     theirs = []

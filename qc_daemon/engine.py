@@ -15,12 +15,12 @@ transient is no template at per-transient SNR ~4 (its noise would bias every lat
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
 
-from . import kernels
+from . import kernels, verdict
 from .coils import combination_weights
 from .config import Config, load_config
 from .freq_model import (
@@ -37,21 +37,15 @@ from .freq_model import (
     water_nearer_trend,
 )
 from .model import (
-    FAIL,
     METABOLITE,
-    OK,
     RUNNING,
-    SEVERITY_RANK,
-    WARN,
     WATER_REF,
     ScanInfo,
     ScanSummary,
     Transient,
     TransientQC,
-    grade,
-    interruption_text,
-    worst,
 )
+from .noise import NoiseSD
 from .plugin_api import (
     Check,
     CheckResult,
@@ -62,29 +56,18 @@ from .plugin_api import (
     TransientContext,
     active_checks,
 )
-from .spectral import SpectralAxis, band_limited, band_mask, decimate, decimated_fft, fftshift, ifftshift, spectrum
+from .registration import BandFit, Fit, Reference, WaterWindow
+from .spectral import SpectralAxis, decimate, decimated_fft, fftshift, spectrum
 from .tracking import FilterParams, FrequencyFilter, Trend
 from .water import WATER_PPM, residual_water_model, water_dominance
 
-SD_STEP_HZ = 0.05  # finite-difference step for the fit's curvature (lines are >= 2 Hz wide)
-WATER_MASK_STEPS = 8  # the water band's mask follows the seed in 1/8-bin steps (edges within 1/16 bin)
-WATER_WINDOW_MARGIN_PPM = 0.4  # the decimated water window reaches this beyond the band on each side
 
+class Combined(NamedTuple):
+    """One transient after coil combination and oversampling removal (ScanQC.combine)."""
 
-@dataclass
-class _Reference:
-    """Running aligned mean of the accepted transients of one (kind, set) and its band-limited copy."""
-
-    n: int = 0
-    total: np.ndarray | None = None  # sum of aligned member FIDs (raw phase frame)
-    total_fft: np.ndarray | None = None  # fft of total (FFT order), kept in step without extra FFTs
-    mean: np.ndarray | None = None
-    mean_spec: np.ndarray | None = None  # spectrum of the mean in the phase frame of the reference
-    band: np.ndarray | None = None  # first m points of the band-limited mean
-    band_abs2: np.ndarray | None = None
-    phase_rad: float = 0.0  # phase that makes the reference's main peak absorptive
-    noise_var_sum: float = 0.0  # sum over members of their complex noise variance per time point
-    trend: Trend | None = None  # the accepted members' frequencies: the registration's seed
+    fid: np.ndarray  # complex128, the output rate (after residual-water removal where it is on)
+    fft: np.ndarray  # its FFT, FFT order
+    raw_fft: np.ndarray  # the FFT before residual-water removal (the water fit's input)
 
 
 class LatestSpectra(NamedTuple):
@@ -116,43 +99,17 @@ class ScanQC:
         self._seeded = False  # True once the held first metabolite transients seeded the references
         self._water_removal = False  # set at calibration when residual water dominates (water.py)
         self.water_dominance: float | None = None  # its measure on the calibration mean (water.water_dominance)
-        self._refs: dict[tuple[str, int], _Reference] = {}
+        self._refs: dict[tuple[str, int], Reference] = {}
         self._filter_params = FilterParams.from_config(self.config["tracking"])
         self._filters: dict[tuple[str, int], FrequencyFilter] = {}  # causal frequency tracking per (kind, set)
         reg = self.config["registration"]
-        self._m = max(8, min(scan.n_points, int(reg["fit_window_s"] / scan.dwell_s)))
         self._notes: list[str] = []
-        # band masks in FFT (unshifted) order, and their mean power (the band's share of white noise)
-        self._masks = {kind: ifftshift(band_mask(self.axis, *self._band(kind), *reg["band_taper_ppm"]))
-                       for kind in (METABOLITE, WATER_REF)}
-        self._mask_power = {kind: float(np.mean(m ** 2)) for kind, m in self._masks.items()}
-        self._rolled: dict[tuple[str, int], np.ndarray] = {}
-        # residual-water frequency fit (freq_model.py): its band, the coherent template, the agreement test
-        wlo, whi = reg["water_fit_band_ppm"]
-        self._wmask: np.ndarray | None = None
-        if self.axis.ppm_min < wlo and self.axis.ppm_max > whi:
-            self._wmask = ifftshift(band_mask(self.axis, wlo, whi, *reg["water_fit_taper_ppm"]))
-            self._wpower = float(np.mean(self._wmask ** 2))
-            # the band moved by a fraction of a bin (1/8 steps): with an integer roll, a mask for any seed
-            ppm_step = self.axis.hz_per_point / scan.f0_mhz
-            self._wmask_frac = [ifftshift(band_mask(self.axis, wlo + k * ppm_step / WATER_MASK_STEPS,
-                                                    whi + k * ppm_step / WATER_MASK_STEPS,
-                                                    *reg["water_fit_taper_ppm"])) for k in range(WATER_MASK_STEPS)]
-            # the fit runs on the band alone, decimated: the bins of a window around it (the band +- 0.4 ppm,
-            # room for the seed to move the mask; a power of 2) hold everything the masked band has, and their
-            # inverse FFT samples its FID every N dt / L s (exactly: a unitary change of basis, not a filter)
-            n, hz = scan.n_points, self.axis.hz_per_point
-            lo_hz, hi_hz = ((wlo - WATER_WINDOW_MARGIN_PPM - scan.centre_ppm) * scan.f0_mhz,
-                            (whi + WATER_WINDOW_MARGIN_PPM - scan.centre_ppm) * scan.f0_mhz)
-            size = min(n, 1 << max(3, math.ceil(math.log2((hi_hz - lo_hz) / hz + 1))))
-            first = int(math.floor(lo_hz / hz))
-            self._widx = (first + np.arange(size)) % n
-            self._wfirst = first % n
-            self._wtwiddle = np.exp(2j * np.pi * np.arange(size) / size)
-            self._wdt = n * scan.dwell_s / size
-            self._wm = max(8, min(size, int(reg["fit_window_s"] / self._wdt)))
-            self._wt_reach_hz = WATER_WINDOW_MARGIN_PPM * scan.f0_mhz  # a seed beyond moves the band out
-        self._wrolled: dict[int, np.ndarray] = {}
+        phase = self.config["reference"]
+        self.band = BandFit(scan, self.axis, reg, {METABOLITE: phase["metabolite_phase_window_ppm"],
+                                                   WATER_REF: phase["water_phase_window_ppm"]})
+        # residual-water frequency fit (freq_model.py): its decimated window, the coherent template, the
+        # agreement test
+        self.water_window = WaterWindow.of(scan, self.axis, reg)
         self._water: WaterTemplate | None = None
         self._water_seed_n = 0  # held transients in the water template's seed (its zero is their mean)
         self.water_fit_snr: float | None = None  # template peak / transient noise SD, set at calibration
@@ -160,49 +117,22 @@ class ScanQC:
         # edited scans without residual water: each set s >= 1 against set 0's trend (its frame offset)
         self._set_frames: dict[int, FrameOffset] = {}
         self._pending_water: tuple | None = None  # (aligned water band, f_w - f_m, hat row) of this transient
-        # raised-cosine ramp over the first baseline_skip_s: broad in-band features (tails of residual water,
-        # macromolecules) live in the first few ms of the band-limited FID; narrow metabolite lines last longer
-        t = np.arange(self._m) * scan.dwell_s
-        skip = float(reg["baseline_skip_s"])
-        self._ramp = np.where(t < skip, 0.5 - 0.5 * np.cos(np.pi * t / max(skip, 1e-12)), 1.0) if skip > 0 \
-            else np.ones(self._m)
         self._latest: tuple[Transient, np.ndarray, float] | None = None  # last metabolite transient, for display
-        self._ramp2 = self._ramp ** 2
-        self._ramp2_sum = float(self._ramp2.sum())
-        snr = self.config["noise"]
-        self._noise_win = self.axis.window(*snr["window_ppm"])
-        self._edge_wins: list[tuple[int, int]] = []
-        if self._noise_win is None:
-            frac = snr["fallback_tail_fraction"]
-            lo_hi, hi_lo = snr["fallback_edges_ppm"]
-            for lo, hi in ((self.axis.ppm_min, lo_hi), (hi_lo, self.axis.ppm_max)):
-                win = self.axis.clipped_window(lo, hi)
-                if win is not None and win[1] - win[0] >= 32:
-                    self._edge_wins.append(win)
-            edges = [f"{self.axis.ppm_of_index(a):.2f}..{self.axis.ppm_of_index(b - 1):.2f} ppm"
-                     for a, b in self._edge_wins]
-            self.noise_window_label = " / ".join(["quietest of " + ", ".join(edges)] if edges else []) + \
-                (" and " if edges else "") + f"FID tail (last {frac:.0%} of points)"
-            self._notes.append(
-                f"noise window {snr['window_ppm'][0]}..{snr['window_ppm'][1]} ppm lies outside the "
-                f"spectral width ({self.axis.ppm_min:.2f}..{self.axis.ppm_max:.2f} ppm): SNR noise from the "
-                f"{self.noise_window_label}")
-        else:
-            lo, hi = snr["window_ppm"]
-            self.noise_window_label = f"{lo:g}..{hi:g} ppm"
+        self.noise = NoiseSD(self.axis, self.config["noise"])
+        self.noise_window_label = self.noise.label
+        if self.noise.note:
+            self._notes.append(self.noise.note)
         if scan.combined:
             self._notes.append("data were averaged on the scanner: per-transient checks need per-transient data")
 
     # ------------------------------------------------------------------ public
     @staticmethod
     def warm_up(config: Config | None = None) -> None:
-        """Run a tiny simulated scan through every code path (kernels, FFT plans, plugins) so the first real
-        transient of a live scan is as fast as the rest."""
-        from .sources.simulate import SimulationParams, simulate_scan
-
-        sim = simulate_scan(SimulationParams(n_coils=2, n_points=256, averages=12, seed=0, events=[]))
-        qc = ScanQC(sim.scan, config)
-        for t in sim.transients:
+        """Run a tiny synthetic scan (:func:`warm_up_scan`) through every code path (kernels, FFT plans, the
+        checks) so the first real transient of a live scan is as fast as the rest."""
+        scan, transients = warm_up_scan()
+        qc = ScanQC(scan, config)
+        for t in transients:
             qc.process(t)
         qc.finish()
 
@@ -236,8 +166,8 @@ class ScanQC:
         self._decide_water_removal(held)
         for s in sorted({t.set for t in held}):
             members = [t for t in held if t.set == s]
-            fids = [self._combine(t) for t in members]
-            self._seed_reference(self._refs.setdefault((METABOLITE, s), _Reference()), fids)
+            fids = [self.combine(t).fid for t in members]
+            self._seed_reference(self._refs.setdefault((METABOLITE, s), Reference()), fids)
         self._seed_water(held)
         last_of_set = {t.set: t.index for t in held}
         return [self._run(t, seeded_member=True, seed_complete=last_of_set[t.set] == t.index) for t in held]
@@ -246,41 +176,33 @@ class ScanQC:
         """Coherent water template from the held transients (before any water removal; one for all edit sets,
         so every set's water frequency shares one zero); used only when its peak stands
         ``water_fit_min_snr`` noise SDs above a transient's noise."""
-        if self._wmask is None:
+        window = self.water_window
+        if window is None:
             return
         reg = self.config["registration"]
         bands, noise = [], []
         for t in held:
-            fid, fid_fft, raw_fft = self._combine_fft(t)
-            sd = self._noise_sd(fftshift(fid_fft), fid)
-            bands.append(self._water_band(raw_fft, self._wmask[self._widx]))
+            c = self.combine(t)
+            sd = self.noise.sd(fftshift(c.fft), c.fid)
+            bands.append(window.band(c.raw_fft))
             noise.append(2.0 * sd ** 2 / self.scan.n_points)
         total = coherent_seed(bands)
         n = len(bands)
-        size = self._widx.shape[0]
+        size = window.size
         peak = float(np.abs(np.fft.fft(total / n, size)).max()) * self.scan.n_points / size
         self.water_fit_snr = peak / math.sqrt(np.mean(noise) * self.scan.n_points / 2.0)
         if self.water_fit_snr >= float(reg["water_fit_min_snr"]):
-            self._water = WaterTemplate(total, n, sum(noise) * self._wpower)
+            self._water = WaterTemplate(total, n, sum(noise) * window.power)
             self._water_seed_n = n
 
-    def _water_band(self, fft: np.ndarray, window_mask: np.ndarray, shift_hz: float = 0.0) -> np.ndarray:
-        """The first ``_wm`` samples (every ``_wdt`` s) of the FID of ``fft * mask`` (FFT order), from the
-        decimation window's bins (``window_mask`` = the mask on them): (L / N) ifft_L, so each sample is the
-        full-rate band-limited FID's value there (the window's base frequency is left out: common to
-        transient and template, it cancels); shifted by -``shift_hz``."""
-        return kernels.decimated_band(fft, self._wfirst, window_mask, self._wtwiddle, self._wm, self._wdt,
-                                      shift_hz)
-
-    def _seed_reference(self, ref: _Reference, fids: list[np.ndarray]) -> None:
+    def _seed_reference(self, ref: Reference, fids: list[np.ndarray]) -> None:
         """Initial reference = the unaligned mean of the held transients: its frequency is exactly their mean
         true frequency, the scan's 0 Hz. (Aligning the members to their own mean first was measured: it moves
         that zero point by the members' estimation noise and made the frequency RMSE worse at SNR 3-5.)"""
-        ref.n = len(fids)
-        ref.noise_var_sum = sum(2.0 * self._noise_sd(spectrum(f), f) ** 2 / self.scan.n_points for f in fids)
-        ref.total = np.sum(fids, axis=0).astype(np.complex128)
-        ref.total_fft = np.fft.fft(ref.total)
-        self._derive(ref, METABOLITE)
+        noise_vars = [2.0 * self.noise.sd(spectrum(f), f) ** 2 / self.scan.n_points for f in fids]
+        self.band.seed(ref, fids, noise_vars, METABOLITE)
+
+
     def finish(self, status: str = "complete") -> tuple[list[TransientQC], ScanSummary]:
         """Flush held transients and build the summary. ``status``: complete | incomplete | interrupted."""
         out = self._release() if self._pending else []
@@ -303,34 +225,23 @@ class ScanQC:
             unmeasured.update(part.unmeasured)
         metab = [r for r in self.results if r.kind == METABOLITE]
         flagged = [r.index for r in self.results if not r.accepted]
-        n_flagged = len(flagged)
-        vcfg = self.config["verdict"]
-        if metab:
-            frac = sum(1 for r in metab if not r.accepted) / len(metab)
-            flagged_text = f"{n_flagged} motion-corrupted average{'s' if n_flagged != 1 else ''} ({frac:.0%})"
-            severity = grade(frac, vcfg["flagged_warn_fraction"], vcfg["flagged_fail_fraction"])
-            if severity != OK or n_flagged:
-                findings.append(Finding(severity, flagged_text, "flagged_fraction", frac))
-        if status not in ("complete", RUNNING):
-            findings.append(Finding(WARN, interruption_text(status, len(metab), self.scan.planned_averages),
-                                    "status", status))
-        if not self.results and status != RUNNING:
-            findings.append(Finding(FAIL, "no transients", "n_transients", 0))
+        found = verdict.flagged_finding(self.results, self.config["verdict"])
+        findings += ([found] if found else []) + verdict.status_findings(
+            status, len(self.results), len(metab), self.scan.planned_averages)
         # a live summary may only have seen the water references that precede the metabolite transients
         water_only = bool(self.results) and not metab and status != RUNNING
-        ranked = sorted((f for f in findings if f.severity != OK), key=lambda f: -SEVERITY_RANK[f.severity])
-        details["findings"] = [{"severity": f.severity, "text": f.text, "key": f.key, "value": f.value}
-                               for f in findings]
+        decided, reasons = verdict.decide(findings)
+        details["findings"] = verdict.as_records(findings)
         details["noise_window"] = self.noise_window_label
         return ScanSummary(
             scan_id=self.scan.scan_id,
             n_transients=len(self.results),
             n_metabolite=len(metab),
             n_water_ref=sum(1 for r in self.results if r.kind == WATER_REF),
-            n_flagged=n_flagged,
+            n_flagged=len(flagged),
             flagged_indices=flagged,
-            verdict=worst(f.severity for f in findings),
-            reasons=[f.text for f in ranked],
+            verdict=decided,
+            reasons=reasons,
             fields=fields,
             status=status,
             notes=list(self._notes),
@@ -363,13 +274,10 @@ class ScanQC:
         reg = self.config["registration"]
         if self._water_removal or not np.any(np.abs(self.axis.ppm() - WATER_PPM) <= 0.3):
             return
-        mean_fft = np.mean([self._combine_fft(t)[1] for t in held], axis=0)
+        mean_fft = np.mean([self.combine(t).fft for t in held], axis=0)
         d = self.water_dominance = water_dominance(fftshift(mean_fft), self.axis.ppm())
         if d < float(reg["ramp_min_dominance"]):
-            # no residual water whose wandering tail the ramp has to keep out: every early point counts
-            self._ramp = np.ones(self._m)
-            self._ramp2 = self._ramp ** 2
-            self._ramp2_sum = float(self._ramp2.sum())
+            self.band.flatten_ramp()
         if d >= float(reg["water_removal_dominance"]):
             self._water_removal = True
             self._notes.append(
@@ -377,14 +285,15 @@ class ScanQC:
                 f"to {int(reg['water_removal_poles'])} poles within {reg['water_removal_keep_ppm']:g} ppm of "
                 f"{WATER_PPM} ppm) and removed from every metabolite transient before the checks")
 
-    def _combine(self, transient: Transient) -> np.ndarray:
-        """Coil-combined FID at the output rate (see :meth:`_combine_fft`)."""
-        return self._combine_fft(transient)[0]
+    @property
+    def coil_weights(self) -> np.ndarray | None:
+        """The coil-combination weights (coils; None before calibration): the FID is sum_c w_c x data_c."""
+        return self._weights
 
-    def _combine_fft(self, transient: Transient) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def combine(self, transient: Transient) -> Combined:
         """(FID, its FFT in FFT order, the FFT before residual-water removal) after coil combination and
         oversampling removal. Both are linear, so one FID is decimated instead of every coil, and the
-        decimated spectrum comes out of that FFT."""
+        decimated spectrum comes out of that FFT. Needs the coil weights (after calibration)."""
         fid_os = kernels.combine_coils(self._weights, np.ascontiguousarray(transient.data, dtype=np.complex64))
         fid_fft = decimated_fft(fid_os, self.scan.oversampling)
         fid = np.fft.ifft(fid_fft) if self.scan.oversampling > 1 else fid_os
@@ -395,34 +304,30 @@ class ScanQC:
                                              reg["water_removal_band_ppm"], reg["water_removal_keep_ppm"],
                                              int(reg["water_removal_poles"]))
             fid_fft = np.fft.fft(fid)
-        return fid, fid_fft, raw_fft
-
-    def _band(self, kind: str) -> tuple[float, float]:
-        reg = self.config["registration"]
-        return tuple(reg["water_band_ppm"] if kind == WATER_REF else reg["band_ppm"])  # type: ignore[return-value]
+        return Combined(fid, fid_fft, raw_fft)
 
     def _run(self, transient: Transient, seeded_member: bool = False, seed_complete: bool = True) -> TransientQC:
         scan, cfg = self.scan, self.config
         dt = scan.dwell_s
-        fid, fid_fft, raw_fft = self._combine_fft(transient)
+        fid, fid_fft, raw_fft = self.combine(transient)
         key = (transient.kind, transient.set)
-        ref = self._refs.setdefault(key, _Reference())
+        ref = self._refs.setdefault(key, Reference())
         filt = self._filters.setdefault(key, FrequencyFilter(self._filter_params))
         pred = filt.predict(transient.time_s)
         # the search centre and the reference of the frequency-jump test: the least-squares trend of the last
         # 60 s (no prior to tune, robust to lost fits on weak in-vivo data); the filter gives freq_causal_hz
-        seed, seed_var = self._predict(ref, transient.time_s)
+        seed, seed_var = ref.predict(transient.time_s)
         raw_spec = fftshift(fid_fft)
-        noise_sd = self._noise_sd(raw_spec, fid)
+        noise_sd = self.noise.sd(raw_spec, fid)
         self._pending_water = None
         raw_freq = math.nan  # an edited set's single shot in its own reference's frame (no residual water)
         align: Registration | None = None  # what the transient joins its reference at, if not ``reg``
         if ref.n == 0:
             reg = Registration(0.0, 0.0, 1.0, 0.0, is_reference=True)
-            ref.phase_rad = self._peak_phase(raw_spec, transient.kind)
+            ref.phase_rad = self.band.peak_phase(raw_spec, transient.kind)
         else:
             with_water = transient.kind == METABOLITE and self._water is not None
-            reg, fit = self._register(fid_fft, ref, seed, transient.kind, noise_sd, phase_sd=not with_water)
+            reg, fit = self.band.register(fid_fft, ref, seed, transient.kind, noise_sd, phase_sd=not with_water)
             if with_water:
                 align = reg if self._agreement(transient.set)[1].n_rows < HAT_MIN_ROWS else None
                 reg = self._with_water(reg, fit, raw_fft, seed, seed_var, noise_sd, transient.set)
@@ -453,11 +358,12 @@ class ScanQC:
             self._trend(ref).add(transient.time_s, reg.freq_hz)
         if not seeded_member and (qc.accepted or ref.n == 0):
             ref.noise_var_sum += 2.0 * noise_sd ** 2 / scan.n_points
-            self._add_to_reference(ref, transient, corrected, corrected_fft, reg)
+            self.band.add(ref, corrected, corrected_fft, transient.kind)
+            self._trend(ref).add(transient.time_s, reg.freq_hz)
         if qc.accepted and not seeded_member and math.isfinite(raw_freq):
             base = self._refs.get((METABOLITE, 0))
             # set 0's trend in its own frame (its results carry the scan's zero shift)
-            trend0 = self._predict(base, transient.time_s)[0] - self._sets_zero() if base is not None else math.nan
+            trend0 = base.predict(transient.time_s)[0] - self._sets_zero() if base is not None else math.nan
             if base is not None and base.trend is not None and len(base.trend) and math.isfinite(trend0):
                 window = int(self.config["registration"]["water_fit_agreement_window"])
                 self._set_frames.setdefault(transient.set, FrameOffset(window)).add(raw_freq - trend0)
@@ -471,7 +377,7 @@ class ScanQC:
                     frame.add(diff)
                 honesty.add(*hat)
                 if aligned is not None:
-                    self._water.add(aligned, 2.0 * noise_sd ** 2 / scan.n_points * self._wpower)
+                    self._water.add(aligned, self.water_window.noise_var(noise_sd))
         if transient.kind == METABOLITE:
             self._latest = (transient, spec, noise_sd)
         if seeded_member and not seed_complete:
@@ -482,7 +388,7 @@ class ScanQC:
         else:
             ctx.running_fid = ref.mean
             ctx.running_spec = ref.mean_spec
-            ctx.running_noise_sd = self._noise_sd(ref.mean_spec, ref.mean) if ref.mean_spec is not None else None
+            ctx.running_noise_sd = self.noise.sd(ref.mean_spec, ref.mean) if ref.mean_spec is not None else None
         ctx.n_accepted = ref.n
         for check, own in zip(self.checks, measured):
             self._merge(check, check.update(ctx, qc.accepted, own), qc, False)
@@ -497,53 +403,6 @@ class ScanQC:
         qc.flags.extend(res.flags)
         qc.unmeasured.update(res.unmeasured)
         return res
-
-    def _register(self, fid_fft: np.ndarray, ref: _Reference, seed: float, kind: str,
-                  noise_sd: float, phase_sd: bool = True) -> tuple[Registration, tuple]:
-        """Register one transient (its FFT, FFT order) to the reference of its (kind, set). Returns the
-        registration and what re-evaluating the fit at another frequency needs (z, noise, damping);
-        ``phase_sd`` False leaves the phase SD to the caller (the water fit moves the frequency)."""
-        r = self.config["registration"]
-        # mask the transient in its own (seed-shifted) frame, so the tapers cut it where they cut the reference
-        shift = int(round(seed / self.axis.hz_per_point))
-        mask = self._rolled.get((kind, shift))
-        if mask is None:
-            mask = self._rolled[(kind, shift)] = np.roll(self._masks[kind], shift)
-        band = band_limited(fid_fft, mask, self._m) * self._ramp
-        z = kernels.cross_product(band, ref.band, self._m)
-        # expected noise energy per point of the band-limited, ramped reference mean
-        power = self._mask_power[kind]
-        ref_noise = (ref.noise_var_sum / ref.n) * power / ref.n * self._ramp2
-        white = 2.0 * noise_sd ** 2 / self.scan.n_points  # complex noise variance per time point
-        v_point = white * power
-        trans_noise = v_point * self._ramp2
-        d_lo, d_hi = r["damping_range_hz"]
-        out = kernels.register(z, ref.band_abs2, ref_noise, trans_noise, self.scan.dwell_s, seed,
-                               r["search_half_width_hz"], r["grid_step_hz"], d_lo, d_hi)
-        if out[5] > 0.0:  # optimum outside the seeded window: search three times wider around the seed
-            out = kernels.register(z, ref.band_abs2, ref_noise, trans_noise, self.scan.dwell_s, seed,
-                                   3.0 * r["search_half_width_hz"], r["grid_step_hz"], d_lo, d_hi)
-        f, cr, ci, d, j_best, _, c0r, c0i = out
-        # misfit of the model: ||b||^2 - J, over the noise energy expected in b (band-limited, ramped) plus
-        # the reference's noise carried through the fit; ~1 for a transient that matches the reference
-        expected = v_point * self._ramp2_sum * (1.0 + 1.0 / ref.n)
-        resid = (float(np.vdot(band, band).real) - j_best) / expected if expected > 0 else math.nan
-        s2 = white * (1.0 + 1.0 / ref.n)  # the template's own noise adds 1/n of the transient's
-        _, _, curv = kernels.fit_at(z, ref.band_abs2, ref_noise, self.scan.dwell_s, f, d, SD_STEP_HZ)
-        sd = math.sqrt(s2 / curv * max(1.0, resid)) if curv > 0 and math.isfinite(resid) else math.inf
-        amp = math.hypot(cr, ci)
-        phase_sd = math.degrees(self._phase_sd(s2, amp, ref.band_abs2, sd)) if amp > 0 and phase_sd else math.nan
-        reg = Registration(freq_hz=f, phase_deg=math.degrees(math.atan2(ci, cr)), amplitude=amp,
-                           damping_hz=d, residual_norm=resid, matched_amplitude=math.hypot(c0r, c0i),
-                           freq_sd_hz=sd, phase_sd_deg=phase_sd, freq_metab_hz=f, freq_metab_sd_hz=sd,
-                           freq_model=METAB_ONLY)
-        return reg, (z, ref.band_abs2, ref_noise, s2)
-
-    def _phase_sd(self, s2: float, amp: float, ref_abs2: np.ndarray, f_sd: float) -> float:
-        """SD (rad) of the zero-order phase angle(c) at the fitted frequency: the amplitude's own noise,
-        s2 / (2 |c|^2 E), plus the frequency's error carried to t = 0 from the energy-weighted mean time."""
-        e, t_mean = kernels.energy_moments(ref_abs2, self.scan.dwell_s)
-        return math.sqrt(s2 / (2.0 * amp * amp * e) + (2.0 * math.pi * t_mean * f_sd) ** 2)
 
     def _agreement(self, s: int) -> tuple[FrameOffset, Honesty]:
         if s not in self._agree:
@@ -578,7 +437,7 @@ class ScanQC:
         frame0, honesty0 = self._agreement(0)
         return frame_shift(frame0, honesty0, self._water_seed_n)
 
-    def _with_water(self, reg: Registration, fit: tuple, raw_fft: np.ndarray, trend: float, trend_var: float,
+    def _with_water(self, reg: Registration, fit: Fit, raw_fft: np.ndarray, trend: float, trend_var: float,
                     noise_sd: float, edit_set: int) -> Registration:
         """Add the residual water's frequency to the metabolites' (freq_model.py: fit, rules, combination).
         The fit and the combination run in the water template's frame; the result is reported in set 0's
@@ -588,49 +447,23 @@ class ScanQC:
         The water band is cut with the mask moved by the seed (in 1/8-bin steps) and brought back by it: the
         water's tails at the band edges are then cut where the template's were, to a sixteenth of a bin."""
         r = self.config["registration"]
+        window, tpl = self.water_window, self._water
         to_scan = self._water_frame_offset()
         seed = trend + to_scan  # the trend in the water template's frame
-        if abs(seed) > self._wt_reach_hz:
+        if abs(seed) > window.reach_hz:
             return replace(reg, freq_model=f"{METAB_ONLY} (trend {seed:+.0f} Hz: water band outside its window)")
-        dt = self._wdt
-        pos = seed / self.axis.hz_per_point * WATER_MASK_STEPS
-        key = int(math.floor(pos + 0.5))
-        mask = self._wrolled.get(key)
-        if mask is None:
-            if len(self._wrolled) >= 256:  # a long drift: keep the memory bounded
-                self._wrolled.clear()
-            whole, frac = divmod(key, WATER_MASK_STEPS)
-            mask = self._wrolled[key] = np.roll(self._wmask_frac[frac], whole)[self._widx]
-        band = self._water_band(raw_fft, mask, seed)
-        tpl = self._water
-        m = self._wm
-        z = kernels.cross_product(band, tpl.band, m)
-        white = 2.0 * noise_sd ** 2 / self.scan.n_points
-        v_point = white * self._wpower  # noise variance of one decimated sample
-        if not v_point > 0:  # an all-zero transient: nothing to fit
+        band = window.band(raw_fft, window.mask_at(seed), seed)
+        water = window.fit(band, tpl, noise_sd)
+        if water is None:  # an all-zero transient: nothing to fit
             return reg
-        ref_noise = tpl.noise
-        trans_noise = tpl.noise  # (unused: the damping is fixed)
-        half = r["search_half_width_hz"]
-        out = kernels.register(z, tpl.abs2, ref_noise, trans_noise, dt, 0.0, half, r["grid_step_hz"], 0.0, 0.0)
-        if out[5] > 0.0:
-            out = kernels.register(z, tpl.abs2, ref_noise, trans_noise, dt, 0.0, 3.0 * half, r["grid_step_hz"],
-                                   0.0, 0.0)
-        f_w, _, _, _, j_w, edge = out[:6]
-        misfit = (float(np.vdot(band, band).real) - j_w) / (v_point * m * (1.0 + 1.0 / tpl.n))
-        # the sum over samples every _wdt s is (L / N) times the full-rate one: so is the curvature
-        s2_w = white * (1.0 + 1.0 / tpl.n) * self._widx.shape[0] / self.scan.n_points
-        _, _, curv = kernels.fit_at(z, tpl.abs2, ref_noise, dt, f_w, 0.0, SD_STEP_HZ)
-        f_w += seed  # the band was cut from the transient shifted by the seed
-        # a misfit above the noise (real suppression changes the water's shape a little) is model error: its
-        # variance is scaled by it, as a parameter's variance by the reduced chi-square
-        v_w = s2_w / curv * max(1.0, misfit) if curv > 0 else math.inf
+        f_w = water.freq_hz + seed  # the band was cut from the transient shifted by the seed
+        v_w, misfit = water.var_hz2, water.misfit
         frame, honesty = self._agreement(edit_set)
         off = frame.offset()  # this set's metabolite frame -> the water template's (the scan's) frame
         f_m, v_m = reg.freq_metab_hz + off, reg.freq_metab_sd_hz ** 2
         k_w2, k_m2 = honesty.scales2()  # each component's SD made as honest as its recent scatter
         why = None
-        if edge > 0.0 or not math.isfinite(v_w):
+        if not water.found or not math.isfinite(v_w):
             why = "water fit found no optimum"
         elif misfit > r["water_fit_max_misfit"]:
             why = f"water misfit {misfit:.1f}"
@@ -649,22 +482,20 @@ class ScanQC:
             model = f"{METAB_ONLY} ({why})"
         # the metabolite amplitude (phase) at the combined frequency; the water's phase there normalises
         # this transient's water before it joins the template
-        z_m, abs2_m, noise_m, s2_m = fit
-        cr, ci, _ = kernels.fit_at(z_m, abs2_m, noise_m, self.scan.dwell_s, f - off, reg.damping_hz, SD_STEP_HZ)
+        cr, ci = self.band.amplitude_at(fit, f - off, reg.damping_hz)
         # the water joins its template at the frequency it was counted at: f where it was used, else its own
         # fit (an excluded water line aligned at the metabolites' f would move the template's frame by its
         # error / n for good); a lost fit (no optimum, misfit) does not join
         f_join = f if model in (METAB_AND_WATER, WATER_ONLY) else f_w
-        wr, wi, _ = kernels.fit_at(z, tpl.abs2, ref_noise, dt, f_join - seed, 0.0, SD_STEP_HZ)
         # the band (cut at the seed) moved on to f_join and the water's phase: the mask edges then sit
         # (f_join - seed), a fraction of a hertz, from the template's, and no second FFT is needed
         aligned = None if why not in (None, "water disagrees") else \
-            kernels.correct_fid(band, dt, f_join - seed, math.atan2(wi, wr))
+            kernels.correct_fid(band, window.dt, f_join - seed, window.phase_at(water, tpl, f_join - seed))
         self._pending_water = (aligned, f_w - reg.freq_metab_hz if why is None else math.nan,
                                (f_w, f_m, seed, v_w, v_m))
         amp = math.hypot(cr, ci)
         sd = math.sqrt(v)
-        phase_sd = math.degrees(self._phase_sd(s2_m, amp, abs2_m, sd)) if amp > 0 else math.nan
+        phase_sd = math.degrees(self.band.phase_sd(fit.s2, amp, fit.ref_abs2, sd)) if amp > 0 else math.nan
         return Registration(freq_hz=f - to_scan, phase_deg=math.degrees(math.atan2(ci, cr)), amplitude=amp,
                             damping_hz=reg.damping_hz, residual_norm=reg.residual_norm,
                             matched_amplitude=reg.matched_amplitude, freq_sd_hz=sd, phase_sd_deg=phase_sd,
@@ -672,63 +503,27 @@ class ScanQC:
                             freq_water_hz=f_w - to_scan,
                             freq_water_sd_hz=math.sqrt(v_w), water_misfit=misfit, freq_model=model)
 
-    @staticmethod
-    def _predict(ref: _Reference, t: float) -> tuple[float, float]:
-        """Causal trend prediction of the frequency at time t (Hz) from the reference's accepted members
-        (``tracking.Trend``) and its variance (Hz^2); (0, NaN) before the reference has members."""
-        if ref.n == 0 or ref.trend is None:
-            return 0.0, math.nan
-        return ref.trend.at(t)[:2]
-
-    def _add_to_reference(self, ref: _Reference, transient: Transient, corrected: np.ndarray,
-                          corrected_fft: np.ndarray, reg: Registration) -> None:
-        # store the transient in the reference frame *without* the reference's display phase
-        rot = np.exp(1j * ref.phase_rad)
-        if ref.total is None:
-            ref.total = np.zeros(corrected.shape[0], dtype=np.complex128)
-            ref.total_fft = np.zeros(corrected.shape[0], dtype=np.complex128)
-        kernels.accumulate(ref.total, corrected * rot)
-        kernels.accumulate(ref.total_fft, corrected_fft * rot)
-        ref.n += 1
-        self._derive(ref, transient.kind)
-        self._trend(ref).add(transient.time_s, reg.freq_hz)
-
-    def _trend(self, ref: _Reference) -> Trend:
+    def _trend(self, ref: Reference) -> Trend:
         if ref.trend is None:
             ref.trend = Trend(self.config["tracking"]["trend_window_s"])
         return ref.trend
 
-    def _derive(self, ref: _Reference, kind: str) -> None:
-        """Recompute the reference's mean, band-limited copy, display phase and spectrum from its total."""
-        mean = ref.total / ref.n
-        mean_fft = ref.total_fft / ref.n
-        ref.band = band_limited(mean_fft, self._masks[kind], self._m) * self._ramp
-        ref.band_abs2 = ref.band.real ** 2 + ref.band.imag ** 2
-        raw_spec = fftshift(mean_fft)
-        ref.phase_rad = self._peak_phase(raw_spec, kind)
-        rot = np.exp(-1j * ref.phase_rad)
-        ref.mean = mean * rot
-        ref.mean_spec = raw_spec * rot
 
-    def _peak_phase(self, spec: np.ndarray, kind: str) -> float:
-        """Zero-order phase (rad) that makes the main peak absorptive: NAA for metabolites, water for
-        water references; the angle of the spectrum at the largest |S| in that peak's window."""
-        ref = self.config["reference"]
-        win = self.axis.clipped_window(*(ref["water_phase_window_ppm"] if kind == WATER_REF
-                                         else ref["metabolite_phase_window_ppm"]))
-        if win is None:
-            return 0.0
-        return float(np.angle(spec[kernels.argmax_abs(spec, win[0], win[1])]))
+def warm_up_scan() -> tuple[ScanInfo, list[Transient]]:
+    """Two water references and 12 metabolite transients (NAA, Cr, Cho and residual water, 2 coils, 256
+    points at 2x oversampling), deterministic: the paths a real scan takes, water fit included."""
+    rng = np.random.default_rng(0)
+    scan = ScanInfo("warm-up", 123.2e6, 0.5e-3, 256, 2, 12, oversampling=2, source="warm-up")
+    t = np.arange(scan.samples_per_transient) * scan.dwell_s / scan.oversampling
+    sens = np.array([1.0, 0.6j])
 
-    def _noise_sd(self, spec: np.ndarray, fid: np.ndarray) -> float:
-        """SD of the noise in Re(spec): detrended SD in the noise window (FID-A). When that window is outside the
-        spectral width: the smallest of the detrended SDs of the axis edges (below / above
-        ``snr.fallback_edges_ppm``, >= 32 points) and the FID-tail estimate scaled by sqrt(N)."""
-        if self._noise_win is not None:
-            return float(kernels.detrended_sd(spec.real, self._noise_win[0], self._noise_win[1]))
-        frac = self.config["noise"]["fallback_tail_fraction"]
-        # the quietest estimate: a tail that still holds signal (long-T2 residual water) or an edge band with a
-        # line in it can only raise an SD, never lower it below the noise
-        sds = [float(kernels.detrended_sd(spec.real, a, b)) for a, b in self._edge_wins]
-        sds.append(float(kernels.tail_sd(fid, frac) * math.sqrt(fid.shape[0])))
-        return min(sds)
+    def fid(lines) -> np.ndarray:
+        sig = sum(a * np.exp(2j * np.pi * (ppm - scan.centre_ppm) * scan.f0_mhz * t - np.pi * 6.0 * t)
+                  for ppm, a in lines)
+        noise = (rng.normal(size=(2, t.size)) + 1j * rng.normal(size=(2, t.size))) * 0.02
+        return (sens[:, None] * sig[None, :] + noise).astype(np.complex64)
+
+    metabolites = ((2.01, 1.0), (3.03, 0.8), (3.21, 0.6), (4.65, 5.0))
+    out = [Transient(i, i, 0, WATER_REF, 2.0 * i, fid(((4.65, 300.0),))) for i in range(2)]
+    out += [Transient(2 + i, i, 0, METABOLITE, 4.0 + 2.0 * i, fid(metabolites)) for i in range(12)]
+    return scan, out

@@ -15,7 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .model import METABOLITE, OK, SEVERITY_RANK, WARN, ScanInfo, ScanSummary, TransientQC, interruption_text, worst
+from . import verdict
+from .model import METABOLITE, ScanInfo, ScanSummary, TransientQC
 from .report import write_outputs
 
 log = logging.getLogger(__name__)
@@ -154,16 +155,14 @@ def interrupted_summary(scan: ScanInfo, results: list[TransientQC], status: str,
     metab = [r for r in results if r.kind == METABOLITE]
     flagged = [r.index for r in results if not r.accepted]
     verdicts = verdicts or []
-    findings = [f for f in (verdicts[-1]["findings"] if verdicts else []) if f.get("key") != "status"]
-    findings.append({"severity": WARN, "text": interruption_text(status, len(metab), scan.planned_averages),
-                     "key": "status", "value": status})
-    ranked = sorted((f for f in findings if f["severity"] != OK), key=lambda f: -SEVERITY_RANK[f["severity"]])
+    findings = [f for f in verdict.from_records(verdicts[-1]["findings"] if verdicts else []) if f.key != "status"]
+    findings += verdict.status_findings(status, len(results), len(metab), scan.planned_averages)
+    decided, reasons = verdict.decide(findings, reached=[v["verdict"] for v in verdicts])
     return ScanSummary(
         scan_id=scan.scan_id, n_transients=len(results), n_metabolite=len(metab),
         n_water_ref=len(results) - len(metab), n_flagged=len(flagged), flagged_indices=flagged,
-        fields=recovered_fields(checks or [], results),
-        verdict=worst([v["verdict"] for v in verdicts] + [f["severity"] for f in findings]),
-        reasons=[f["text"] for f in ranked], status=status, notes=[note], details={"findings": findings})
+        fields=recovered_fields(checks or [], results), verdict=decided, reasons=reasons, status=status,
+        notes=[note], details={"findings": verdict.as_records(findings)})
 
 
 def recovered_fields(checks: list[dict], results: list[TransientQC]) -> dict:

@@ -1,20 +1,17 @@
-r"""The live QC daemon: sockets and the event loop; per-scan record keeping is OpenScan, numerics the engine.
+r"""The live QC daemon: it wires sources to the per-scan session and the session to its sinks, and loops.
 
-    producer --DEALER--> [ingest ROUTER] --> OpenScan: spool -> engine -> [feed PUB] topic = scan id
-        ^                                        |                  \--> journal      (b"_daemon": status)
-        \------ ack / reject (per burst) <--------/  fsync spool + journal, then acknowledge
-                                                 \----------------------> [snapshot ROUTER] late joiners
+    sources                          session (one per scan)                   sinks (sinks.py)
+    ZeroMQ ingest (ingest.py)  --->  OpenScan: LiveScan -> engine  ------->  FeedSink: [feed PUB] + snapshot
+      validated transients,            (open_scan.py)            \------->  SpoolSink: spool.mrsqc (fsync)
+      delivery rules, acks    <--- durable positions              \------>  JournalSink: journal.jsonl (fsync)
+                                                                    \----->  OutputsSink: transients.jsonl, summary.json
 
-Delivery (docs/protocol.md): each transient carries its position in the producer's stream; the daemon takes
-positions in order, drops duplicates, refuses gaps (saying which position it needs), spools what it takes,
-fsyncs once per burst and then acknowledges how far it has received and made durable. After a stop the daemon
-resumes the open scan from its spool (the engine re-run over it) and the producer re-sends from there.
-
-Feed messages are JSON objects with a ``type`` (scan_start, result, progress, summary: see session.py;
-status, heartbeat) and a ``feed_seq``: the snapshot carries the last feed_seq it includes (and of the
-progress messages only the latest), so a viewer that subscribed first and then asked for the snapshot
-drops live messages with feed_seq <= that value (zguide "Clone" pattern): no gap and no duplicate.
-Bad input is rejected, counted by reason, logged and answered, never fatal.
+The daemon owns the sockets and the loop (a burst of ingest messages, then one settle + fsync of the open scan
+and one acknowledgement per producer), the scan desk sources call (start_scan / end_scan: one open scan, the
+closed streams remembered), the producer time-out, start-up recovery (a scan left open is resumed from its
+spool), its error state and the heartbeat (health.py). Each sink owns its failure policy; the results are
+held once, by the engine. Feed messages, the snapshot for late joiners (zguide "Clone") and their validation:
+qc_daemon/feed.py and docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -24,20 +21,22 @@ import logging
 import threading
 import time
 import uuid
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import zmq
 
-from . import feed, kernels, protocol
+from . import feed, kernels
 from .config import Config, load_config
 from .engine import ScanQC
+from .health import Health
+from .ingest import ZmqIngest
 from .journal import close_from_journal, default_data_dir, open_journals
 from .model import ScanInfo
 from .open_scan import OpenScan, read_stream_file, read_stream_files
 from .security import CurveConfig
+from .sinks import FeedSink
 from .spool import SPOOL_NAME, SpoolStore, read_spool
 
 log = logging.getLogger("mrsqc.daemon")
@@ -47,14 +46,6 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # ZMQ_MAXMSGSIZE on ingest: a bad peer can
 INGEST_QUEUE = 32  # ZMQ_RCVHWM on ingest (messages)
 BURST = 64  # transients handled before their bookkeeping, fsync and acknowledgement are done at the latest
 SETTLE_MS = 2  # idle time after published results before the bookkeeping starts (serve())
-
-
-def _percentiles(values) -> dict[str, float] | None:
-    """p50/p99/max (ms) of the last handled messages (receive -> published and journaled)."""
-    if not values:
-        return None
-    v = sorted(values)
-    return {"p50": v[len(v) // 2], "p99": v[min(len(v) - 1, int(0.99 * len(v)))], "max": v[-1], "n": len(v)}
 
 
 def is_local(endpoint: str) -> bool:
@@ -75,14 +66,6 @@ class Endpoints:
 DEFAULT_SPOOL_BUDGET_BYTES = 20 * 10 ** 9  # all spools together; ~140 finished 140 MB scans
 DEFAULT_SPOOL_RETENTION_S = 7 * 86400.0  # spools of finished scans are deleted after a week
 MAX_CLOSED_STREAMS = 64  # closed streams remembered, so a producer asking again learns its scan is closed
-
-
-class _Reject(protocol.ProtocolError):
-    """A message refused because of its place in the stream; ``expected``: the position the daemon needs."""
-
-    def __init__(self, reason: str, detail: str, expected: int | None = None):
-        super().__init__(reason, detail)
-        self.expected = expected
 
 
 class Daemon:
@@ -107,20 +90,16 @@ class Daemon:
         self.curve = curve
         self.fsync = fsync
         self.ctx = context or zmq.Context.instance()
-        self.stream = protocol.StreamState()
         self.store = SpoolStore(self.data_dir, spool_budget_bytes, spool_retention_s)
-        self.rejected: Counter[str] = Counter()
-        self.counters: Counter[str] = Counter()
+        self.health = Health()
+        self.rejected, self.counters = self.health.rejected, self.health.received
         self.stamper = feed.Stamper()  # the feed's numbering: one for the daemon's life (a new daemon_id restarts it)
-        self.snapshot: list[dict] = []  # feed messages of the current (or last) scan, but progress
-        self.snapshot_progress: dict | None = None  # the latest progress message only: it replaces the previous
+        self.scan_feed: FeedSink | None = None  # the current (or last) scan on the feed: its snapshot
         self.open: OpenScan | None = None
         self.closed: OrderedDict[str, dict] = OrderedDict()  # stream id -> outcome (stream.json)
         self.error_state: str | None = None
         self.bound: Endpoints | None = None
-        self.handle_ms: deque[float] = deque(maxlen=1000)  # receive -> results published, per transient
         self.daemon_id = uuid.uuid4().hex  # changes on restart: a viewer re-syncs when it sees a new one
-        self._acks: dict[bytes, tuple[str, int]] = {}  # producer identity -> (stream, last seq) this burst
 
     # ------------------------------------------------------------------ set-up
     def bind(self) -> Endpoints:
@@ -143,6 +122,7 @@ class Daemon:
             sock.bind(ep)
             bound.append(sock.getsockopt_string(zmq.LAST_ENDPOINT))
         self.bound = Endpoints(*bound)
+        self.source = ZmqIngest(self, self.ingest, self.key, self.health, self.daemon_id)
         return self.bound
 
     def warm_up(self) -> float:
@@ -191,7 +171,7 @@ class Daemon:
                         break
                     t0 = time.perf_counter()
                     self.handle(frames[0].bytes, frames[1:])
-                    self.handle_ms.append((time.perf_counter() - t0) * 1e3)
+                    self.health.handled((time.perf_counter() - t0) * 1e3)
                     handled += 1
                 self.commit()
             if self.router in events:
@@ -202,125 +182,38 @@ class Daemon:
                 next_beat = time.monotonic() + self.heartbeat_s
 
     def handle(self, identity: bytes, frames: list) -> None:
-        """Validate and act on one ingest message from the producer ``identity``; never raises. Bad input is
-        rejected (counted, logged, answered with its reason); an internal error is logged with its traceback,
-        reported on the feed and answered, and the transient stays in the spool."""
-        msg = None
+        """One ingest message (ingest.ZmqIngest: validation, delivery rules, answers); never raises."""
         try:
-            msg = protocol.decode(frames, self.key)
-            self.stream.check_seq(msg)
-            self._dispatch(identity, msg)
-            self.counters[msg.kind] += 1
-        except protocol.ProtocolError as exc:
-            self.rejected[exc.reason] += 1
-            # a gap is what a resumed stream shows until the producer has rewound: expected, not alarming
-            log.log(logging.INFO if exc.reason == "gap" else logging.WARNING, "rejected message: %s", exc)
-            self._reply_reject(identity, msg, exc.reason, str(exc), getattr(exc, "expected", None))
-        except Exception as exc:  # a bug, not bad input: keep serving, say so loudly
-            self.rejected["internal_error"] += 1
-            log.exception("internal error handling a %s message", msg.kind if msg else "?")
-            self._error_state(f"internal error: {type(exc).__name__}: {exc}")
-            self._reply_reject(identity, msg, "internal_error", f"{type(exc).__name__}: {exc}")
+            self.source.handle(identity, frames)
         finally:
-            if self.open is not None:
-                for text in self.open.take_errors():
-                    self._error_state(text)
+            self._take_scan_errors()
 
     def commit(self) -> None:
         """Once per burst: the open scan's bookkeeping (spool and journal records, live progress), fsync of
         its spool and journal, then the acknowledgement of every producer heard."""
         if self.open is not None:
-            self.open.settle(self._publisher(self.open))
+            self.open.settle()
             self.open.sync()
-            for text in self.open.take_errors():
-                self._error_state(text)
-        acks, self._acks = self._acks, {}
-        for identity, (stream, seq) in acks.items():
-            self._send_reply(identity, self._ack(stream, seq))
+            self._take_scan_errors()
+        self.source.acknowledge()
 
-    # ------------------------------------------------------------------ messages
-    def _dispatch(self, identity: bytes, msg: protocol.Message) -> None:
-        h = msg.header
-        stream = h.get("stream", "")
-        self._acks[identity] = (stream, h["seq"])
-        scan = self.open if self.open is not None and stream and self.open.stream == stream else None
-        if msg.kind == "heartbeat":
-            self._acks[identity] = ("", h["seq"])
-        elif msg.kind == "scan_start":
-            if scan is not None:  # the producer asks where we are (after a restart or a lost message)
-                scan.touch()
-            elif stream not in self.closed:
-                self._start_scan(ScanInfo.from_dict(h["scan"]), stream)
-        elif stream in self.closed and scan is None:
-            return  # a late message of a closed stream: its ack says closed
-        elif scan is None:
-            self._acks.pop(identity, None)
-            raise _Reject("no_scan", f"{msg.kind} for a scan this daemon has not open (stream {stream[:8]!r})", 0)
-        elif msg.kind == "transient":
-            self._transient(scan, msg)
-        elif msg.kind == "scan_end":
-            if h["n_transients"] > scan.positions:
-                raise _Reject("gap", f"scan_end after {h['n_transients']} transients; this daemon has "
-                                     f"{scan.positions}", scan.positions)
-            self._end_scan(h.get("status", "complete"))
-
-    def _transient(self, scan: OpenScan, msg: protocol.Message) -> None:
-        pos = msg.header["pos"]
-        if pos < scan.positions:
-            self.counters["duplicate"] += 1
-            scan.touch()
-            return
-        if pos > scan.positions:
-            raise _Reject("gap", f"transient position {pos}; expected {scan.positions}", scan.positions)
-        try:
-            transient = protocol.to_transient(msg, scan.scan)
-        except protocol.ProtocolError as exc:
-            scan.skip(pos, exc.reason)  # the position is used up: the stream goes on after it
-            raise
-        scan.take(pos, transient, self._publisher(scan))
-
-    def _ack(self, stream: str, seq: int) -> list[bytes]:
-        scan = self.open
-        if scan is not None and stream and scan.stream == stream:
-            return protocol.ack(scan.scan.scan_id, seq, scan.positions, scan.durable, self.daemon_id,
-                                error=self.error_state, key=self.key, stream=stream)
-        done = self.closed.get(stream)
-        if stream and done is not None:
-            return protocol.ack(done["scan_id"], seq, done["positions"], done["durable"], self.daemon_id,
-                                closed=True, error=self.error_state, verdict=done.get("verdict"), key=self.key,
-                                stream=stream)
-        return protocol.ack("", seq, 0, 0, self.daemon_id, error=self.error_state, key=self.key)
-
-    def _reply_reject(self, identity: bytes, msg: protocol.Message | None, reason: str, detail: str,
-                      expected: int | None = None) -> None:
-        h = msg.header if msg is not None else {}
-        seq = h.get("seq", 0) if isinstance(h.get("seq"), int) else 0
-        self._send_reply(identity, protocol.reject(str(h.get("scan_id", ""))[:64], seq, reason, detail,
-                                                   self.daemon_id, expected, key=self.key,
-                                                   stream=str(h.get("stream", ""))[:64]))
-
-    def _send_reply(self, identity: bytes, frames: list[bytes]) -> None:
-        try:
-            self.ingest.send_multipart([identity] + frames, zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass  # the producer has gone (or its queue is full): it asks again when it is back
-
-    # ------------------------------------------------------------------ scans
-    def _start_scan(self, scan: ScanInfo, stream: str) -> None:
+    # ------------------------------------------------------------------ the scan desk (what sources call)
+    def start_scan(self, scan: ScanInfo, stream: str) -> None:
+        """Open a scan for a producer stream (the open one, if any, ends as incomplete)."""
         if self.open is not None:
-            self._end_scan("incomplete")
+            self.end_scan("incomplete")
         self.store.tidy()
-        self.snapshot, self.snapshot_progress = [], None
-        self.open, messages = OpenScan.begin(self.data_dir, scan, stream, self.config, self.fsync, self.store)
-        self._publish_all(scan.scan_id, messages)
+        self.open = OpenScan.begin(self.data_dir, scan, stream, self.config, self.fsync, self.store,
+                                   self._feed_sink(scan.scan_id))
         log.info("scan %s started: %s, %d coils x %d points", scan.scan_id, scan.sequence, scan.n_coils,
                  scan.n_points)
 
-    def _end_scan(self, status: str) -> None:
+    def end_scan(self, status: str) -> None:
+        """Close the open scan with ``status`` (complete | incomplete | interrupted)."""
         scan, self.open = self.open, None
         if scan is None:
             return
-        summary = scan.finish(status, self._publisher(scan))
+        summary = scan.finish(status)
         for text in scan.take_errors():
             self._error_state(text)
         self._remember(scan.stream, {"stream": scan.stream, "scan_id": scan.scan.scan_id,
@@ -347,7 +240,7 @@ class Daemon:
             status = "interrupted" if self.open.resumed and not self.open.producer_back else "incomplete"
             self._status("warn", f"producer silent for {silent:.0f} s: scan {scan_id} closed as {status}")
             log.warning("producer silent for %.0f s: closing scan %s as %s", silent, scan_id, status)
-            self._end_scan(status)
+            self.end_scan(status)
 
     def _recover(self) -> None:
         """Scans a stopped daemon left open. The newest one with a readable spool is resumed (the engine re-run
@@ -376,22 +269,21 @@ class Daemon:
             folder = spooled.path.parent
             decided = read_stream_file(folder)
             try:
-                scan, messages = OpenScan.resume(spooled, self.config, self.fsync, self.store)
+                scan = OpenScan.resume(spooled, self.config, self.fsync, self.store,
+                                       self._feed_sink(spooled.scan.scan_id))
             except Exception:  # a spool the engine cannot re-run: keep the daemon up, close from the journal
                 log.exception("cannot resume %s from its spool", folder.name)
                 if (folder / "journal.jsonl").exists():
                     close_from_journal(folder)
                 continue
-            self.snapshot, self.snapshot_progress = [], None
             self.open = scan
-            self._publish_all(scan.scan.scan_id, messages)
             if k == len(resumable) - 1 and decided is None and spooled.end_status is None:
                 self._status("warn", f"resumed scan {folder.name} from its spool: {scan.positions} transients; "
                                      "waiting for its producer")
                 log.warning("resumed scan %s from its spool (%d transients)", folder.name, scan.positions)
             else:
                 status = (decided or {}).get("status") or spooled.end_status or "interrupted"
-                self._end_scan(status)
+                self.end_scan(status)
                 self._status("warn", f"closed scan {folder.name} ({status}) found open at start-up")
             for text in scan.take_errors():
                 self._error_state(text)
@@ -406,45 +298,38 @@ class Daemon:
                     folders.add(f)
         return sorted(folders, key=lambda f: max((p.stat().st_mtime for p in f.iterdir()), default=0.0))
 
+    def report(self, text: str) -> None:
+        """An error QC goes on after (a sink that cannot write, an internal error): the daemon's error state,
+        on the feed and in the log."""
+        self._error_state(text)
+
+    def _take_scan_errors(self) -> None:
+        if self.open is not None:
+            for text in self.open.take_errors():
+                self._error_state(text)
+
     def _error_state(self, text: str) -> None:
         self.error_state = text
         self._status("error", text)
         log.error("%s (QC continues)", text)
 
     # ------------------------------------------------------------------ feed
-    def _publisher(self, scan: OpenScan):
-        """The publish callback of one open scan: its messages go out on its topic (its scan id)."""
-        return lambda messages: self._publish_all(scan.scan.scan_id, messages)
-
-    def _publish_all(self, scan_id: str, messages: list[dict[str, Any]]) -> None:
-        for m in messages:
-            self._publish(scan_id, m)
+    def _feed_sink(self, scan_id: str) -> FeedSink:
+        """A new scan's place on the feed (its messages go out on its topic); it answers the snapshot."""
+        self.scan_feed = FeedSink(self.stamper, scan_id, self.pub.send_multipart)
+        return self.scan_feed
 
     @property
     def feed_seq(self) -> int:
         """The last feed_seq published."""
         return self.stamper.feed_seq
 
-    def _publish(self, scan_id: str, message: dict[str, Any]) -> None:
-        message = self.stamper.stamp(scan_id, message)
-        if message["type"] == feed.PROGRESS:
-            self.snapshot_progress = message
-        else:
-            self.snapshot.append(message)
-        self.pub.send_multipart(feed.encode(message))
-
     def _status(self, state: str, detail: str) -> None:
         self.pub.send_multipart(feed.encode(feed.status(state, detail, self.feed_seq)))
 
     def _heartbeat(self) -> None:
-        scan = self.open
-        beat = feed.heartbeat(
-            time=time.time(), feed_seq=self.feed_seq, daemon_id=self.daemon_id,
-            scan_id=scan.scan.scan_id if scan else None, error=self.error_state, received=dict(self.counters),
-            rejected=dict(self.rejected), seq_gaps=self.stream.gaps, handle_ms=_percentiles(self.handle_ms),
-            spool={"used_mb": round(self.store.used / 1e6, 1),
-                   "budget_mb": round(self.store.budget_bytes / 1e6, 1) or None,
-                   "durable": scan.durable if scan else None, "positions": scan.positions if scan else None})
+        beat = self.health.heartbeat(self.feed_seq, self.daemon_id, self.open, self.error_state,
+                                     self.source.stream.gaps, self.store)
         self.pub.send_multipart(feed.encode(beat))
 
     def _serve_snapshot(self) -> None:
@@ -456,5 +341,5 @@ class Daemon:
         if len(frames) < 2 or frames[-1] != feed.SNAPSHOT_REQUEST:
             self.rejected["bad_snapshot_request"] += 1
             return
-        messages = self.snapshot if self.snapshot_progress is None else self.snapshot + [self.snapshot_progress]
+        messages = self.scan_feed.snapshot() if self.scan_feed is not None else []
         self.router.send_multipart([identity, feed.snapshot_reply(self.feed_seq, self.daemon_id, messages)])

@@ -1,10 +1,11 @@
 """Per-scan journal: an append-only JSONL file, flushed and fsync'd per record, in the daemon's data directory.
 
 Layout: ``DATA_DIR/<scan folder>/journal.jsonl`` with records ``{"record": "scan_start" | "result" | "verdict" |
-"summary", ...}``; at scan end ``transients.jsonl`` and ``summary.json`` are written beside it, identical in form
-to ``mrsqc check --out``. The raw transients are in ``spool.mrsqc`` beside it (qc_daemon/spool.py): after a
-crash the daemon resumes an open scan from its spool; :func:`close_from_journal` closes one that has no usable
-spool from its journal alone (a torn last line is ignored and counted), so nothing is silently lost.
+"summary", ...}``; at scan end ``transients.jsonl`` and ``summary.json`` are written beside it
+(sinks.OutputsSink), identical in form to ``mrsqc check --out``. The raw transients are in ``spool.mrsqc``
+beside it (qc_daemon/spool.py): after a crash the daemon resumes an open scan from its spool;
+:func:`close_from_journal` closes one that has no usable spool from its journal alone (a torn last line is
+ignored and counted), so nothing is silently lost.
 """
 
 from __future__ import annotations
@@ -71,11 +72,11 @@ class Journal:
     def result(self, qc: TransientQC) -> None:
         self.write(result_record(qc))
 
-    def close(self, results: list[TransientQC], summary: ScanSummary) -> None:
+    def close(self, summary: ScanSummary) -> None:
+        """The summary record, synced; the journal is then closed (the scan's outputs are another sink's)."""
         self.write({"record": "summary", "summary": summary.to_dict()})
         self.sync()
         self._f.close()
-        write_outputs(self.dir, results, summary)
 
 
 def result_record(qc: TransientQC) -> dict[str, Any]:

@@ -1,90 +1,84 @@
-"""One scan the daemon has open: its engine (LiveScan), its journal and its raw spool, and the producer's
-stream positions. The daemon wires sockets to it; this class owns the per-scan record keeping and its
-failure policy (a journal or spool that cannot be written is an error the daemon reports; QC goes on).
+"""One scan the daemon has open: the per-scan session between the sources and the sinks (docs/architecture.md).
 
-Order per transient: engine -> publish the results (:meth:`take`); then, once the burst is over,
-spool write, journal and live progress (:meth:`settle`), and fsync of spool and journal (:meth:`sync`)
-before the daemon acknowledges. An acknowledged transient is always on disk, and a result never waits for
-a disk nor for bookkeeping.
+It holds the engine (session.LiveScan), the producer stream's positions, and the scan's sinks (sinks.py: the
+feed with its snapshot, the journal, the raw spool, the end-of-scan outputs), and applies the one order every
+transient follows: engine -> feed at once (:meth:`take`); once the burst is over, spool and journal records and
+live progress (:meth:`settle`); fsync (:meth:`sync`) before the daemon acknowledges. An acknowledged transient
+is always on disk, and a result never waits for a disk nor for bookkeeping. The results are held once, by the
+engine. A sink that fails says why (:meth:`take_errors`) and stops; QC goes on.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .config import Config
-from .journal import Journal, old_verdicts, result_record, scan_folder, verdict_record
+from .journal import old_verdicts, result_record, scan_folder, verdict_record
 from .model import SEVERITY_RANK, ScanInfo, ScanSummary, Transient, TransientQC
 from .session import LiveScan
-from .spool import Spool, SpooledScan, SpoolStore
+from .sinks import JournalSink, OutputsSink, Sink, SpoolSink
+from .spool import SpooledScan, SpoolStore
 
-log = logging.getLogger("mrsqc.daemon")
-
-Publish = Callable[[list[dict[str, Any]]], None]
 STREAM_FILE = "stream.json"  # written at scan end: which producer stream the folder holds, and how it ended
 
 
 class OpenScan:
-    def __init__(self, folder: Path | None, scan: ScanInfo, stream: str, config: Config, fsync: bool,
-                 store: SpoolStore | None):
+    def __init__(self, folder: Path | None, scan: ScanInfo, stream: str, config: Config):
         self.folder = folder
         self.scan = scan
         self.stream = stream
         self.live = LiveScan(scan, config)
-        self.fsync = fsync
-        self.store = store
-        self.journal: Journal | None = None
-        self.spool: Spool | None = None
+        self.sinks: list[Sink] = []
+        self.spool: SpoolSink | None = None
         self.positions = 0  # transient positions taken: the next transient of this stream must have this pos
         self.resumed = False  # rebuilt from the spool by a restarted daemon
         self.producer_back = False  # a message of this stream arrived since the resume
         self.last_message_at = time.monotonic()
-        self.spool_failed = False
         self._errors: list[str] = []
         # taken, published, not yet spooled or journaled: (pos, transient, results) or (pos, None, skip reason)
         self._unsettled: list[tuple[int, Transient | None, Any]] = []
         self._verdict: str | None = None  # the last live verdict journaled
         self.worst_live: dict[str, Any] | None = None  # the worst live verdict reached: verdict_record form
 
+    def _attach(self, feed: Sink, spool: SpoolSink | None, journal: Sink | None) -> None:
+        """The sinks, in the order they are called: feed, spool, journal, outputs."""
+        self.spool = spool
+        self.sinks = [s for s in (feed, spool, journal, OutputsSink(self.folder) if self.folder else None) if s]
+        for sink in self.sinks:
+            sink.open(self)
+
     # ------------------------------------------------------------------ opening
     @classmethod
     def begin(cls, data_dir: Path, scan: ScanInfo, stream: str, config: Config, fsync: bool,
-              store: SpoolStore | None) -> tuple[OpenScan, list[dict[str, Any]]]:
-        """A new scan: its folder, spool and journal. Returns it and its first feed messages."""
-        folder = None
+              store: SpoolStore | None, feed: Sink) -> OpenScan:
+        """A new scan: its folder, spool and journal; its first feed message is published."""
         try:
             folder = scan_folder(data_dir, scan.scan_id)
         except OSError as exc:
-            obj = cls(None, scan, stream, config, fsync, store)
+            obj = cls(None, scan, stream, config)
+            obj._attach(feed, None, None)
             obj._error(f"journal not writable, nor the spool: {exc}")
-            obj.spool_failed = True
-            return obj, obj.live.start()
-        obj = cls(folder, scan, stream, config, fsync, store)
-        try:
-            obj.spool = Spool.create(folder, scan, stream, fsync)
-            obj._charge(obj.spool.bytes)
-        except OSError as exc:
-            obj._spool_error(f"spool not writable: {exc}")
-        try:
-            obj.journal = Journal(folder, scan, fsync, checks=obj.live.engine.contract.describe())
-        except OSError as exc:
-            obj._error(f"journal not writable: {exc}")
-        return obj, obj.live.start()
+            obj._publish(obj.live.start())
+            return obj
+        obj = cls(folder, scan, stream, config)
+        checks = obj.live.engine.contract.describe()
+        obj._attach(feed, SpoolSink.create(folder, scan, stream, fsync, store),
+                    JournalSink.create(folder, scan, fsync, checks))
+        obj._publish(obj.live.start())
+        return obj
 
     @classmethod
-    def resume(cls, spooled: SpooledScan, config: Config, fsync: bool,
-               store: SpoolStore | None) -> tuple[OpenScan, list[dict[str, Any]]]:
+    def resume(cls, spooled: SpooledScan, config: Config, fsync: bool, store: SpoolStore | None,
+               feed: Sink) -> OpenScan:
         """A scan a stopped daemon left open: the engine re-run over its spool (deterministic: the same results
-        as before the stop), the journal rewritten from them. Returns it and every feed message of the scan so
-        far (scan_start, results, one progress), for the snapshot."""
+        as before the stop), the journal rewritten from them; every feed message of the scan so far
+        (scan_start, results, one progress) is published, for the snapshot."""
         folder = spooled.path.parent
-        obj = cls(folder, spooled.scan, spooled.stream, config, fsync, store)
+        obj = cls(folder, spooled.scan, spooled.stream, config)
         obj.resumed = True
         messages = obj.live.start(resumed_from_spool=spooled.n_positions)  # viewers say so (docs/protocol.md)
         for _pos, t in spooled.transients:
@@ -92,27 +86,20 @@ class OpenScan:
         obj.positions = spooled.n_positions
         if obj.live.engine.results:
             messages.append(obj.live.progress())
-        if spooled.end_status is None:
-            try:
-                obj.spool = Spool(spooled.path, fsync, resume=spooled)
-            except OSError as exc:
-                obj._spool_error(f"spool not writable: {exc}")
         verdicts = old_verdicts(folder)
         for v in verdicts:
-            obj._note_verdict({"verdict": v["verdict"], "details": {"findings": v["findings"]}})
+            obj._note_worst({"verdict": v["verdict"], "findings": v["findings"]})
         obj._verdict = verdicts[-1]["verdict"] if verdicts else None
         records = [result_record(r) for r in obj.live.engine.results] + verdicts
         records.append({"record": "resumed", "time": time.time(), "positions": obj.positions,
                         "torn_spool_bytes": spooled.torn_bytes})
-        try:
-            obj.journal = Journal(folder, spooled.scan, fsync, records=records,
-                                  checks=obj.live.engine.contract.describe())
-        except OSError as exc:
-            obj._error(f"journal not writable: {exc}")
-        return obj, messages
+        obj._attach(feed, SpoolSink.resume(spooled, fsync, store),
+                    JournalSink.create(folder, spooled.scan, fsync, obj.live.engine.contract.describe(), records))
+        obj._publish(messages)
+        return obj
 
     # ------------------------------------------------------------------ transients
-    def take(self, pos: int, transient: Transient, publish: Publish) -> list[TransientQC]:
+    def take(self, pos: int, transient: Transient) -> list[TransientQC]:
         """Check the transient at ``pos`` (== self.positions) and publish its results at once; its spool
         write and journal records wait for :meth:`settle` (called before the acknowledgement), so the result
         leaves before the bookkeeping competes with it for the CPU. A transient the engine fails on is
@@ -124,7 +111,7 @@ class OpenScan:
         except Exception:
             self._unsettled.append((pos, transient, None))
             raise
-        publish(messages)
+        self._publish(messages)
         self._unsettled.append((pos, transient, results))
         return results
 
@@ -134,23 +121,22 @@ class OpenScan:
         self._unsettled.append((pos, None, reason))
         self.positions = pos + 1
 
-    def settle(self, publish: Publish | None) -> None:
-        """The bookkeeping of the transients taken since the last call, in stream order: spool records
-        (written, not yet fsync'd), journal records, then a live progress message when one is due."""
+    def settle(self, progress: bool = True) -> None:
+        """The bookkeeping of the transients taken since the last call, in stream order (spool and journal
+        records, not yet fsync'd), then a live progress message when one is due (``progress``)."""
         unsettled, self._unsettled = self._unsettled, []
         for pos, transient, outcome in unsettled:
-            if transient is None:
-                self._spool(lambda sp, p=pos, why=outcome: sp.append_skip(p, why), 64)
-                continue
-            self._spool(lambda sp, p=pos, t=transient: sp.append_transient(p, t), self._record_bytes(transient))
-            if outcome is not None:
-                self._journal(outcome)
-        if publish is None:
+            for sink in self.sinks:
+                if transient is None:
+                    sink.skip(pos, outcome)
+                else:
+                    sink.record(pos, transient, outcome)
+        if not progress:
             return
-        progress = self.live.progress_if_due()
-        if progress:
-            publish(progress)
-            self._note_verdict(progress[0]["summary"])
+        messages = self.live.progress_if_due()
+        if messages:
+            self._publish(messages)
+            self._note_verdict(messages[0]["summary"])
 
     def touch(self) -> None:
         self.last_message_at = time.monotonic()
@@ -163,25 +149,18 @@ class OpenScan:
         return self.spool.durable if self.spool is not None else 0
 
     def sync(self) -> int:
-        """Settle what is unsettled (without progress), fsync spool and journal; returns the durable positions."""
-        self.settle(None)
-        if self.spool is not None and not self.spool_failed:
-            try:
-                self.spool.sync()
-            except OSError as exc:
-                self._spool_error(f"spool write failed: {exc}")
-        if self.journal is not None:
-            try:
-                self.journal.sync()
-            except OSError as exc:
-                self._journal_failed(exc)
+        """Settle what is unsettled (without progress), fsync every sink; returns the durable positions."""
+        self.settle(False)
+        for sink in self.sinks:
+            sink.sync()
         return self.durable
 
-    def finish(self, status: str, publish: Publish) -> ScanSummary:
+    def finish(self, status: str) -> ScanSummary:
         """End the scan. The stream's outcome is saved first (so a producer that asks again after a crash
-        learns the scan is closed, and a restarted daemon closes it rather than resuming it), then the last
-        results and the summary are published, the journal closed and the spool ended."""
-        self.settle(None)
+        learns the scan is closed, and a restarted daemon closes it rather than resuming it), then every
+        sink finishes: the last results and the summary published, the journal closed, the outputs written,
+        the spool ended."""
+        self.settle(False)
         tail, summary, messages = self.live.finish(status)
         if status != "complete":
             self._keep_worst_live(summary)
@@ -190,19 +169,9 @@ class OpenScan:
             try:
                 write_stream_file(self.folder, self.outcome(status, summary.verdict))
             except OSError:
-                pass  # the same folder's journal error is reported below
-        publish(messages)
-        self._journal(tail)
-        if self.journal is not None:
-            try:
-                self.journal.close(self.live.engine.results, summary)
-            except OSError as exc:
-                self._journal_failed(exc)
-        if self.spool is not None and not self.spool_failed:
-            try:
-                self.spool.end(status)
-            except OSError as exc:
-                self._spool_error(f"spool write failed: {exc}")
+                pass  # the same folder's journal error is reported by its sink
+        for sink in self.sinks:
+            sink.finish(status, tail, summary, messages, self.live.engine.results)
         return summary
 
     def outcome(self, status: str, verdict: str) -> dict[str, Any]:
@@ -212,67 +181,28 @@ class OpenScan:
 
     def take_errors(self) -> list[str]:
         out, self._errors = self._errors, []
+        for sink in self.sinks:
+            out += sink.take_errors()
         return out
 
     # ------------------------------------------------------------------ internals
-    def _record_bytes(self, t: Transient) -> int:
-        return self.spool.record_size(t) if self.spool is not None else t.data.nbytes
+    def _publish(self, messages: list[dict[str, Any]]) -> None:
+        for sink in self.sinks:
+            sink.publish(messages)
 
-    def _charge(self, n: int) -> None:
-        if self.store is not None:
-            self.store.charge(n)
-
-    def _spool(self, write: Callable[[Spool], None], need: int) -> None:
-        if self.spool is None or self.spool_failed:
-            return
-        store = self.store
-        if store is not None and not store.fits(need):
-            store.tidy(keep=self.spool.path, need_bytes=need)
-            if not store.fits(need):
-                self._spool_error(f"spool budget of {store.budget_bytes / 1e6:.0f} MB exceeded "
-                                  f"({store.used / 1e6:.0f} MB in use)")
-                return
-        before = self.spool.bytes
-        try:
-            write(self.spool)
-        except OSError as exc:
-            self._spool_error(f"spool write failed: {exc}")
-            return
-        self._charge(self.spool.bytes - before)
-
-    def _spool_error(self, what: str) -> None:
-        """The spool stops for this scan; what is already durable stays acknowledged and on disk."""
-        self.spool_failed = True
-        if self.spool is not None:
-            try:  # what was written whole before the failure becomes durable, if the disk still takes it
-                self.spool.sync()
-            except OSError:
-                pass
-            self.spool.abandon()
-        self._error(f"{what}: the rest of this scan is checked but not spooled (a daemon crash now loses "
-                    f"transients after {self.durable} unless the producer still holds them)")
-
-    def _journal(self, results: list[TransientQC]) -> None:
-        if self.journal is None:
-            return
-        try:
-            for qc in results:
-                self.journal.result(qc)
-        except OSError as exc:
-            self._journal_failed(exc)
-
-    def _note_verdict(self, summary: dict[str, Any]) -> None:
-        record = verdict_record(summary)
+    def _note_worst(self, record: dict[str, Any]) -> None:
         worst = self.worst_live
         if worst is None or SEVERITY_RANK.get(record["verdict"], 0) > SEVERITY_RANK.get(worst["verdict"], 0):
             self.worst_live = record
-        if self.journal is None or record["verdict"] == self._verdict:
+
+    def _note_verdict(self, summary: dict[str, Any]) -> None:
+        record = verdict_record(summary)
+        self._note_worst(record)
+        if record["verdict"] == self._verdict:
             return
         self._verdict = record["verdict"]
-        try:
-            self.journal.write(record)
-        except OSError as exc:
-            self._journal_failed(exc)
+        for sink in self.sinks:
+            sink.verdict(record)
 
     def _keep_worst_live(self, summary: ScanSummary) -> None:
         """A scan that did not end normally keeps the worst verdict it reached live, with that moment's reasons
@@ -284,10 +214,6 @@ class OpenScan:
         reasons = [f["text"] for f in worst["findings"] if f.get("severity") == worst["verdict"]]
         summary.reasons.insert(0, f"{worst['verdict'].upper()} live before the scan stopped"
                                   + (f": {'; '.join(reasons)}" if reasons else ""))
-
-    def _journal_failed(self, exc: OSError) -> None:
-        self.journal = None
-        self._error(f"journal write failed: {exc}")
 
     def _error(self, text: str) -> None:
         self._errors.append(text)

@@ -332,17 +332,18 @@ def _early_burst_scan():
 def test_a_scan_that_stops_keeps_the_worst_verdict_it_reached_live(tmp_path, status):
     from qc_daemon.config import load_config
     from qc_daemon.open_scan import OpenScan
+    from qc_daemon.sinks import Messages
 
     sim = _early_burst_scan()
-    scan, _ = OpenScan.begin(tmp_path, sim.scan, "s", load_config(), False, None)
-    scan.live.progress_interval_s = 0.0  # a live summary after every transient, as at scan pace
     published = []
+    scan = OpenScan.begin(tmp_path, sim.scan, "s", load_config(), False, None, Messages(published.extend))
+    scan.live.progress_interval_s = 0.0  # a live summary after every transient, as at scan pace
     for pos, t in enumerate(sim.transients[:32]):
-        scan.take(pos, t, published.extend)
-        scan.settle(published.extend)  # as the daemon does after each burst
+        scan.take(pos, t)
+        scan.settle()  # as the daemon does after each burst
     live = [m["summary"]["verdict"] for m in published if m["type"] == "progress"]
     assert "fail" in live and live[-1] == "warn"
-    summary = scan.finish(status, published.extend)
+    summary = scan.finish(status)
     if status == "complete":  # a scan seen to its end is judged on all of it
         assert summary.verdict == "warn"
     else:
@@ -356,19 +357,20 @@ def test_a_burst_is_published_first_and_spooled_after_in_stream_order(tmp_path):
     the burst keeps its place, and sync() settles whatever is left before it fsyncs."""
     from qc_daemon.config import load_config
     from qc_daemon.open_scan import OpenScan
+    from qc_daemon.sinks import Messages
 
     rec = open_recording(FIXTURE)
     transients = list(rec.transients)[:12]
-    scan, _ = OpenScan.begin(tmp_path, rec.scan, "s", load_config(), False, None)
     published = []
+    scan = OpenScan.begin(tmp_path, rec.scan, "s", load_config(), False, None, Messages(published.extend))
     for pos, t in enumerate(transients[:5]):
-        scan.take(pos, t, published.extend)
+        scan.take(pos, t)
     scan.skip(5, "bad_shape")
     assert read_spool(scan.folder / SPOOL_NAME).n_positions == 0  # nothing written yet: results only
     results_before = sum(m["type"] == "result" for m in published)
-    scan.settle(published.extend)
+    scan.settle()
     for pos, t in enumerate(transients[6:], start=6):
-        scan.take(pos, t, published.extend)
+        scan.take(pos, t)
     assert scan.sync() == 12  # settled (no progress) and fsync'd
     sp = read_spool(scan.folder / SPOOL_NAME)
     assert [p for p, _ in sp.transients] == [0, 1, 2, 3, 4] + list(range(6, 12)) and sp.skipped == {5: "bad_shape"}

@@ -177,16 +177,17 @@ def suspect_errors(qc: ScanQC, sim, truth: dict) -> dict:
     return {k: np.array(v) for k, v in out.items()} | {"suspect_failed": failed}
 
 
-def time_ratio(rounds: int = 30) -> str:
-    """Per-transient time of this checkout vs ``BASELINE``: two bench/timing_worker.py processes, one per
+def time_ratio(rounds: int = 30, baseline: str = BASELINE, what: str = "before the water fit and the filter",
+               target: float = 1.2) -> str:
+    """Per-transient time of this checkout vs ``baseline``: two bench/timing_worker.py processes, one per
     checkout (a git worktree of the baseline), given alternate passes over the same transients."""
     with tempfile.TemporaryDirectory() as d:
         base = Path(d) / "baseline"
         try:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), BASELINE],
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), baseline],
                            check=True, capture_output=True)
         except (OSError, subprocess.CalledProcessError) as exc:
-            return f"not measured (no git worktree of {BASELINE}: {exc})"
+            return f"not measured (no git worktree of {baseline}: {exc})"
         try:
             workers = {k: subprocess.Popen([sys.executable, str(ROOT / "bench" / "timing_worker.py"), str(root)],
                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -206,9 +207,9 @@ def time_ratio(rounds: int = 30) -> str:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], capture_output=True)
     b, t = statistics.median(ms["base"]), statistics.median(ms["this"])
     pair = statistics.median(x / y for x, y in zip(ms["this"], ms["base"]))
-    return (f"per-transient QC, 32 coils x 2048 points: **{t:.2f} ms** here vs {b:.2f} ms at {BASELINE} (before "
-            f"the water fit and the filter), alternating passes in one run: ratio of medians **{t / b:.2f}**, "
-            f"median of paired ratios {pair:.2f} (target <= 1.2; {rounds} passes of 20 transients each)")
+    return (f"per-transient QC, 32 coils x 2048 points: **{t:.2f} ms** here vs {b:.2f} ms at {baseline} ({what}), "
+            f"alternating passes in one run: ratio of medians **{t / b:.2f}**, median of paired ratios {pair:.2f} "
+            f"(target <= {target:g}; {rounds} passes of 20 transients each)")
 
 
 def rms(x: np.ndarray) -> float:

@@ -320,6 +320,13 @@ def _export_dir(value: str | None) -> Path:
     return folder.resolve()
 
 
+def _check_names() -> list[str]:
+    """Installed checks by entry-point name (not imported: the help stays fast)."""
+    from importlib.metadata import entry_points
+
+    return sorted(ep.name for ep in entry_points(group="mrsqc.checks"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mrsqc",
@@ -339,14 +346,17 @@ def build_parser() -> argparse.ArgumentParser:
                                    "as spec2nii writes it), and an mrsqc spool (a daemon's raw record of a live "
                                    "scan). Recognised but not read yet: Siemens RDA, Philips SDAT/SPAR and "
                                    "DATA/LIST, GE P-files, MRD HDF5. Exit code 0 = "
-                                   "checked (whatever the verdict), 2 = the input could not be read.")
+                                   "checked (whatever the verdict), 2 = the input could not be read.",
+                       epilog=f"checks installed (entry-point group mrsqc.checks): {', '.join(_check_names())}; "
+                              "turn one off with [checks] disable = [\"name\"] in --config (docs/plugins.md)")
     c.add_argument("path", help="Siemens twix .dat, MRS DICOM file, a folder of per-transient DICOM files, "
                                 "NIfTI-MRS, or an mrsqc spool (spool.mrsqc, or the daemon's scan folder holding it)")
     c.add_argument("--water", metavar="FILE",
                    help="separate unsuppressed water-reference scan (twix, DICOM or NIfTI-MRS); it must match "
                         "the scan's coils x points x dwell time")
     c.add_argument("--config", metavar="FILE",
-                   help="TOML file overriding defaults (every key, unit and source: qc_daemon/default_config.toml)")
+                   help="TOML file overriding defaults (every key, unit and source: the engine's in "
+                        "qc_daemon/default_config.toml, each check's in plugins/<name>.toml)")
     c.add_argument("--out", metavar="DIR", help="write DIR/transients.jsonl and DIR/summary.json")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_check)
@@ -357,13 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, metavar="DIR", help="output folder")
     s.add_argument("--preset", choices=["fixtures"], help="write the committed fixture set instead")
     s.add_argument("--name", default="sim", help="file stem (default: sim)")
-    s.add_argument("--format", choices=["twix", "dicom", "both"], default="twix")
+    s.add_argument("--format", choices=["twix", "dicom", "both"], default="twix",
+                   help="file format written: Siemens twix (.dat), per-transient MRS DICOM, or both (default twix)")
     s.add_argument("--averages", type=int, default=128, help="metabolite averages (default 128)")
     s.add_argument("--coils", type=int, default=32, help="receive coils (default 32)")
     s.add_argument("--points", type=int, default=2048, help="points per FID after oversampling removal")
     s.add_argument("--snr", type=float, default=4.0, help="per-transient NAA SNR (FID-A definition)")
     s.add_argument("--drift", type=float, default=2.0, help="linear drift, Hz/min (default 2)")
-    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--seed", type=int, default=1, help="random seed: the same seed writes the same scan (default 1)")
     s.add_argument("--no-events", action="store_true", help="no motion/corruption events")
     s.add_argument("--mega", action="store_true", help="MEGA-edited: alternate edit OFF/ON sets")
     s.set_defaults(func=cmd_simulate)

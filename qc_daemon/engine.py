@@ -307,7 +307,7 @@ class ScanQC:
         return Combined(fid, fid_fft, raw_fft)
 
     def _run(self, transient: Transient, seeded_member: bool = False, seed_complete: bool = True) -> TransientQC:
-        scan, cfg = self.scan, self.config
+        scan = self.scan
         dt = scan.dwell_s
         fid, fid_fft, raw_fft = self.combine(transient)
         key = (transient.kind, transient.set)
@@ -343,9 +343,8 @@ class ScanQC:
         corrected_fft = np.fft.fft(corrected)
         spec = fftshift(corrected_fft)
         ctx = TransientContext(
-            scan=scan, config=cfg, transient=transient, axis=self.axis, fid=fid, reg=reg, freq_pred_hz=seed,
-            freq_pred_var_hz2=seed_var, prediction=pred, spec=spec, ref_spec=ref.mean_spec, noise_sd=noise_sd,
-            noise_window=self.noise_window_label, calibration=seeded_member)
+            transient=transient, axis=self.axis, fid=fid, reg=reg, freq_pred_hz=seed, freq_pred_var_hz2=seed_var,
+            prediction=pred, spec=spec, ref_spec=ref.mean_spec, noise_sd=noise_sd, calibration=seeded_member)
         qc = TransientQC(index=transient.index, average=transient.average, set=transient.set,
                          kind=transient.kind, time_s=transient.time_s, fields=dict.fromkeys(self._field_names))
         measured = [self._merge(check, check.measure(ctx), qc, True) for check in self.checks]
@@ -398,10 +397,14 @@ class ScanQC:
     def _merge(self, check: Check, res: CheckResult, qc: TransientQC, measuring: bool) -> CheckResult:
         """A check's result into the transient's record, after checking it declared every name it returns."""
         self.contract.check_result(check, res, measuring)
-        qc.fields.update(res.fields)
-        qc.metrics.update(res.metrics)
-        qc.flags.extend(res.flags)
-        qc.unmeasured.update(res.unmeasured)
+        if res.fields:
+            qc.fields.update(res.fields)
+        if res.metrics:
+            qc.metrics.update(res.metrics)
+        if res.flags:
+            qc.flags.extend(res.flags)
+        if res.unmeasured:
+            qc.unmeasured.update(res.unmeasured)
         return res
 
     def _agreement(self, s: int) -> tuple[FrameOffset, Honesty]:

@@ -26,6 +26,7 @@ correction an analyst applies before averaging).
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -48,12 +49,18 @@ class Trend:
 
     def __init__(self, window_s: float, capacity: int = TREND_CAPACITY):
         self.window_s = float(window_s)
-        self.times: deque[float] = deque(maxlen=capacity)
-        self.freqs: deque[float] = deque(maxlen=capacity)
+        self.capacity = capacity
+        self.times: list[float] = []  # the last ``capacity`` points, in the order they came
+        self.freqs: list[float] = []
+        self._sorted = True  # times never went backwards: the window is found by bisection
 
     def add(self, t: float, f: float) -> None:
+        if self.times and t < self.times[-1]:
+            self._sorted = False
         self.times.append(t)
         self.freqs.append(f)
+        if len(self.times) > self.capacity:
+            del self.times[0], self.freqs[0]
 
     def __len__(self) -> int:
         return len(self.freqs)
@@ -61,10 +68,15 @@ class Trend:
     def at(self, t: float) -> tuple[float, float, float]:
         if not self.freqs:
             return 0.0, math.nan, math.nan
-        ts = np.fromiter(self.times, float)
-        fs = np.fromiter(self.freqs, float)
-        sel = ts >= t - self.window_s
-        ts, fs = ts[sel], fs[sel]
+        if self._sorted:  # the points at or after t - window, in order (the same set the mask below selects)
+            i = bisect.bisect_left(self.times, t - self.window_s)
+            n = len(self.times) - i
+            ts, fs = np.fromiter(self.times[i:], float, n), np.fromiter(self.freqs[i:], float, n)
+        else:
+            n = len(self.times)
+            ts, fs = np.fromiter(self.times, float, n), np.fromiter(self.freqs, float, n)
+            sel = ts >= t - self.window_s
+            ts, fs = ts[sel], fs[sel]
         if ts.size == 0:
             return float(self.freqs[-1]), math.nan, math.nan
         if ts.size >= TREND_MIN_POINTS and ts[-1] - ts[0] >= TREND_MIN_SPAN_S:

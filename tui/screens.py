@@ -49,7 +49,8 @@ The terminal bell rings once when the shown scan turns FAIL (`mrsqc tui --no-bel
 - **Flagged**: transients whose motion/corruption features are beyond robust z-score limits; the
   reasons name which (freq_jump, phase_jump, amplitude, linewidth, lipid, residual).
 
-Every definition, window and threshold: docs/results.md and qc_daemon/default_config.toml.
+Every definition, window and threshold: docs/results.md, qc_daemon/default_config.toml (the engine) and
+plugins/<check>.toml (each check).
 """
 
 

@@ -139,8 +139,8 @@ def test_a_disabled_check_leaves_its_views_empty_in_the_live_view():
             await settle(pilot, messages[-1]["feed_seq"])
             panel = str(app.query_one(MetricsPanel).render())
             assert "water FWHM" in panel and "SNR 1 shot" not in panel and "phase" not in panel
-            assert "no check that ran offers" in str(app.query_one("#snr", BraillePlot).render())
-            assert "no check that ran offers" in str(app.query_one("#frequency", BraillePlot).render())
+            assert "no check that ran offers" in str(app.query_one("#growth", BraillePlot).render())
+            assert "no check that ran offers" in str(app.query_one("#trace", BraillePlot).render())
     import asyncio
     asyncio.run(asyncio.wait_for(main(), 90))
 

@@ -205,7 +205,7 @@ def test_counts_are_in_averages_everywhere_on_screen():
 
     panel, line, freq = shown(lambda app: (app.query_one(MetricsPanel).render().plain,
                                            app.query_one(ScanLine).render().plain,
-                                           app.query_one("#frequency", BraillePlot).plot))
+                                           app.query_one("#trace", BraillePlot).plot))
     assert "4 of 48 averages" in panel and "48/48 averages" in line
     xs = [x for layer in freq.layers if layer.kind == "points" for x in layer.x]
     assert freq.x_label == "average" and min(xs) == 1 and max(xs) == 48

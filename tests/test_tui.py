@@ -74,7 +74,7 @@ def test_empty_start_says_it_is_waiting_and_draws_empty_plots():
             assert banner_class(app) == "idle" and "Waiting for scan" in banner_text(app)
             assert "no scan yet" in str(app.query_one(ScanLine).render())
             assert app.query_one(FlaggedTable).row_count == 0
-            assert "waiting for a scan" in str(app.query_one("#frequency", BraillePlot).render())
+            assert "waiting for a scan" in str(app.query_one("#trace", BraillePlot).render())
             assert not app.query_one(ErrorLine).display
     run(main())
 
@@ -110,9 +110,9 @@ def test_scan_streams_in_and_ends_with_the_engine_verdict(demo_msgs):
             assert "svs_se" in line and "TE 30 ms" in line and "TR 2000 ms" in line and "123.200 MHz" in line
             assert f"{st.n_metabolite}/48 averages" in line and "left" in line
             assert "live" in banner_text(app)
-            freq = str(app.query_one("#frequency", BraillePlot).render())
+            freq = str(app.query_one("#trace", BraillePlot).render())
             assert any(0x2800 < ord(c) < 0x2900 for c in freq)  # dots were drawn
-            assert "Hz/min" in app.query_one("#frequency", BraillePlot).border_subtitle
+            assert "Hz/min" in app.query_one("#trace", BraillePlot).border_subtitle
             await feed_and_settle(pilot, demo_msgs[40:])
             final = demo_msgs[-1]["summary"]
             assert st.finished and banner_class(app) == {"pass": "ok", "warn": "warn", "fail": "bad"}[final["verdict"]]
@@ -218,7 +218,7 @@ def test_a_small_terminal_keeps_the_banner_and_scrolls_the_rest(demo_msgs):
             banner, scan_line = app.query_one(Banner), app.query_one(ScanLine)
             assert banner.region.y == 0 and banner.region.height == 5 and banner_class(app) in ("ok", "warn")
             assert screen.contains_region(scan_line.region)
-            assert screen.contains_region(app.query_one("#frequency", BraillePlot).region)
+            assert screen.contains_region(app.query_one("#trace", BraillePlot).region)
             body = app.query_one("#body")
             assert body.scroll_y == 0 and body.max_scroll_y > 0  # the plots first; the tables below the fold
             await pilot.press("tab", "end")  # the keyboard reaches the body: tab to it, End scrolls down
@@ -728,7 +728,7 @@ def test_at_80x24_the_help_key_the_frequency_scale_and_the_ppm_ticks_are_on_scre
                 await pilot.pause(0.05)
             help_key = laid_out_help_key()
             assert help_key is not None and help_key.region.right <= 80
-            freq = app.query_one("#frequency", BraillePlot)
+            freq = app.query_one("#trace", BraillePlot)
             assert "Hz" in freq.border_title and "band ±" in freq.border_title
             assert "Hz (" in freq.border_subtitle and "ppm)" in freq.border_subtitle  # the shift, Hz and ppm
             lines = braille.render(freq.plot, freq.content_size.width, freq.content_size.height).plain.splitlines()

@@ -44,7 +44,7 @@ class QCApp(App):
     #row-trends { height: 1fr; min-height: 8; }
     #row-spectrum { height: 1fr; min-height: 8; }
     #row-tables { height: 9; }
-    #frequency, #snr { width: 1fr; }
+    #trace, #growth { width: 1fr; }
     #spectrum { width: 2fr; }
     MetricsPanel { width: 1fr; min-width: 44; }
     FlaggedTable { width: 3fr; height: 1fr; border: round $primary-darken-1; }
@@ -88,8 +88,8 @@ class QCApp(App):
         yield ScanLine(id="scan-line")
         with VerticalScroll(id="body"):
             with Horizontal(id="row-trends"):
-                yield plots.BraillePlot(id="frequency")
-                yield plots.BraillePlot(id="snr")
+                yield plots.BraillePlot(id="trace")
+                yield plots.BraillePlot(id="growth")
             with Horizontal(id="row-spectrum"):
                 yield plots.BraillePlot(id="spectrum")
                 yield MetricsPanel(id="metrics")
@@ -104,7 +104,7 @@ class QCApp(App):
         # the help or history screen while one is open (data keep arriving then)
         q = self.screen.query_one
         self.banner, self.error_line, self.scan_line = q(Banner), q(ErrorLine), q(ScanLine)
-        self.plots = {name: q(f"#{name}", plots.BraillePlot) for name in ("frequency", "snr", "spectrum")}
+        self.plots = {name: q(f"#{name}", plots.BraillePlot) for name in ("trace", "growth", "spectrum")}
         self.metrics, self.flagged, self.event_log = q(MetricsPanel), q(FlaggedTable), q("#event-log", RichLog)
         q("#events").border_title = "Events"
         self.set_interval(self.redraw_interval_s, self.redraw)
@@ -163,12 +163,12 @@ class QCApp(App):
         if self.paused:
             return
         if st is not None:
-            for widget_id, build in (("frequency", plots.frequency_plot), ("snr", plots.snr_plot),
+            for widget_id, build in (("trace", plots.trace_plot), ("growth", plots.growth_plot),
                                      ("spectrum", plots.spectrum_plot)):
                 self.plots[widget_id].show(*build(st))
         else:
-            for widget_id, title in (("frequency", "Frequency shift, Hz (+ = towards higher ppm)"),
-                                     ("snr", "Running SNR (NAA peak / noise SD)"),
+            for widget_id, title in (("trace", "Frequency shift, Hz (+ = towards higher ppm)"),
+                                     ("growth", "Running SNR (NAA peak / noise SD)"),
                                      ("spectrum", "Spectrum (units: noise SD of one transient)")):
                 self.plots[widget_id].show(plots.braille.Plot(
                     empty_text="waiting for a scan"), title)

@@ -62,7 +62,7 @@ def _not_offered(what: str) -> tuple[braille.Plot, str, str]:
     return braille.Plot(empty_text=f"{what}: no check that ran offers this view"), what, ""
 
 
-def frequency_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
+def trace_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
     """The declared trace (plugin_api.TracePlot; the frequency check's): per-transient shift (dots; red =
     flagged), the causal trend (line), the warning band (shaded)."""
     spec = st.trace
@@ -94,7 +94,7 @@ def frequency_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
     return plot, title, sub
 
 
-def snr_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
+def growth_plot(st: ScanState) -> tuple[braille.Plot, str, str]:
     """The declared growth plot (plugin_api.GrowthPlot; the SNR check's): running SNR of edit set 0 against
     accepted averages, its projection to the planned end, and the target (when configured)."""
     spec = st.growth

@@ -4,6 +4,7 @@ check that returns a name it did not declare is stopped."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import os
@@ -24,7 +25,6 @@ from tests.tui_support import settle
 from tui.app import QCApp
 from tui.messages import FeedMessages
 from tui.panels import MetricsPanel
-from tui.plots import BraillePlot
 
 THIRD_PARTY = Path(__file__).parent / "thirdparty"
 FIXTURE = FIXTURES / "demo_drift_motion.dat"
@@ -91,21 +91,28 @@ def test_a_third_party_check_reaches_results_summary_report_and_config(tmp_path,
     assert done.returncode == 2 and "unknown config key residual_water.warn_snrr" in done.stderr
 
 
-def test_a_third_party_check_appears_in_the_live_view(installed):
-    rec = open_recording(FIXTURE)
-    messages = scan_messages(rec.scan, list(rec.transients))
-    assert "residual_water" in [c["name"] for c in messages[0]["checks"]]
-    assert "residual_water_warn" in messages[0]["limits"]
+def shown(messages: list[dict]) -> tuple[str, str, str]:
+    """The live view after a whole scan's messages: (metrics panel, trace plot, growth plot) as rendered."""
+    out = []
 
     async def main():
         app = QCApp(bell=False)
         async with app.run_test(size=(120, 40)) as pilot:
             app.post_message(FeedMessages(messages))
             await settle(pilot, messages[-1]["feed_seq"])
-            panel = str(app.query_one(MetricsPanel).render())
-            assert "res. water" in panel and "x noise SD, latest" in panel
-    import asyncio
+            out.extend(str(app.query_one(q).render()) for q in (MetricsPanel, "#trace", "#growth"))
     asyncio.run(asyncio.wait_for(main(), 90))
+    return tuple(out)
+
+
+def test_a_third_party_check_appears_in_the_live_view(installed):
+    rec = open_recording(FIXTURE)
+    messages = scan_messages(rec.scan, list(rec.transients))
+    assert "residual_water" in [c["name"] for c in messages[0]["checks"]]
+    assert "residual_water_warn" in messages[0]["limits"]
+
+    panel, _, _ = shown(messages)
+    assert "res. water" in panel and "x noise SD, latest" in panel
 
 
 def test_a_disabled_check_leaves_its_values_absent_and_the_rest_unchanged(tmp_path, plain):
@@ -132,17 +139,9 @@ def test_a_disabled_check_leaves_its_views_empty_in_the_live_view():
     messages = scan_messages(rec.scan, list(rec.transients),
                              config=load_config(overrides={"checks": {"disable": ["snr", "frequency"]}}))
 
-    async def main():
-        app = QCApp(bell=False)
-        async with app.run_test(size=(120, 40)) as pilot:
-            app.post_message(FeedMessages(messages))
-            await settle(pilot, messages[-1]["feed_seq"])
-            panel = str(app.query_one(MetricsPanel).render())
-            assert "water FWHM" in panel and "SNR 1 shot" not in panel and "phase" not in panel
-            assert "no check that ran offers" in str(app.query_one("#growth", BraillePlot).render())
-            assert "no check that ran offers" in str(app.query_one("#trace", BraillePlot).render())
-    import asyncio
-    asyncio.run(asyncio.wait_for(main(), 90))
+    panel, trace, growth = shown(messages)
+    assert "water FWHM" in panel and "SNR 1 shot" not in panel and "phase" not in panel
+    assert "no check that ran offers" in trace and "no check that ran offers" in growth
 
 
 def test_unknown_disabled_check_is_a_config_error():

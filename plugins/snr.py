@@ -51,6 +51,7 @@ from qc_daemon.plugin_api import (
     SummaryLine,
     SummaryPart,
     TransientContext,
+    grade,
 )
 
 _NAA = "max Re S in 1.8..2.2 ppm / noise SD (FID-A op_getSNR)"
@@ -235,6 +236,6 @@ class SnrCheck:
         target = self.cfg["target"]
         if target > 0 and state["snr"] is not None:
             snr = state["snr"]
-            sev = OK if snr >= target else WARN
+            sev = grade(-snr, -target)  # below the target warns (low is bad: the ladder on the negative)
             part.findings.append(Finding(sev, f"SNR {snr:.1f} (target {target:g})", "snr_final", snr))
         return part

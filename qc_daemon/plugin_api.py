@@ -440,6 +440,8 @@ class Contract:
     def check_summary(self, check: Check, part: SummaryPart) -> None:
         own = self._own[check.name][3]
         bad = [k for k in list(part.fields) + list(part.unmeasured) if k not in own]
+        kinds = {f.key: f.severities for f in check.declaration.findings}
+        bad += [f"finding {f.key!r} ({f.severity})" for f in part.findings if f.severity not in kinds.get(f.key, ())]
         if bad:
             raise ContractError(f"check {check.name!r} returned undeclared summary {bad}")
 

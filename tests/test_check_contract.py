@@ -182,3 +182,26 @@ def test_an_undeclared_name_is_a_contract_error():
     lw = plugin_api.installed_checks()["linewidth"]
     with pytest.raises(plugin_api.ContractError, match="declared by both"):
         ScanQC(sim.scan, checks=[lw(), lw()])
+
+
+class _Alarmist(_Sloppy):
+    """Declares nothing, but finds something."""
+
+    name = "alarmist"
+
+    def measure(self, ctx):
+        return plugin_api.CheckResult()
+
+    def finish(self, ctx):
+        return plugin_api.SummaryPart(findings=[plugin_api.Finding(plugin_api.FAIL, "the sky is falling", "sky")])
+
+
+def test_an_undeclared_finding_is_a_contract_error():
+    from qc_daemon.sources.simulate import SimulationParams, simulate_scan
+
+    sim = simulate_scan(SimulationParams(n_coils=2, n_points=512, averages=10, seed=1, events=[]))
+    qc = ScanQC(sim.scan, checks=[_Alarmist()])
+    for t in sim.transients:
+        qc.process(t)
+    with pytest.raises(plugin_api.ContractError, match="finding 'sky'"):
+        qc.finish()

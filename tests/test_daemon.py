@@ -13,6 +13,7 @@ from qc_daemon.client import FeedClient, Producer
 from qc_daemon.daemon import Daemon, Endpoints
 from qc_daemon.replay import replay
 from tests.conftest import FIXTURES
+from tests.daemon_support import collect
 
 FIXTURE = FIXTURES / "demo_drift_motion.dat"
 
@@ -174,3 +175,34 @@ def test_heartbeat_and_the_replay_command(daemon):
     assert summary is not None and beats and beats[-1]["received"]["transient"] == 50
 
 
+
+
+def test_a_bug_in_a_check_is_an_internal_error_reported_and_nothing_is_lost(daemon, monkeypatch):
+    """Not bad input: the producer is told internal_error (not a rejection of its data), the feed and the
+    heartbeat say so, the transient is in the spool, and the scan goes on to its summary."""
+    from plugins.snr import SnrCheck
+    from qc_daemon.spool import SPOOL_NAME, read_spool
+
+    measure = SnrCheck.measure
+
+    def buggy(self, ctx):
+        if ctx.transient.index == 20:
+            raise ZeroDivisionError("a bug")
+        return measure(self, ctx)
+
+    monkeypatch.setattr(SnrCheck, "measure", buggy)
+    d, eps, ctx = daemon
+    viewer = FeedClient(eps.feed, eps.snapshot, ctx)
+    viewer.sync(5)
+    delivery = replay(FIXTURE, eps.ingest, speed=None)
+    messages = collect(viewer, "summary")
+    viewer.close()
+    assert delivery.closed and [r["reason"] for r in delivery.rejected] == ["internal_error"]
+    assert "ZeroDivisionError: a bug" in delivery.rejected[0]["detail"]
+    assert d.rejected["internal_error"] == 1 and "internal error" in (d.error_state or "")
+    results = [m["result"]["index"] for m in messages if m["type"] == "result"]
+    assert 20 not in results and len(results) == 49  # every other transient checked
+    spooled = read_spool(next(d.data_dir.glob(f"*/{SPOOL_NAME}")))
+    assert [p for p, _ in spooled.transients] == list(range(50))  # the one that hit the bug is kept raw
+    assert any(m["type"] == "status" and m["state"] == "error" and "internal error: ZeroDivisionError" in m["detail"]
+               for m in messages)  # said on the feed, as it happened

@@ -15,11 +15,14 @@ BEFORE = "6286510"  # the last commit before the redesign
 
 
 def main() -> str:
-    line = time_ratio(baseline=BEFORE, what="before the redesign", target=1.1)
+    line = time_ratio(rounds=80, baseline=BEFORE, what="before the redesign", target=1.1)
+    control = time_ratio(rounds=80, baseline="HEAD", what="this commit against itself: the noise floor",
+                         target=1.1)
     return ("## Architecture (issue 15): the same numbers, the same speed\n\n"
             "Outputs of `mrsqc check` are identical value by value to those of " + BEFORE + " on both fixtures, "
             "three simulated scans (64 averages x 8 coils, MEGA, 128 x 32 coils) and every real file in "
-            "`../shared/data/real/` (compared in the session that made the change).\n\n- " + line + "\n")
+            "`../shared/data/real/` (compared in the session that made the change).\n\n- " + line + "\n- control: "
+            + control + "\n")
 
 
 if __name__ == "__main__":

@@ -299,7 +299,7 @@ class Finding:
     value: Any = None
 
 
-@dataclass
+@dataclass(slots=True)
 class CheckResult:
     """What ``measure`` and ``update`` return: declared top-level fields, declared metrics (units in names),
     flags (``measure`` only), the reason for every null (``unmeasured``), and ``keep``: the check's own state

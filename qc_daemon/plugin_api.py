@@ -25,13 +25,24 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import string
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from .model import FAIL, OK, SEVERITY_RANK, WARN, ScanInfo, Transient, TransientQC, grade  # noqa: F401 (re-export)
+from .model import (  # noqa: F401 (OK ... grade re-exported for checks)
+    FAIL,
+    OK,
+    SEVERITY_RANK,
+    WARN,
+    ScanInfo,
+    ScanSummary,
+    Transient,
+    TransientQC,
+    grade,
+)
 from .spectral import SpectralAxis
 from .tracking import Prediction
 
@@ -416,6 +427,8 @@ class Contract:
                         raise ContractError(f"{item.name!r} is declared by both {table[item.name]!r} and "
                                             f"{check.name!r}")
                     table[item.name] = check.name
+        for check in checks:
+            _check_display(check)
         self._own = {c.name: (frozenset(m.name for m in c.declaration.fields),
                               frozenset(m.name for m in c.declaration.metrics),
                               frozenset(f.name for f in c.declaration.flags),
@@ -458,6 +471,27 @@ class Contract:
         return [{"name": c.name, "fields": units(c.declaration.fields), "metrics": units(c.declaration.metrics),
                  "summary": units(c.declaration.summary), "display": c.declaration.display.to_dict()}
                 for c in self.checks]
+
+
+def _check_display(check: Check) -> None:
+    """Every name a check's display refers to is one it declares (a typo would show an empty row forever)."""
+    d = check.declaration
+    values = {m.name for m in d.fields + d.metrics}
+    summary = {m.name for m in d.summary} | set(ScanSummary.__dataclass_fields__) - {"fields"}
+    used = [(r.metric, values) for r in d.display.panel] + [(r.summary, summary) for r in d.display.panel if r.summary]
+    used += [(c.metric, values) for c in d.display.columns]
+    if d.display.trace is not None:
+        t = d.display.trace
+        used += [(t.points, values), (t.line, values), (t.rate, values), (t.summary_rate, summary)]
+    if d.display.growth is not None:
+        g = d.display.growth
+        used += [(n, values) for n in (g.value, g.count, g.projected, g.exponent, g.lo, g.hi, g.to_target)]
+    for line in d.display.summary_lines:
+        fields = (name for _, name, _, _ in string.Formatter().parse(line.template) if name)
+        used += [(name.split("[")[0].split(".")[0], summary) for name in fields]
+    bad = sorted({name for name, allowed in used if name not in allowed})
+    if bad:
+        raise ContractError(f"check {check.name!r}: its display refers to {bad}, which it does not declare")
 
 
 def limit_values(limits: list[Limit]) -> dict[str, float]:

@@ -205,3 +205,20 @@ def test_an_undeclared_finding_is_a_contract_error():
         qc.process(t)
     with pytest.raises(plugin_api.ContractError, match="finding 'sky'"):
         qc.finish()
+
+
+class _Mislabelled(_Sloppy):
+    """Its panel row names a metric it never declared (a typo)."""
+
+    name = "mislabelled"
+    declaration = plugin_api.Declaration(
+        metrics=(plugin_api.Metric("width_hz", "Hz", "a width"),),
+        display=plugin_api.Display(panel=(plugin_api.PanelRow("width", "widht_hz", "metabolite", 1),)))
+
+
+def test_a_display_that_names_an_undeclared_value_is_a_contract_error():
+    from qc_daemon.sources.simulate import SimulationParams, simulate_scan
+
+    sim = simulate_scan(SimulationParams(n_coils=2, n_points=512, averages=10, seed=1, events=[]))
+    with pytest.raises(plugin_api.ContractError, match="widht_hz"):
+        ScanQC(sim.scan, checks=[_Mislabelled()])

@@ -56,6 +56,7 @@ from .plugin_api import (
     TransientContext,
     active_checks,
 )
+from .provenance import provenance as make_provenance
 from .registration import BandFit, Fit, Reference, WaterWindow
 from .spectral import SpectralAxis, decimate, decimated_fft, fftshift, spectrum
 from .tracking import FilterParams, FrequencyFilter, Trend
@@ -89,6 +90,7 @@ class ScanQC:
         self.config = config if config is not None else load_config()
         self.checks: list[Check] = checks if checks is not None else [cls() for cls in active_checks(self.config)]
         self.contract = Contract(self.checks)
+        self.provenance = make_provenance(self.config, [c.name for c in self.checks])
         self._field_names = list(self.contract.fields)
         for check in self.checks:
             check.start(scan, self.config)
@@ -248,6 +250,7 @@ class ScanQC:
             details=details,
             unmeasured=unmeasured,
             scan_kind="water-only" if water_only else "metabolite",
+            provenance=self.provenance,
         )
 
     def latest_spectra(self) -> LatestSpectra | None:

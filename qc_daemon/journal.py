@@ -37,15 +37,17 @@ class Journal:
     the caller (the daemon reports them)."""
 
     def __init__(self, folder: Path, scan: ScanInfo, fsync: bool = True, records: list[dict] | None = None,
-                 checks: list[dict] | None = None):
+                 checks: list[dict] | None = None, provenance: dict | None = None):
         """A new journal (``records`` None), or one rewritten from ``records`` (a resumed scan: what the
         engine re-derived from the spool replaces what the crashed daemon had journaled). ``checks``: what
-        the checks that run declare (plugin_api.Contract.describe()), kept for a journal-only recovery."""
+        the checks that run declare (plugin_api.Contract.describe()), kept for a journal-only recovery;
+        ``provenance``: program, version, config digest, checks (qc_daemon/provenance.py)."""
         self.dir = Path(folder)
         self.path = self.dir / "journal.jsonl"
         self.fsync = fsync
         self.scan = scan
-        start = {"record": "scan_start", "scan": scan.to_dict(), "checks": checks or []}
+        start = {"record": "scan_start", "scan": scan.to_dict(), "checks": checks or [],
+                 "provenance": provenance or {}}
         if records is None:
             self._f = open(self.path, "a", encoding="utf-8")
             self.write(start)
@@ -109,14 +111,15 @@ def read_journal(path: Path) -> tuple[ScanInfo | None, list[TransientQC], dict |
     return scan, results, summary, bad
 
 
-def journal_checks(path: Path) -> list[dict]:
-    """The checks' declarations a journal's scan_start recorded ([] for none or an unreadable journal)."""
+def journal_start(path: Path) -> dict:
+    """A journal's scan_start record: the checks' declarations and the provenance it recorded ({} for none or
+    an unreadable journal)."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             rec = json.loads(f.readline())
-        return list(rec.get("checks") or []) if rec.get("record") == "scan_start" else []
-    except (OSError, ValueError, AttributeError):
-        return []
+        return rec if isinstance(rec, dict) and rec.get("record") == "scan_start" else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def _read(path: Path):
@@ -148,7 +151,8 @@ def old_verdicts(folder: Path) -> list[dict]:
 
 
 def interrupted_summary(scan: ScanInfo, results: list[TransientQC], status: str, note: str,
-                        verdicts: list[dict] | None = None, checks: list[dict] | None = None) -> ScanSummary:
+                        verdicts: list[dict] | None = None, checks: list[dict] | None = None,
+                        provenance: dict | None = None) -> ScanSummary:
     """A summary built from journaled records only (no spool to re-run the engine on): counts, flags, each
     check's summary fields rebuilt as it declares (plugin_api.Recovered: the last running value, or a median),
     every finding of the last live verdict, and the interruption as one more reason; the verdict is the
@@ -163,7 +167,7 @@ def interrupted_summary(scan: ScanInfo, results: list[TransientQC], status: str,
         scan_id=scan.scan_id, n_transients=len(results), n_metabolite=len(metab),
         n_water_ref=len(results) - len(metab), n_flagged=len(flagged), flagged_indices=flagged,
         fields=recovered_fields(checks or [], results), verdict=decided, reasons=reasons, status=status,
-        notes=[note], details={"findings": verdict.as_records(findings)})
+        notes=[note], details={"findings": verdict.as_records(findings)}, provenance=dict(provenance or {}))
 
 
 def recovered_fields(checks: list[dict], results: list[TransientQC]) -> dict:
@@ -214,7 +218,9 @@ def close_from_journal(folder: Path, status: str = "interrupted") -> ScanSummary
     note = "daemon stopped during the scan; summary rebuilt from the journal (no usable spool)"
     if bad:
         note += f" ({bad} torn line(s) skipped)"
-    s = interrupted_summary(scan, results, status, note, verdicts, journal_checks(path))
+    start = journal_start(path)
+    s = interrupted_summary(scan, results, status, note, verdicts, list(start.get("checks") or []),
+                            start.get("provenance"))
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps({"record": "summary", "summary": s.to_dict()}) + "\n")
         f.flush()

@@ -223,6 +223,8 @@ class ScanSummary(_CheckFields):
     unmeasured: dict[str, str] = field(default_factory=dict)
     #: "metabolite" (water-suppressed, with or without water references) or "water-only"
     scan_kind: str = "metabolite"
+    #: program, version, config digest and the checks that ran (qc_daemon/provenance.py)
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -65,9 +65,9 @@ class OpenScan:
             obj._publish(obj.live.start())
             return obj
         obj = cls(folder, scan, stream, config)
-        checks = obj.live.engine.contract.describe()
+        engine = obj.live.engine
         obj._attach(feed, SpoolSink.create(folder, scan, stream, fsync, store),
-                    JournalSink.create(folder, scan, fsync, checks))
+                    JournalSink.create(folder, scan, fsync, engine.contract.describe(), engine.provenance))
         obj._publish(obj.live.start())
         return obj
 
@@ -94,7 +94,8 @@ class OpenScan:
         records.append({"record": "resumed", "time": time.time(), "positions": obj.positions,
                         "torn_spool_bytes": spooled.torn_bytes})
         obj._attach(feed, SpoolSink.resume(spooled, fsync, store),
-                    JournalSink.create(folder, spooled.scan, fsync, obj.live.engine.contract.describe(), records))
+                    JournalSink.create(folder, spooled.scan, fsync, obj.live.engine.contract.describe(),
+                                       obj.live.engine.provenance, records))
         obj._publish(messages)
         return obj
 

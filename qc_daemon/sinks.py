@@ -225,10 +225,10 @@ class JournalSink(Sink):
             self._error(error)
 
     @classmethod
-    def create(cls, folder: Path, scan: ScanInfo, fsync: bool, checks: list[dict],
+    def create(cls, folder: Path, scan: ScanInfo, fsync: bool, checks: list[dict], provenance: dict,
                records: list[dict] | None = None) -> JournalSink:
         try:
-            return cls(Journal(folder, scan, fsync, records=records, checks=checks))
+            return cls(Journal(folder, scan, fsync, records=records, checks=checks, provenance=provenance))
         except OSError as exc:
             return cls(None, f"journal not writable: {exc}")
 

@@ -192,7 +192,11 @@ class Daemon:
         """Once per burst: the open scan's bookkeeping (spool and journal records, live progress), fsync of
         its spool and journal, then the acknowledgement of every producer heard."""
         if self.open is not None:
-            self.open.settle()
+            try:
+                self.open.settle()
+            except Exception as exc:  # a bug: the loop, the fsync and the acknowledgements go on
+                log.exception("bookkeeping of scan %s failed", self.open.scan.scan_id)
+                self._error_state(f"internal error: {type(exc).__name__}: {exc}")
             self.open.sync()
             self._take_scan_errors()
         self.source.acknowledge()

@@ -152,7 +152,7 @@ def old_verdicts(folder: Path) -> list[dict]:
 
 def interrupted_summary(scan: ScanInfo, results: list[TransientQC], status: str, note: str,
                         verdicts: list[dict] | None = None, checks: list[dict] | None = None,
-                        provenance: dict | None = None) -> ScanSummary:
+                        provenance: dict | None = None, extra: list | None = None) -> ScanSummary:
     """A summary built from journaled records only (no spool to re-run the engine on): counts, flags, each
     check's summary fields rebuilt as it declares (plugin_api.Recovered: the last running value, or a median),
     every finding of the last live verdict, and the interruption as one more reason; the verdict is the
@@ -161,7 +161,7 @@ def interrupted_summary(scan: ScanInfo, results: list[TransientQC], status: str,
     flagged = [r.index for r in results if not r.accepted]
     verdicts = verdicts or []
     findings = [f for f in verdict.from_records(verdicts[-1]["findings"] if verdicts else []) if f.key != "status"]
-    findings += verdict.status_findings(status, len(results), len(metab), scan.planned_averages)
+    findings += verdict.status_findings(status, len(results), len(metab), scan.planned_averages) + list(extra or [])
     decided, reasons = verdict.decide(findings, reached=[v["verdict"] for v in verdicts])
     return ScanSummary(
         scan_id=scan.scan_id, n_transients=len(results), n_metabolite=len(metab),

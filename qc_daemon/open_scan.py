@@ -11,17 +11,22 @@ engine. A sink that fails says why (:meth:`take_errors`) and stops; QC goes on.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+from . import feed
 from .config import Config
-from .journal import old_verdicts, result_record, scan_folder, verdict_record
-from .model import SEVERITY_RANK, ScanInfo, ScanSummary, Transient, TransientQC
+from .journal import interrupted_summary, old_verdicts, result_record, scan_folder, verdict_record
+from .model import SEVERITY_RANK, WARN, ScanInfo, ScanSummary, Transient, TransientQC
+from .plugin_api import Finding
 from .session import LiveScan
 from .sinks import JournalSink, OutputsSink, Sink, SpoolSink
 from .spool import SpooledScan, SpoolStore
+
+log = logging.getLogger("mrsqc.daemon")
 
 STREAM_FILE = "stream.json"  # written at scan end: which producer stream the folder holds, and how it ended
 
@@ -43,6 +48,8 @@ class OpenScan:
         self._unsettled: list[tuple[int, Transient | None, Any]] = []
         self._verdict: str | None = None  # the last live verdict journaled
         self.worst_live: dict[str, Any] | None = None  # the worst live verdict reached: verdict_record form
+        self._last_live: dict[str, Any] | None = None  # the latest live verdict record
+        self._progress_failed = False  # the live summary raised (reported once)
 
     def _attach(self, feed: Sink, spool: SpoolSink | None, journal: Sink | None) -> None:
         """The sinks, in the order they are called: feed, spool, journal, outputs."""
@@ -134,7 +141,14 @@ class OpenScan:
                     sink.record(pos, transient, outcome)
         if not progress:
             return
-        messages = self.live.progress_if_due()
+        try:
+            messages = self.live.progress_if_due()
+        except Exception as exc:  # a bug in a check's live summary: the results go on, the live view waits
+            if not self._progress_failed:
+                log.exception("live summary of scan %s failed", self.scan.scan_id)
+                self._error(f"internal error in the live summary: {type(exc).__name__}: {exc} (results go on)")
+            self._progress_failed = True
+            return
         if messages:
             self._publish(messages)
             self._note_verdict(messages[0]["summary"])
@@ -162,7 +176,10 @@ class OpenScan:
         sink finishes: the last results and the summary published, the journal closed, the outputs written,
         the spool ended."""
         self.settle(False)
-        tail, summary, messages = self.live.finish(status)
+        try:
+            tail, summary, messages = self.live.finish(status)
+        except Exception as exc:  # a bug at scan end must not lose the scan: a summary from its results
+            tail, summary, messages = self._fallback_finish(status, exc)
         if status != "complete":
             self._keep_worst_live(summary)
             messages[-1]["summary"] = summary.to_dict()
@@ -174,6 +191,19 @@ class OpenScan:
         for sink in self.sinks:
             sink.finish(status, tail, summary, messages, self.live.engine.results)
         return summary
+
+    def _fallback_finish(self, status: str, exc: Exception) -> tuple[list, ScanSummary, list[dict[str, Any]]]:
+        """The scan's end when the engine's fails (a bug in a check): the summary rebuilt from the results so
+        far as a journal-only recovery rebuilds it (journal.interrupted_summary), with the error as a WARN."""
+        log.exception("end of scan %s failed", self.scan.scan_id)
+        what = f"internal error at scan end: {type(exc).__name__}: {exc}"
+        self._error(what)
+        engine = self.live.engine
+        summary = interrupted_summary(
+            self.scan, engine.results, status, f"{what}; summary rebuilt from the per-transient results",
+            [self._last_live] if self._last_live else [], engine.contract.describe(), engine.provenance,
+            extra=[Finding(WARN, f"{what} (summary rebuilt from the per-transient results)", "internal_error")])
+        return [], summary, [feed.final_summary(summary, None)]
 
     def outcome(self, status: str, verdict: str) -> dict[str, Any]:
         """What a producer asking about this stream after its end is told (stream.json)."""
@@ -198,6 +228,7 @@ class OpenScan:
 
     def _note_verdict(self, summary: dict[str, Any]) -> None:
         record = verdict_record(summary)
+        self._last_live = record
         self._note_worst(record)
         if record["verdict"] == self._verdict:
             return

@@ -378,3 +378,36 @@ def test_a_burst_is_published_first_and_spooled_after_in_stream_order(tmp_path):
     journaled = [json.loads(x) for x in (scan.folder / "journal.jsonl").read_text().splitlines()]
     assert sum(r.get("record") == "result" for r in journaled) == sum(m["type"] == "result" for m in published)
     assert results_before > 0  # results of the first burst were out before any of its bookkeeping
+
+
+def test_a_bug_in_a_checks_summary_loses_nothing(tmp_path, monkeypatch):
+    """A check whose finish raises: the live summary is skipped (said once), every result is still published
+    and journaled, and the scan ends with a summary rebuilt from its results that says what went wrong."""
+    from plugins.linewidth import LinewidthCheck
+    from qc_daemon.config import load_config
+    from qc_daemon.open_scan import OpenScan
+    from qc_daemon.sinks import Messages
+
+    def broken(self, ctx):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(LinewidthCheck, "finish", broken)
+    rec = open_recording(FIXTURE)
+    transients = list(rec.transients)
+    published = []
+    scan = OpenScan.begin(tmp_path, rec.scan, "s", load_config(), False, None, Messages(published.extend))
+    scan.live.progress_interval_s = 0.0
+    for pos, t in enumerate(transients):
+        scan.take(pos, t)
+        scan.settle()
+    errors = scan.take_errors()
+    assert len(errors) == 1 and errors[0].startswith("internal error in the live summary: KeyError")
+    summary = scan.finish("complete")
+    assert scan.take_errors()[0].startswith("internal error at scan end: KeyError")
+    assert summary.verdict in ("warn", "fail") and any("internal error at scan end" in r for r in summary.reasons)
+    assert summary.n_transients == len(transients) and summary.provenance["checks"][1] == "linewidth"
+    assert summary.drift_total_hz is not None  # the other checks' values, rebuilt from the results
+    on_disk = json.loads((scan.folder / "summary.json").read_text())
+    assert on_disk["verdict"] == summary.verdict and len(results_of(scan.folder)) == len(transients)
+    assert sum(m["type"] == "result" for m in published) == len(transients) and published[-1]["type"] == "summary"
+    assert json.loads((scan.folder / "stream.json").read_text())["status"] == "complete"

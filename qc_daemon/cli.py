@@ -363,12 +363,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("simulate", help="write a simulated scan with ground truth (*.truth.json)",
                        description="Simulate a 3T brainstem-like SVS scan (coils, noise, drift, residual "
-                                   "water, motion events) and write it as twix and/or DICOM with its truth.")
+                                   "water, motion events) and write it in the formats asked for, with its truth.")
     s.add_argument("--out", required=True, metavar="DIR", help="output folder")
     s.add_argument("--preset", choices=["fixtures"], help="write the committed fixture set instead")
     s.add_argument("--name", default="sim", help="file stem (default: sim)")
-    s.add_argument("--format", choices=["twix", "dicom", "both"], default="twix",
-                   help="file format written: Siemens twix (.dat), per-transient MRS DICOM, or both (default twix)")
+    s.add_argument("--format", default="twix", metavar="FORMATS",
+                   help="formats written, comma-separated: twix (Siemens .dat), dicom (per-transient MRS DICOM), "
+                        "nifti (NIfTI-MRS, water in *_wref.nii.gz), sdat (Philips SDAT/SPAR, coil-combined), "
+                        "datalist (Philips DATA/LIST + SPAR), rda (Siemens RDA, the average); both = twix,dicom; "
+                        "all (default twix)")
     s.add_argument("--averages", type=int, default=128, help="metabolite averages (default 128)")
     s.add_argument("--coils", type=int, default=32, help="receive coils (default 32)")
     s.add_argument("--points", type=int, default=2048, help="points per FID after oversampling removal")

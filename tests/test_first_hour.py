@@ -73,18 +73,20 @@ def test_bad_values_are_one_line(args, words):
     one_line(mrsqc(*args), *words)
 
 
-@pytest.mark.parametrize("name,content,format_name", [
-    ("x.rda", b">>> Begin of header <<<\r\nPatientName: X\r\n", "Siemens RDA"),
-    ("x.SPAR", b"!------\nexamination_name : x\n", "Philips SDAT/SPAR"),
-    ("x.SDAT", b"\0" * 64, "Philips SDAT/SPAR"),
-    ("p12345.7", b"\0" * 64, "GE P-file"),
+@pytest.mark.parametrize("name,content,words", [
+    ("x.rda", b">>> Begin of header <<<\r\nPatientName: Doe^Jane\r\n", ("Siemens RDA", "could not read")),
+    ("x.SPAR", b"!------\nexamination_name : x\nsynthesizer_frequency : 123\n", ("SDAT file is not beside it",)),
+    ("x.SDAT", b"\0" * 64, ("Philips SDAT/SPAR", "SPAR file is not beside it")),
+    ("p12345.7", b"\0" * 64, ("GE P-file", "revision 0")),
+    ("x.list", b"# .list\n", ("Philips DATA/LIST", "beside it")),
+    ("x.h5", b"\x89HDF\r\n\x1a\n" + b"\0" * 64, ("ISMRMRD (MRD) HDF5", "not supported")),
 ])
-def test_recognised_but_unsupported_formats_are_named(tmp_path, name, content, format_name):
+def test_damaged_or_incomplete_vendor_files_are_one_line_naming_the_format(tmp_path, name, content, words):
     path = tmp_path / name
     path.write_bytes(content)
     res = mrsqc("check", str(path))
-    one_line(res, format_name, "not supported yet")
-    assert "PatientName" not in res.stderr
+    one_line(res, *words)
+    assert "PatientName" not in res.stderr and "Doe" not in res.stderr
 
 
 def test_a_damaged_nifti_is_one_line(tmp_path):

@@ -1,4 +1,6 @@
-"""Open any supported recording by looking at it: a folder or DICOM file -> DICOM reader, else twix."""
+"""Open any supported recording by looking at it (content first, the suffix only where a format has no
+signature): mrsqc spool, DICOM (mrsqc's reader; Philips private and UIH DICOM through spec2nii), NIfTI-MRS,
+Siemens twix, and the other vendors' formats through spec2nii (spec2nii_formats.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,10 @@ from ..spool import read_recording as read_spool_recording
 from .dicom import read_dicom
 from .nifti_mrs import is_nifti, read_nifti_mrs
 from .recording import Recording
+from .spec2nii_formats import detect, dicom_format, read_spec2nii
 from .twix import is_twix, read_twix
+
+MRS_STORAGE = "1.2.840.10008.5.1.4.1.1.4.2"  # MR Spectroscopy Storage: mrsqc's own DICOM reader
 
 
 def _looks_like_dicom(path: Path) -> bool:
@@ -19,18 +24,27 @@ def _looks_like_dicom(path: Path) -> bool:
     return head[128:132] == b"DICM" or path.suffix.lower() in (".dcm", ".ima")
 
 
-# formats mrsqc recognises but does not read yet: suffix -> name (README, "Formats")
-NOT_YET = {".rda": "Siemens RDA", ".sdat": "Philips SDAT/SPAR", ".spar": "Philips SDAT/SPAR",
-           ".7": "GE P-file", ".data": "Philips DATA/LIST",
-           ".list": "Philips DATA/LIST", ".h5": "ISMRMRD (MRD) HDF5"}
+# formats mrsqc recognises but does not read: suffix -> name (README, "Formats")
+NOT_YET = {".h5": "ISMRMRD (MRD) HDF5", ".mrd": "ISMRMRD (MRD) HDF5"}
+
+
+def _spec2nii_dicom(path: Path):
+    """A DICOM file that spec2nii reads rather than mrsqc (Philips private spectroscopy, UIH), else None."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Manufacturer", "SOPClassUID"])
+    except Exception:  # noqa: BLE001  (mrsqc's reader gives the error)
+        return None
+    if str(getattr(ds, "SOPClassUID", "")) == MRS_STORAGE:
+        return None
+    return dicom_format(path, str(getattr(ds, "Manufacturer", "") or ""))
 
 
 def _not_yet(path: Path) -> str | None:
     """The name of a recognised but unsupported format (by content where it has a signature, else suffix)."""
     with open(path, "rb") as f:
         head = f.read(352)
-    if head.startswith(b">>> Begin of header <<<"):
-        return "Siemens RDA"
     if head[:8] == b"\x89HDF\r\n\x1a\n":
         return "ISMRMRD (MRD) HDF5"
     return NOT_YET.get(path.suffix.lower())
@@ -43,7 +57,8 @@ def open_recording(path: str | Path, role: str | None = None) -> Recording:
     if path.is_dir() and (path / SPOOL_NAME).is_file():
         path = path / SPOOL_NAME
     if path.is_dir():
-        return read_dicom(path, role=role)
+        fmt = detect(path)
+        return read_spec2nii(fmt, path, role) if fmt else read_dicom(path, role=role)
     if not path.exists():
         raise InputError(path, "file not found")
     if not path.is_file():
@@ -56,14 +71,17 @@ def open_recording(path: str | Path, role: str | None = None) -> Recording:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InputError(path, f"unreadable mrsqc spool ({exc})") from None
     if _looks_like_dicom(path):
-        return read_dicom(path, role=role)
+        fmt = _spec2nii_dicom(path)
+        return read_spec2nii(fmt, path, role) if fmt else read_dicom(path, role=role)
     if is_nifti(path):
         return read_nifti_mrs(path, role=role)
     if is_twix(path):
         return read_twix(path, role=role)
+    fmt = detect(path)
+    if fmt is not None:
+        return read_spec2nii(fmt, path, role)
     name = _not_yet(path)
     if name:
-        raise InputError(path, f"{name} is recognised but not supported yet (supported: Siemens twix .dat, "
-                               "Siemens and enhanced MRS DICOM, NIfTI-MRS, an mrsqc spool; see the README's formats)")
-    raise InputError(path, "unrecognised format: expected Siemens twix (.dat), MRS DICOM, NIfTI-MRS or an "
-                           "mrsqc spool")
+        raise InputError(path, f"{name} is recognised but not supported (see the README's formats)")
+    raise InputError(path, "unrecognised format: expected Siemens twix (.dat), DICOM, NIfTI-MRS, Philips "
+                           "SDAT/SPAR or DATA/LIST, Siemens RDA, GE P-file (.7), a Bruker folder or an mrsqc spool")

@@ -1,0 +1,146 @@
+"""Writers of simulated vendor files that mrsqc reads through spec2nii (spec2nii_formats.py): Philips SDAT/SPAR
+and Siemens RDA. Each writes what the scanner writes (the fields spec2nii's reader needs, a fake patient's name
+and birth date where the format has them), so a round trip tests the reader on the format, not on mrsqc's own
+assumptions. Input FIDs are in the NIfTI-MRS orientation (mrsqc's own).
+
+- SDAT: VAX F floats (little-endian 16-bit words swapped; value = IEEE value / 4), one row per FID, complex
+  interleaved, stored as the conjugate of the NIfTI-MRS orientation (spec2nii conjugates on reading).
+- RDA: a text header between ``>>> Begin of header <<<`` and ``>>> End of header <<<`` (CRLF lines), then
+  float64 complex interleaved in the NIfTI-MRS orientation; SVS only, one (averaged) FID.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..model import ScanInfo
+from .twix_write import FakePatient
+
+
+def ieee_to_vax(values: np.ndarray) -> bytes:
+    """float32 values as VAX F-float bytes (zero stays zero)."""
+    x = np.ascontiguousarray(values, dtype="<f4") * np.float32(4.0)
+    u = x.view("<u4")
+    vax = ((u & 0xFFFF) << 16) | (u >> 16)
+    vax[x == 0] = 0
+    return vax.astype("<u4").tobytes()
+
+
+def vax_to_ieee(raw: bytes) -> np.ndarray:
+    """VAX F-float bytes as float32 (the vectorised form of spec2nii's VESPA decoder; exponent 0 -> 0)."""
+    u = np.frombuffer(raw, dtype="<u4")
+    ieee = ((u & 0xFFFF) << 16) | (u >> 16)
+    out = ieee.view("<f4") / np.float32(4.0)
+    out[(ieee & 0x7F800000) == 0] = 0.0
+    return out
+
+
+def write_sdat_spar(stem: str | Path, scan: ScanInfo, fids: np.ndarray, patient: FakePatient | None = None,
+                    voxel_mm: tuple[float, float, float] = (10.0, 10.0, 11.0)) -> tuple[Path, Path]:
+    """Write ``fids`` (rows x points, one coil: a scanner's per-transient export or one averaged row) as
+    ``stem.SDAT`` + ``stem.SPAR``."""
+    patient = patient or FakePatient()
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    fids = np.atleast_2d(np.asarray(fids))
+    rows, samples = fids.shape
+    inter = np.empty((rows, samples, 2), dtype=np.float32)
+    stored = fids.conj()
+    inter[..., 0] = stored.real
+    inter[..., 1] = stored.imag
+    sdat = stem.with_suffix(".SDAT")
+    sdat.write_bytes(ieee_to_vax(inter.reshape(-1)))
+    lines = {
+        "examination_name": "mrsqc simulation", "scan_id": scan.sequence or "PRESS", "scan_date": "2026.12.03",
+        "patient_name": patient.name, "patient_birth_date": patient.birth_date, "patient_position": "head_first",
+        "patient_orientation": "supine", "samples": samples, "rows": rows,
+        "synthesizer_frequency": int(round(scan.f0_hz)), "offset_frequency": 0, "sample_frequency": 1.0 / scan.dwell_s,
+        "echo_nr": 1, "mix_number": 1, "nucleus": "1H", "t0_mu1_direction": 0, "echo_time": scan.te_ms or 30.0,
+        "repetition_time": scan.tr_ms or 2000.0, "averages": rows, "volume_selection_enable": "yes",
+        "spectrum_inversion_time": 0, "ap_size": voxel_mm[1], "lr_size": voxel_mm[0], "cc_size": voxel_mm[2],
+        "ap_off_center": -12.0, "lr_off_center": 0.5, "cc_off_center": -20.0, "ap_angulation": 0.0,
+        "lr_angulation": 0.0, "cc_angulation": 0.0, "equipment_sw_verions": "5.6.1",
+    }
+    text = "!-----------------------------------------------\n! mrsqc simulated SPAR\n"
+    text += "".join(f"{k} : {v}\n" for k, v in lines.items())
+    spar = stem.with_suffix(".SPAR")
+    spar.write_text(text, encoding="latin-1")
+    return sdat, spar
+
+
+def write_rda(path: str | Path, scan: ScanInfo, fid: np.ndarray, patient: FakePatient | None = None,
+              averages: int = 1) -> Path:
+    """Write one (averaged) FID as a Siemens RDA file."""
+    patient = patient or FakePatient()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fid = np.asarray(fid, dtype=np.complex128).reshape(-1)
+    fields = {
+        "PatientName": patient.name, "PatientID": patient.patient_id, "PatientSex": "O",
+        "PatientBirthDate": patient.birth_date, "StudyDate": "20261203", "SeriesDescription": "svs_se_30",
+        "InstitutionName": "mrsqc", "ModelName": "Prisma", "DeviceSerialNumber": "0",
+        "SoftwareVersion[0]": "syngo MR XA30", "TransmitCoil": "Body", "SequenceName": scan.sequence or "svs_se",
+        "ProtocolName": "svs_se_30", "PatientPosition": "HFS", "TE": f"{scan.te_ms or 30.0:.6f}",
+        "TR": f"{scan.tr_ms or 2000.0:.6f}", "TI": "0.000000", "TM": "0.000000", "FlipAngle": "90.000000",
+        "NumberOfAverages": str(averages), "MRFrequency": f"{scan.f0_mhz:.6f}", "Nucleus": "1H",
+        "VectorSize": str(fid.size), "CSIMatrixSize[0]": "1", "CSIMatrixSize[1]": "1", "CSIMatrixSize[2]": "1",
+        "DwellTime": f"{scan.dwell_s * 1e6:.6f}", "PixelSpacingRow": "20.000000", "PixelSpacingCol": "20.000000",
+        "SliceThickness": "20.000000", "VOIPositionSag": "0.000000", "VOIPositionCor": "-12.000000",
+        "VOIPositionTra": "-20.000000", "RowVector[0]": "1.000000", "RowVector[1]": "0.000000",
+        "RowVector[2]": "0.000000", "ColumnVector[0]": "0.000000", "ColumnVector[1]": "1.000000",
+        "ColumnVector[2]": "0.000000",
+    }
+    head = ">>> Begin of header <<<\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items())
+    head += ">>> End of header <<<\r\n"
+    inter = np.empty((fid.size, 2), dtype="<f8")
+    inter[:, 0] = fid.real
+    inter[:, 1] = fid.imag
+    path.write_bytes(head.encode("latin-1") + inter.tobytes())
+    return path
+
+
+LIST_COLUMNS = ("typ", "mix", "dyn", "card", "echo", "loca", "chan", "extr1", "extr2", "kx", "ky", "kz", "aver",
+                "sign", "rf", "grad", "enc", "rtop", "rr", "size", "offset")
+
+
+def write_data_list(stem: str | Path, scan: ScanInfo, metab: np.ndarray, water: np.ndarray | None = None,
+                    patient: FakePatient | None = None, noise_rows: int = 2,
+                    seed: int = 0) -> tuple[Path, Path, Path]:
+    """Write a Philips DATA/LIST export: ``metab`` (transients x coils x points) as STD mix 0 (one vector per
+    coil and average), ``water`` as STD mix 1, ``noise_rows`` NOI vectors per coil; float32 complex stored as
+    the conjugate of the NIfTI-MRS orientation; and the scan's SPAR beside them (spec2nii's auxiliary file)."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    n_coils, n_points = metab.shape[1:]
+    size = n_points * 8
+    rows, blocks = [], []
+
+    def add(typ: str, mix: int, aver: int, chan: int, vec: np.ndarray) -> None:
+        values = dict.fromkeys(LIST_COLUMNS, 0)
+        values.update(typ=typ, mix=mix, aver=aver, chan=chan, size=size, offset=size * len(blocks))
+        rows.append("  ".join(str(values[c]) for c in LIST_COLUMNS))
+        inter = np.empty((n_points, 2), dtype="<f4")
+        inter[:, 0], inter[:, 1] = vec.real, -vec.imag  # the conjugate
+        blocks.append(inter.tobytes())
+
+    for c in range(n_coils):
+        for k in range(noise_rows):
+            add("NOI", 0, k, c, (rng.standard_normal(n_points) + 1j * rng.standard_normal(n_points)) * 1e-3)
+    for mix, part in ((0, metab), (1, water)):
+        if part is None:
+            continue
+        for a, fid in enumerate(part):
+            for c in range(n_coils):
+                add("STD", mix, a, c, fid[c])
+    head = ["# === mrsqc simulated .list ===", "# === START OF DATA VECTOR INDEX ===",
+            "# " + "  ".join(LIST_COLUMNS)]
+    lst = stem.with_suffix(".list")
+    lst.write_text("\n".join(head + rows + ["# === END OF DATA VECTOR INDEX ==="]) + "\n")
+    data = stem.with_suffix(".data")
+    data.write_bytes(b"".join(blocks))
+    _, spar = write_sdat_spar(stem, scan, metab[:, 0], patient)
+    stem.with_suffix(".SDAT").unlink()  # only the SPAR is the auxiliary file
+    return data, lst, spar

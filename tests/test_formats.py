@@ -1,0 +1,217 @@
+"""Every vendor in (issue 16): NIfTI-MRS and spec2nii's formats, round trips against the simulator's twix."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from qc_daemon.check import run_check
+from qc_daemon.cli import main
+from qc_daemon.errors import InputError
+from qc_daemon.simulate_files import write_simulation
+from qc_daemon.sources.nifti_mrs import nmrs_recording
+from qc_daemon.sources.nifti_write import write_nifti_mrs
+from qc_daemon.sources.open import open_recording
+from qc_daemon.sources.twix_write import FakePatient
+from qc_daemon.sources.vendor_write import ieee_to_vax, vax_to_ieee
+
+SKIP = {"time_s"}  # a separate water file starts its own clock (0 s), the twix's metabolites start after it
+
+
+def _same(a, b, path=""):
+    """Equal within float32 precision (relative 2e-4 or absolute 2e-4 in the value's unit)."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for k in a:
+            if k not in SKIP:
+                _same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=2e-4, abs_tol=2e-4), (path, a, b)
+    else:
+        assert a == b, (path, a, b)
+
+
+def _compare(run_a, run_b):
+    assert len(run_a.results) == len(run_b.results)
+    for ra, rb in zip(run_a.results, run_b.results):
+        a, b = ra.to_dict(), rb.to_dict()
+        if ra.kind == "water_ref":  # a twix numbers its references by its Ave counter (0, 0), a file by order
+            a.pop("average"), b.pop("average")
+        _same(a, b, f"transient {ra.index}")
+    sa, sb = run_a.summary.to_dict(), run_b.summary.to_dict()
+    for key in ("notes", "provenance", "scan", "scan_id"):
+        sa.pop(key, None), sb.pop(key, None)
+    _same(sa, sb, "summary")
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    out = tmp_path_factory.mktemp("plain")
+    write_simulation(out, name="s", formats="twix,nifti,datalist", averages=40, n_coils=4, n_points=1024,
+                     seed=5, n_events_each=1)
+    return out
+
+
+@pytest.mark.parametrize("mega", [False, True])
+def test_nifti_mrs_round_trip_gives_the_twix_results(tmp_path, mega):
+    write_simulation(tmp_path, name="s", formats="twix,nifti", averages=40, n_coils=4, n_points=1024, seed=5,
+                     n_events_each=1, mega=mega)
+    twix = run_check(tmp_path / "s.dat")
+    nifti = run_check(tmp_path / "s.nii.gz", water=tmp_path / "s_wref.nii.gz")
+    assert nifti.scan.n_sets == (2 if mega else 1) and nifti.scan.source == "nifti-mrs"
+    assert nifti.summary.n_flagged > 0  # the scan has events: the comparison covers flagged transients too
+    _compare(twix, nifti)
+
+
+def test_philips_data_list_round_trip_gives_the_twix_results(plain):
+    _compare(run_check(plain / "s.dat"), run_check(plain / "s_raw.data"))  # water (mix 1) from the same file
+
+
+def test_philips_sdat_round_trip_gives_the_twix_results(tmp_path):
+    # SDAT holds one (combined) channel: the same one-coil scan as twix and as SDAT
+    write_simulation(tmp_path, name="s", formats="twix,sdat", averages=40, n_coils=1, n_points=1024, seed=6,
+                     n_events_each=1)
+    sdat = run_check(tmp_path / "s.SDAT", water=tmp_path / "s_wref.SPAR")
+    assert sdat.scan.source == "philips sdat (spec2nii)" and sdat.scan.n_coils == 1
+    _compare(run_check(tmp_path / "s.dat"), sdat)
+
+
+def test_siemens_rda_is_the_scanner_average(tmp_path):
+    write_simulation(tmp_path, name="s", formats="rda,nifti", averages=24, n_coils=1, n_points=1024, seed=2,
+                     events=False)
+    rda = open_recording(tmp_path / "s.rda")
+    metab = open_recording(tmp_path / "s.nii.gz")
+    mean = np.mean([t.data[0] for t in metab.transients], axis=0)
+    assert rda.scan.combined and len(rda.transients) == 1 and rda.scan.te_ms == metab.scan.te_ms
+    fid = rda.transients[0].data[0]  # the coil-combined average: the one coil's data times its complex weight
+    weight = np.vdot(mean, fid) / np.vdot(mean, mean)
+    assert np.allclose(fid, weight * mean, rtol=1e-4, atol=1e-5 * np.abs(fid).max())
+    assert run_check(tmp_path / "s.rda").summary.verdict == "pass"
+
+
+def test_philips_dicom_through_spec2nii_is_the_mirror_of_mrsqc_s_reader_and_mrsqc_s_is_right(real_dir):
+    """spec2nii conjugates Philips DICOM data ("appears to require conjugation"): on this file that puts the
+    metabolites above water. MR Spectroscopy Storage files therefore stay with mrsqc's own reader (open.py)."""
+    from qc_daemon.sources.dicom import read_dicom
+    from qc_daemon.sources.spec2nii_formats import dicom_format, read_spec2nii
+
+    path = real_dir / "philips_1p5t_svs_metab_plus_water.dcm"
+    ours = read_dicom(path)
+    theirs = read_spec2nii(dicom_format(path, "Philips Medical Systems"), path)
+    assert theirs.scan.f0_hz == pytest.approx(ours.scan.f0_hz) and theirs.scan.n_points == ours.scan.n_points
+    assert theirs.scan.dwell_s == pytest.approx(ours.scan.dwell_s)
+    a = {t.kind: t.data[0] for t in ours.transients}
+    b = {t.kind: t.data[0] for t in theirs.transients}
+    assert set(a) == set(b) == {"metabolite", "water_ref"}
+    for kind in a:
+        assert np.allclose(a[kind], b[kind].conj(), rtol=1e-5, atol=1e-6 * np.abs(a[kind]).max())
+    from qc_daemon.spectral import SpectralAxis
+
+    ppm = SpectralAxis.of(ours.scan).ppm()
+    spec = np.abs(np.fft.fftshift(np.fft.fft(a["metabolite"])))
+    far = np.abs(ppm - 4.65) > 0.5  # off the residual water
+    below, above = spec[far & (ppm < 4.65) & (ppm > 1.0)].sum(), spec[far & (ppm > 4.65) & (ppm < 8.3)].sum()
+    assert below > 1.5 * above  # NAA, Cr, Cho sit below water
+
+
+def test_vax_floats_match_spec2nii_s_own_decoder():
+    from spec2nii.Philips.philips import _vax_to_ieee_single_float
+
+    x = np.random.default_rng(1).standard_normal(4000).astype(np.float32) * 1e3
+    x[::97] = 0.0
+    raw = ieee_to_vax(x)
+    assert np.array_equal(np.asarray(_vax_to_ieee_single_float(raw), dtype=np.float32), x)
+    assert np.array_equal(vax_to_ieee(raw), x)
+
+
+def test_format_detection_is_by_content_not_the_name(plain, tmp_path):
+    renamed = tmp_path / "scan_without_suffix"
+    renamed.write_bytes((plain / "s.nii.gz").read_bytes())
+    assert open_recording(renamed).scan.source == "nifti-mrs"
+    rda = tmp_path / "export.txt"
+    write_simulation(tmp_path, name="r", formats="rda", averages=20, n_coils=1, n_points=512, events=False)
+    rda.write_bytes((tmp_path / "r.rda").read_bytes())
+    assert open_recording(rda).scan.source == "rda (spec2nii)"
+
+
+@pytest.mark.parametrize("fmt,name,water", [
+    ("nifti", "s.nii.gz", "s_wref.nii.gz"), ("sdat", "s.SDAT", "s_wref.SDAT"), ("datalist", "s_raw.list", None),
+    ("rda", "s.rda", None)])
+def test_patient_fields_of_every_format_never_reach_the_outputs(tmp_path, capsys, fmt, name, water):
+    fake = FakePatient()
+    src = tmp_path / "in"
+    write_simulation(src, name="s", formats=fmt, averages=20, n_coils=2, n_points=512, seed=3, events=False)
+    import gzip
+
+    def raw(p):
+        return gzip.decompress(p.read_bytes()) if p.name.endswith(".gz") else p.read_bytes()
+
+    assert any(fake.name.encode() in raw(p) for p in src.iterdir())  # the input really carries it
+    out = tmp_path / "out"
+    args = ["check", str(src / name), "--out", str(out)] + (["--water", str(src / water)] if water else [])
+    assert main(args) == 0
+    printed = capsys.readouterr()
+    text = printed.out + printed.err
+    text += "".join(p.read_bytes().decode("latin-1") for p in out.rglob("*") if p.is_file())
+    for secret in (fake.name, fake.name.split("^")[0], fake.patient_id, fake.birth_date):
+        assert secret not in text
+
+
+# ---- the NIfTI-MRS reader's dimension rules (property tests)
+
+TAGS = st.permutations(["DIM_COIL", "DIM_DYN", "DIM_EDIT", "DIM_MEAS"])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tags=TAGS, n=st.integers(1, 3), sizes=st.lists(st.integers(1, 3), min_size=3, max_size=3),
+       extra=st.sampled_from([None, "DIM_USER_0", "DIM_ISIS"]))
+def test_nifti_mrs_dimensions_map_onto_coils_sets_and_acquisition_order(tags, n, sizes, extra):
+    dims = list(tags[:n])
+    shape = [64] + sizes[:n]
+    if extra and len(dims) < 3:
+        dims.append(extra)
+        shape.append(1)  # a one-entry dimension of any tag is ignored
+    rng = np.random.default_rng(len(dims))
+    data = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+    hdr = {"SpectrometerFrequency": [123.2], "ResonantNucleus": ["1H"], "RepetitionTime": 2.0}
+    hdr.update({f"dim_{5 + k}": d for k, d in enumerate(dims)})
+    rec = nmrs_recording(data[None, None, None], 5e-4, hdr, "x.nii", "id", role="water")
+    size = dict(zip(dims, shape[1:]))
+    n_coils, n_meas, n_dyn, n_edit = (size.get(d, 1) for d in ("DIM_COIL", "DIM_MEAS", "DIM_DYN", "DIM_EDIT"))
+    assert rec.scan.n_coils == n_coils and len(rec.transients) == n_meas * n_dyn * n_edit
+    assert rec.scan.n_sets == n_edit
+    for t in rec.transients:  # acquisition order: MEAS slowest, then DYN, then EDIT
+        m, rest = divmod(t.index, n_dyn * n_edit)
+        d, e = divmod(rest, n_edit)
+        assert t.set == e and t.time_s == pytest.approx(2.0 * t.index)
+        index = {"DIM_MEAS": m, "DIM_DYN": d, "DIM_EDIT": e}
+        sl = tuple(slice(None) if tag == "DIM_COIL" else index.get(tag, 0) for tag in dims)
+        expected = data[(slice(None), *sl)]
+        expected = expected.T if "DIM_COIL" in dims else expected[None]
+        assert np.array_equal(t.data, expected)
+
+
+@pytest.mark.parametrize("tag", ["DIM_ISIS", "DIM_PHASE_CYCLE", "DIM_INDIRECT_0", "DIM_USER_1", "DIM_METCYCLE"])
+def test_an_unsupported_nifti_mrs_dimension_is_named(tmp_path, tag):
+    data = np.ones((64, 2, 4), dtype=np.complex64)
+    path = write_nifti_mrs(tmp_path / "x.nii.gz", data, 5e-4, 123.2, ["DIM_COIL", tag])
+    with pytest.raises(InputError, match=f"{tag} \\(4\\) is not supported"):
+        open_recording(path)
+
+
+def test_nifti_mrs_header_values_are_read_with_units(tmp_path):
+    data = np.ones((128, 3), dtype=np.complex64)
+    hdr = {"EchoTime": 0.068, "RepetitionTime": 1.5, "SequenceName": "mega-press"}
+    rec = open_recording(write_nifti_mrs(tmp_path / "x.nii", data, 4e-4, 297.2, ["DIM_DYN"], hdr))
+    s = rec.scan
+    assert (s.te_ms, s.tr_ms, s.f0_hz, s.dwell_s) == pytest.approx((68.0, 1500.0, 297.2e6, 4e-4))
+    assert s.sequence == "mega-press" and s.n_coils == 1
+    assert [t.time_s for t in rec.transients] == pytest.approx([0.0, 1.5, 3.0])

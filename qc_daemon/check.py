@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config
-from .engine import ScanQC
+from .engine import Acquired, ScanQC
 from .errors import InputError
 from .model import ScanInfo, ScanSummary, TransientQC
 from .sources.open import open_recording
@@ -21,6 +21,8 @@ class CheckRun:
     summary: ScanSummary
     notes: list[str]
     checks: list[dict]  # what the checks that ran declare (plugin_api.Contract.describe())
+    acquired: dict[int, Acquired]  # per transient index: its combined FID and correction (nifti_out.py)
+    config: Config  # the effective config the engine ran with
 
 
 def merge_water(recording: Recording, water: Recording, water_path: str | Path) -> Recording:
@@ -57,4 +59,5 @@ def run_check(path: str | Path, water: str | Path | None = None, config: Config 
         if on_result:
             on_result(r, n)
     summary.notes[:0] = rec.notes
-    return CheckRun(rec.scan, results, summary, rec.notes, engine.contract.describe())
+    return CheckRun(rec.scan, results, summary, rec.notes, engine.contract.describe(), engine.acquired,
+                    engine.config)

@@ -44,8 +44,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     run = run_check(args.path, water=args.water, config=config, on_result=show)
     print(summary_text(run.scan, run.summary, run.checks))
     if args.out:
+        from .nifti_out import write_nifti_outputs
+        from .tracking import FilterParams
+
         write_outputs(args.out, run.results, run.summary)
-        print(f"wrote {Path(args.out) / 'transients.jsonl'} and {Path(args.out) / 'summary.json'}")
+        notes = write_nifti_outputs(args.out, run.scan, run.results, run.acquired, run.summary.provenance,
+                                    FilterParams.from_config(run.config["tracking"]))
+        print(f"wrote transients.jsonl, summary.json and NIfTI-MRS (combined.nii.gz, accepted_aligned.nii.gz, "
+              f"their .tsv) in {args.out}")
+        for note in notes:
+            print(f"note: {note}")
     return 0
 
 

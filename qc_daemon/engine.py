@@ -71,6 +71,15 @@ class Combined(NamedTuple):
     raw_fft: np.ndarray  # the FFT before residual-water removal (the water fit's input)
 
 
+class Acquired(NamedTuple):
+    """What the analysts' NIfTI-MRS outputs need of one transient (nifti_out.py)."""
+
+    fft: np.ndarray  # complex64, FFT order: coil-combined, oversampling removed, before residual-water removal
+    freq_hz: float  # the reported single-shot shift vs the reference (+ = towards higher ppm)
+    freq_sd_hz: float | None  # its SD (None for the held calibration transients: their fit is self-biased)
+    phase_rad: float  # the zero-order phase that aligns it: its phase vs the reference + the reference's own
+
+
 class LatestSpectra(NamedTuple):
     axis: SpectralAxis
     index: int
@@ -120,6 +129,7 @@ class ScanQC:
         self._set_frames: dict[int, FrameOffset] = {}
         self._pending_water: tuple | None = None  # (aligned water band, f_w - f_m, hat row) of this transient
         self._latest: tuple[Transient, np.ndarray, float] | None = None  # last metabolite transient, for display
+        self.acquired: dict[int, Acquired] = {}  # per transient index, for the NIfTI-MRS outputs
         self.noise = NoiseSD(self.axis, self.config["noise"])
         self.noise_window_label = self.noise.label
         if self.noise.note:
@@ -382,6 +392,9 @@ class ScanQC:
                     self._water.add(aligned, self.water_window.noise_var(noise_sd))
         if transient.kind == METABOLITE:
             self._latest = (transient, spec, noise_sd)
+        sd = reg.freq_sd_hz if reg.freq_sd_hz is not None and math.isfinite(reg.freq_sd_hz) else None
+        self.acquired[transient.index] = Acquired(raw_fft.astype(np.complex64), reg.freq_hz, sd,
+                                                  math.radians(reg.phase_deg) + ref.phase_rad)
         if seeded_member and not seed_complete:
             # the seed mean holds later transients too: no running value is honest before its last member
             n_cal = int(self.config["coils"]["calibration_transients"])

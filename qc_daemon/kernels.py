@@ -1,7 +1,7 @@
 """numba kernels: pure functions on arrays, no I/O, no Python objects.
 
 Conventions shared by every kernel:
-- ``fid``: complex time-domain signal, NIfTI-MRS convention (ppm grows with frequency), sample k at t = k * dt.
+- ``fid``: complex time-domain signal, mrsqc's frame (ppm grows with frequency), sample k at t = k * dt.
 - A spectrum is ``fftshift(fft(fid))``: unnormalised, index N//2 is the receiver frequency (0 Hz); one index
   is 1 / (N * dt) Hz. The noise SD of Re(spectrum) is sigma_t * sqrt(N) for white time-domain noise of SD
   sigma_t per real component.

@@ -1,7 +1,8 @@
 """The one vocabulary every part of mrsqc speaks: scan info, transient, per-transient result, scan summary.
 
 Conventions (see docs/results.md):
-- Time-domain data are in the NIfTI-MRS convention: the ppm axis grows with frequency after an FFT.
+- Time-domain data are in mrsqc's frame: the ppm axis grows with frequency after an FFT (FSL-MRS's frame;
+  NIfTI-MRS files store its conjugate, docs/results.md).
 - Frequency shifts are the *measured* shift of a transient relative to the scan reference, in Hz;
   positive = towards higher ppm. The correction to apply is the negative.
 - Phases are in degrees, relative to the scan reference.
@@ -138,9 +139,9 @@ class ScanInfo:
 class Transient:
     """One acquired transient (one average of one edit set), all coils.
 
-    ``data``: complex64 array, coils x (points x oversampling), NIfTI-MRS orientation. ``time_s``: acquisition
-    time since the
-    scan start (s). ``index``: acquisition order (0-based). ``average``: the average counter. ``set``: edit set.
+    ``data``: complex64 array, coils x (points x oversampling), mrsqc's frame (ppm grows with frequency).
+    ``time_s``: acquisition time since the scan start (s). ``index``: acquisition order (0-based). ``average``:
+    the average counter. ``set``: edit set.
     """
 
     index: int

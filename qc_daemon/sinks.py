@@ -257,14 +257,33 @@ class JournalSink(Sink):
 
 
 class OutputsSink(Sink):
-    """At scan end: transients.jsonl and summary.json in the scan's folder (as `mrsqc check --out`)."""
+    """At scan end: transients.jsonl, summary.json and the analysts' NIfTI-MRS (nifti_out.py) in the scan's
+    folder, as `mrsqc check --out` writes them."""
 
     def __init__(self, folder: Path):
         super().__init__()
         self.folder = folder
+        self._session: OpenScan | None = None
+
+    def open(self, session: OpenScan) -> None:
+        self._session = session
 
     def finish(self, status, tail, summary, messages, results) -> None:
         try:
             write_outputs(self.folder, results, summary)
         except OSError as exc:
             self._error(f"scan outputs not writable: {exc}")
+            return
+        if self._session is None:
+            return
+        from .nifti_out import write_nifti_outputs
+        from .tracking import FilterParams
+
+        engine = self._session.live.engine
+        tracking = FilterParams.from_config(engine.config["tracking"])
+        try:
+            for note in write_nifti_outputs(self.folder, engine.scan, results, engine.acquired, summary.provenance,
+                                            tracking):
+                log.info("scan %s: %s", engine.scan.scan_id, note)
+        except (OSError, ValueError) as exc:
+            self._error(f"NIfTI-MRS outputs not written: {exc}")

@@ -1,7 +1,7 @@
 """The ppm/Hz axis of a scan and the numpy FFT steps around the numba kernels.
 
 A spectrum here is always ``fftshift(fft(fid, n))`` (unnormalised); index n//2 is the receiver frequency,
-which sits at ``scan.centre_ppm``; ppm grows with index (NIfTI-MRS convention).
+which sits at ``scan.centre_ppm``; ppm grows with index (mrsqc's frame, as FSL-MRS's; NIfTI-MRS stores the conjugate).
 """
 
 from __future__ import annotations

@@ -40,6 +40,19 @@ def test_replayed_scan_gives_results_identical_to_check(daemon):
     folder = d.data_dir / summary["scan_id"]
     rows = [json.loads(line) for line in (folder / "transients.jsonl").read_text().splitlines()]
     assert rows == results and json.loads((folder / "summary.json").read_text())["verdict"] == summary["verdict"]
+    # ... and the analysts' NIfTI-MRS too, value for value
+    from qc_daemon.cli import main
+    from qc_daemon.sources.nifti_mrs import read_nifti_mrs
+    from tests.daemon_support import wait_until
+
+    wait_until(lambda: (folder / "accepted_aligned.tsv").is_file(), what="the scan's NIfTI-MRS outputs")
+    assert main(["check", str(FIXTURE), "--out", str(d.data_dir.parent / "offline"), "-q"]) == 0
+    for name in ("combined.nii.gz", "combined_wref.nii.gz", "accepted_aligned.nii.gz"):
+        live = [t.data for t in read_nifti_mrs(folder / name, role="water").transients]
+        off = [t.data for t in read_nifti_mrs(d.data_dir.parent / "offline" / name, role="water").transients]
+        assert len(live) == len(off) > 0 and all((a == b).all() for a, b in zip(live, off)), name
+    for name in ("combined.tsv", "accepted_aligned.tsv"):
+        assert (folder / name).read_text() == (d.data_dir.parent / "offline" / name).read_text()
 
 
 def test_viewer_joining_mid_scan_gets_the_whole_scan_without_gaps_or_duplicates(daemon):

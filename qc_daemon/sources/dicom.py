@@ -7,7 +7,7 @@
 - A folder of files is one scan, one transient per file, ordered by InstanceNumber; XA files share one
   acquisition time, so transient times come from TR.
 - A single file whose header says it averaged N > 1 transients is checked as one combined transient.
-Orientation: IMA data are conjugated to the NIfTI-MRS convention (ppm grows with frequency); MR Spectroscopy
+Orientation: IMA data are conjugated to mrsqc's frame (ppm grows with frequency); MR Spectroscopy
 Storage data already are in it (verified on the real files in tests/test_readers.py by peak positions).
 Only technical fields are read; patient fields are never copied. Scan id = hash of SeriesInstanceUID.
 """
@@ -123,7 +123,7 @@ def _one_file(path: Path, ds) -> tuple[dict, np.ndarray]:
         if cols <= 0 or raw.size != 2 * cols * frames:
             raise InputError(path, f"SpectroscopyData holds {raw.size} floats, expected 2 x {cols} x {frames}")
         data = (raw[0::2] + 1j * raw[1::2]).astype(np.complex64).reshape(frames, cols)
-        # MR Spectroscopy Storage is already in the NIfTI-MRS orientation (checked on the 7T XA60 file:
+        # MR Spectroscopy Storage is already in mrsqc's frame (checked on the 7T XA60 file:
         # NAA 2.008, Cr 3.007, Cho 3.191 ppm as stored); the private IMA format below is conjugated.
         return params, data
     if (0x7FE1, 0x1010) in ds:

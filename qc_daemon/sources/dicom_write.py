@@ -13,7 +13,7 @@ from .twix_write import FakePatient
 
 def write_dicom_folder(folder: str | Path, scan: ScanInfo, fids: list[np.ndarray], transients: list[Transient],
                        patient: FakePatient | None = None) -> Path:
-    """One file per transient: ``fids[i]`` (complex, points) in NIfTI-MRS orientation, InstanceNumber = i + 1."""
+    """One file per transient: ``fids[i]`` (complex, points) in mrsqc's frame, InstanceNumber = i + 1."""
     import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence

@@ -10,11 +10,13 @@ conditions interleave transient by transient, as MEGA and HERMES acquire them). 
 one entry (``DIM_ISIS``, ``DIM_PHASE_CYCLE``, ``DIM_INDIRECT_0``, ``DIM_METCYCLE``, ``DIM_USER_0`` ...) is refused
 by name; a one-entry dimension of any tag is ignored.
 
-Convention: the stored data are used as they are. The NIfTI-MRS orientation (ppm grows with frequency: FFT, then
-fftshift, low ppm at index 0) is mrsqc's own (spectral.py); the receiver frequency sits at 4.65 ppm for 1H
-(spec2nii's and FSL-MRS's convention). The nifti-mrs package's ``NIFTI_MRS[...]`` returns the *conjugate*
-(FSL-MRS's internal left-handed frame): data taken from that object are conjugated back (spec2nii_formats.py).
-Checked on the in-vivo pair (tests/test_nifti_mrs.py): NAA at 2.01 ppm, water at 4.7 ppm.
+Convention: mrsqc's spectra are ``fftshift(fft(fid))`` with ppm growing with the index (spectral.py). NIfTI-MRS
+stores the complex conjugate of that (its right-handed frame, in which that FFT puts NAA at 7.3 ppm): the reader
+conjugates, the writer (nifti_write.py) conjugates back. It is the frame FSL-MRS works in (the nifti-mrs package's
+``NIFTI_MRS[...]`` returns the conjugate of the stored data for the same reason). The receiver frequency sits at
+4.65 ppm for 1H (spec2nii's and FSL-MRS's convention). Checked on the in-vivo pair written by spec2nii
+(tests/test_nifti_out.py): NAA at 2.01 ppm, tCr at 3.03, water at 4.7 (as stored, NAA's mirror at 7.29 ppm is
+the strongest metabolite line).
 
 Only the technical keys are read: the JSON's patient fields (PatientName, PatientID, PatientDoB ...) are never
 copied. Transient times come from RepetitionTime when given (else 0: no drift rate).
@@ -87,7 +89,7 @@ def _seconds_ms(value) -> float | None:
 
 def nmrs_recording(data: np.ndarray, dwell_s: float, hdr: dict, source_name: str | Path, scan_id: str,
                    role: str | None = None, source: str = "nifti-mrs", notes: list[str] | None = None) -> Recording:
-    """A :class:`Recording` from NIfTI-MRS content: ``data`` (1, 1, 1, points, ...) in the NIfTI-MRS orientation,
+    """A :class:`Recording` from NIfTI-MRS content: ``data`` (1, 1, 1, points, ...) as stored (NIfTI-MRS frame),
     ``dwell_s`` (pixdim[4], s), ``hdr`` the JSON header extension. ``role='water'``: a water-reference scan."""
     if data.ndim < 4 or data.shape[:3] != (1, 1, 1):
         raise InputError(source_name, f"shape {data.shape}: mrsqc checks single-voxel NIfTI-MRS "
@@ -125,7 +127,7 @@ def nmrs_recording(data: np.ndarray, dwell_s: float, hdr: dict, source_name: str
     if "DIM_EDIT" in axis:
         sets = np.indices(loops).reshape(len(loops), -1)[-1]
     fids = np.empty((n_t, n_coils, n_points), dtype=np.complex64)  # transients x coils x points
-    fids[...] = x.transpose(2, 1, 0)
+    np.conjugate(x.transpose(2, 1, 0), out=fids)  # NIfTI-MRS's frame -> mrsqc's (module docstring)
     if not np.isfinite(fids.view(np.float32)).all():
         raise InputError(source_name, "data contain NaN or Inf")
     found = None if role == "water" else classify(fids, dwell_s, f0_mhz)

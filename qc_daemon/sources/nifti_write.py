@@ -1,8 +1,9 @@
 """NIfTI-MRS writer (nibabel; the header validated by the nifti-mrs package's own validator before it is written).
 
 Used for the analysts' outputs (nifti_out.py) and by the simulator (simulate_files.py): one writer for both, so
-a round trip tests the reader against what mrsqc hands out. Data are written in the NIfTI-MRS orientation (mrsqc's
-own: no conjugation), NIfTI-2, intent ``mrs_v0_9``, pixdim[4] = dwell (s), xyzt units mm / s.
+a round trip tests the reader against what mrsqc hands out. ``data`` are in mrsqc's frame and are stored
+conjugated, in the NIfTI-MRS frame (nifti_mrs.py: the convention); NIfTI-2, intent ``mrs_v0_9``, pixdim[4] =
+dwell (s), xyzt units mm / s.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def write_nifti_mrs(path: str | Path, data: np.ndarray, dwell_s: float, f0_mhz: 
     data = np.asarray(data)
     if data.ndim - 1 != len(dims):
         raise ValueError(f"{data.ndim - 1} higher dimensions but {len(dims)} tags")
-    vol = np.ascontiguousarray(data.astype(np.complex64, copy=False)).reshape((1, 1, 1) + data.shape)
+    vol = np.conjugate(data.astype(np.complex64)).reshape((1, 1, 1) + data.shape)  # mrsqc's frame -> NIfTI-MRS
     hdr_ext: dict = {"SpectrometerFrequency": [float(f0_mhz)], "ResonantNucleus": ["1H"]}
     for k, tag in enumerate(dims, start=5):
         hdr_ext[f"dim_{k}"] = tag

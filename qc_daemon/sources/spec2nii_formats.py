@@ -192,8 +192,8 @@ def _bruker(path: Path):
 
 
 def _stored(img) -> tuple[np.ndarray, float, dict]:
-    """(data as stored in the NIfTI-MRS orientation, dwell s, header extension) of a nifti_mrs.NIFTI_MRS."""
-    data = np.asarray(img[:]).conj()  # NIFTI_MRS[...] conjugates into FSL-MRS's frame; undo it
+    """(data as a NIfTI-MRS file stores them, dwell s, header extension) of a nifti_mrs.NIFTI_MRS."""
+    data = np.asarray(img[:]).conj()  # NIFTI_MRS[...] conjugates into FSL-MRS's (= mrsqc's) frame
     while data.ndim < 4:
         data = data[..., None]
     return data, float(img.dwelltime), img.hdr_ext.to_dict()

@@ -3,7 +3,7 @@
 What it does to each transient, in order (spec2nii / FID-A conventions):
 1. keep image-scan MDBs only (noise adjust, PHASCOR, SYNCDATA, ACQEND and other non-image MDBs are skipped);
 2. trim ``mdh.CutOff`` pre/post samples;
-3. conjugate, so the ppm axis grows with frequency (NIfTI-MRS convention);
+3. conjugate, so the ppm axis grows with frequency (mrsqc's frame);
 4. declare the oversampling factor (trimmed length / ``sSpecPara.lVectorSize``) in ScanInfo: the engine
    removes it after coil combination (one FID instead of every coil); the output dwell is
    ``alDwellTime x os`` (alDwellTime is the ADC dwell).
@@ -242,7 +242,7 @@ def _block_layout(ve: bool, channels: int, samples: int) -> tuple[int, np.dtype,
 
 def _leading_samples(path: Path, mdbs: list, ve: bool, pre: int, n: int) -> np.ndarray:
     """The first ``n`` samples (after CutOff) of every coil of each MDB (MDBs x coils x n, complex64,
-    conjugated to the NIfTI-MRS orientation), read straight from the file: enough to classify transients
+    conjugated to mrsqc's frame), read straight from the file: enough to classify transients
     without holding the whole scan."""
     mdh0 = mdbs[0].mdh
     offset, dtype, n_bytes = _block_layout(ve, mdh0.UsedChannels, mdh0.SamplesInScan)

@@ -107,7 +107,7 @@ def _raw_blocks(transients: list[Transient], cutoff: tuple[int, int], rng: np.ra
 def write_twix(path: str | Path, scan: ScanInfo, transients: list[Transient], patient: FakePatient | None = None,
                cutoff: tuple[int, int] = (12, 20), spectroscopy: bool = True, seed: int = 0,
                extra_blocks: bool = False, leading_measurement: bool = False) -> Path:
-    """Write transients (NIfTI-MRS orientation, coils x points) as a VE twix file; returns the path.
+    """Write transients (mrsqc's frame, coils x points) as a VE twix file; returns the path.
 
     ``extra_blocks``: a noise-adjust block first and a PHASCOR block after each transient (must be skipped).
     ``leading_measurement``: a multi-raid file whose first measurement is a short unrelated one (2 coils).

@@ -1,12 +1,15 @@
 """Writers of simulated vendor files that mrsqc reads through spec2nii (spec2nii_formats.py): Philips SDAT/SPAR
 and Siemens RDA. Each writes what the scanner writes (the fields spec2nii's reader needs, a fake patient's name
 and birth date where the format has them), so a round trip tests the reader on the format, not on mrsqc's own
-assumptions. Input FIDs are in the NIfTI-MRS orientation (mrsqc's own).
+assumptions. Input FIDs are in mrsqc's frame (FFT ascending = ppm ascending, as FSL-MRS's); each format's own
+frame is what spec2nii's reader expects of it (it conjugates SDAT and DATA/LIST into the NIfTI-MRS frame, which is
+the conjugate of mrsqc's, and copies RDA as it is):
 
 - SDAT: VAX F floats (little-endian 16-bit words swapped; value = IEEE value / 4), one row per FID, complex
-  interleaved, stored as the conjugate of the NIfTI-MRS orientation (spec2nii conjugates on reading).
+  interleaved, in mrsqc's frame.
 - RDA: a text header between ``>>> Begin of header <<<`` and ``>>> End of header <<<`` (CRLF lines), then
-  float64 complex interleaved in the NIfTI-MRS orientation; SVS only, one (averaged) FID.
+  float64 complex interleaved, the conjugate of mrsqc's frame; SVS only, one (averaged) FID.
+- DATA/LIST: float32 complex vectors in mrsqc's frame, indexed by the .list.
 """
 
 from __future__ import annotations
@@ -47,9 +50,8 @@ def write_sdat_spar(stem: str | Path, scan: ScanInfo, fids: np.ndarray, patient:
     fids = np.atleast_2d(np.asarray(fids))
     rows, samples = fids.shape
     inter = np.empty((rows, samples, 2), dtype=np.float32)
-    stored = fids.conj()
-    inter[..., 0] = stored.real
-    inter[..., 1] = stored.imag
+    inter[..., 0] = fids.real
+    inter[..., 1] = fids.imag
     sdat = stem.with_suffix(".SDAT")
     sdat.write_bytes(ieee_to_vax(inter.reshape(-1)))
     lines = {
@@ -96,7 +98,7 @@ def write_rda(path: str | Path, scan: ScanInfo, fid: np.ndarray, patient: FakePa
     head += ">>> End of header <<<\r\n"
     inter = np.empty((fid.size, 2), dtype="<f8")
     inter[:, 0] = fid.real
-    inter[:, 1] = fid.imag
+    inter[:, 1] = -fid.imag  # the conjugate
     path.write_bytes(head.encode("latin-1") + inter.tobytes())
     return path
 
@@ -109,8 +111,8 @@ def write_data_list(stem: str | Path, scan: ScanInfo, metab: np.ndarray, water: 
                     patient: FakePatient | None = None, noise_rows: int = 2,
                     seed: int = 0) -> tuple[Path, Path, Path]:
     """Write a Philips DATA/LIST export: ``metab`` (transients x coils x points) as STD mix 0 (one vector per
-    coil and average), ``water`` as STD mix 1, ``noise_rows`` NOI vectors per coil; float32 complex stored as
-    the conjugate of the NIfTI-MRS orientation; and the scan's SPAR beside them (spec2nii's auxiliary file)."""
+    coil and average), ``water`` as STD mix 1, ``noise_rows`` NOI vectors per coil; float32 complex; and the
+    scan's SPAR beside them (spec2nii's auxiliary file)."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -123,7 +125,7 @@ def write_data_list(stem: str | Path, scan: ScanInfo, metab: np.ndarray, water: 
         values.update(typ=typ, mix=mix, aver=aver, chan=chan, size=size, offset=size * len(blocks))
         rows.append("  ".join(str(values[c]) for c in LIST_COLUMNS))
         inter = np.empty((n_points, 2), dtype="<f4")
-        inter[:, 0], inter[:, 1] = vec.real, -vec.imag  # the conjugate
+        inter[:, 0], inter[:, 1] = vec.real, vec.imag
         blocks.append(inter.tobytes())
 
     for c in range(n_coils):

@@ -215,3 +215,58 @@ def test_nifti_mrs_header_values_are_read_with_units(tmp_path):
     assert (s.te_ms, s.tr_ms, s.f0_hz, s.dwell_s) == pytest.approx((68.0, 1500.0, 297.2e6, 4e-4))
     assert s.sequence == "mega-press" and s.n_coils == 1
     assert [t.time_s for t in rec.transients] == pytest.approx([0.0, 1.5, 3.0])
+
+
+# ---- one frame for every reader, checked against spec2nii on the real files
+
+def _match(ours: np.ndarray, theirs: np.ndarray) -> float:
+    """|<ours, theirs>| / (|ours| |theirs|): 1 when equal up to a scale, ~0.2-0.9 for the mirror image."""
+    return float(abs(np.vdot(ours, theirs)) / np.linalg.norm(ours) / np.linalg.norm(theirs))
+
+
+def _spec2nii_frame(img) -> np.ndarray:
+    from qc_daemon.sources.spec2nii_formats import _stored
+
+    return _stored(img)[0].conj()[0, 0, 0]  # what nmrs_recording makes of spec2nii's output
+
+
+@pytest.mark.parametrize("name", ["SVS_30.IMA", "SVS_XA60.dcm"])
+def test_mrsqc_s_dicom_reader_and_spec2nii_give_one_frame(real_dir, name):
+    import contextlib
+    import io
+
+    from spec2nii.Siemens.dicomfunctions import multi_file_dicom
+
+    from qc_daemon.sources.dicom import read_dicom
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        images, _ = multi_file_dicom([real_dir / name], None, None, False)
+    theirs = _spec2nii_frame(images[0]).reshape(-1)
+    ours = read_dicom(real_dir / name).transients[0].data[0]
+    assert _match(ours, theirs) > 0.9999 and _match(ours, theirs.conj()) < 0.95
+
+
+def test_mrsqc_s_twix_reader_and_spec2nii_give_one_frame(real_dir):
+    """spec2nii conjugates twix data into the NIfTI-MRS frame; mrsqc keeps them: the same once both are in
+    mrsqc's frame (mrsqc read twix conjugated, mirrored, before issue 16)."""
+    import contextlib
+    import io
+
+    from mapvbvd import mapVBVD
+    from spec2nii.Siemens.twixfunctions import process_twix
+
+    from qc_daemon.sources.twix import read_twix
+
+    path = real_dir / "sub-SiemensBrainPhantom_seq-svsse_ref-1_avg-2.twix"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        twix = mapVBVD(str(path), quiet=True)
+        twix = twix[-1] if isinstance(twix, list) else twix
+        images, _ = process_twix(twix, None, path.name, "image", {"dims": (None,) * 3, "tags": (None,) * 3},
+                                 True, False, remove_os=False)
+    theirs = _spec2nii_frame(images[0])  # points (untrimmed) x coils x Ave x Phs
+    rec = read_twix(path)
+    pre = 12  # this file's mdh.CutOff pre (data README)
+    for t, (ave, phs) in zip(rec.transients, [(0, 0), (0, 1), (1, 1)]):
+        block = theirs[pre:pre + t.data.shape[1], :, ave, phs].T  # coils x points
+        assert _match(t.data.ravel(), block.ravel()) > 0.9999
+        assert _match(t.data.ravel(), block.conj().ravel()) < 0.99

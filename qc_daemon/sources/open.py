@@ -36,9 +36,10 @@ def _spec2nii_dicom(path: Path):
         ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Manufacturer", "SOPClassUID"])
     except Exception:  # noqa: BLE001  (mrsqc's reader gives the error)
         return None
-    if str(getattr(ds, "SOPClassUID", "")) == MRS_STORAGE:
-        return None
-    return dicom_format(path, str(getattr(ds, "Manufacturer", "") or ""))
+    fmt = dicom_format(path, str(getattr(ds, "Manufacturer", "") or ""))
+    if fmt is not None and fmt.name.startswith("UIH"):
+        return fmt  # UIH stores its water reference in a private tag, and the conjugate frame: spec2nii knows
+    return None if str(getattr(ds, "SOPClassUID", "")) == MRS_STORAGE else fmt
 
 
 def _not_yet(path: Path) -> str | None:

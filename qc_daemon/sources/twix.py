@@ -3,7 +3,8 @@
 What it does to each transient, in order (spec2nii / FID-A conventions):
 1. keep image-scan MDBs only (noise adjust, PHASCOR, SYNCDATA, ACQEND and other non-image MDBs are skipped);
 2. trim ``mdh.CutOff`` pre/post samples;
-3. conjugate, so the ppm axis grows with frequency (mrsqc's frame);
+3. keep the data as they are: a twix stores mrsqc's frame (ppm grows with frequency after an FFT; spec2nii
+   conjugates twix data into the NIfTI-MRS frame, which is the conjugate of mrsqc's: docs/results.md);
 4. declare the oversampling factor (trimmed length / ``sSpecPara.lVectorSize``) in ScanInfo: the engine
    removes it after coil combination (one FID instead of every coil); the output dwell is
    ``alDwellTime x os`` (alDwellTime is the ADC dwell).
@@ -178,7 +179,7 @@ def read_twix(path: str | Path, measurement: int = -1, role: str | None = None) 
 
 
 class TwixTransients(Sequence):
-    """The transients of a twix measurement, read on demand (one MDB per transient: trim CutOff, conjugate).
+    """The transients of a twix measurement, read on demand (one MDB per transient, CutOff trimmed).
 
     Blocks are read straight from one open file, so QC starts before the file is read and memory stays flat
     for large files. (A read-ahead thread was measured: once blocks are read this way it gains nothing.)
@@ -208,7 +209,7 @@ class TwixTransients(Sequence):
         if len(buf) != n_bytes:
             raise InputError(self.path, f"transient {i}: data block truncated ({len(buf)} of {n_bytes} bytes)")
         raw = np.frombuffer(buf, dtype=dtype)["d"]  # coils x samples
-        data = np.conjugate(raw[:, self._pre:raw.shape[1] - self._post])
+        data = raw[:, self._pre:raw.shape[1] - self._post]
         flat = data.ravel()
         energy = float(np.vdot(flat, flat).real)  # NaN/Inf propagate; 0 means all zero
         if not np.isfinite(energy):
@@ -242,7 +243,7 @@ def _block_layout(ve: bool, channels: int, samples: int) -> tuple[int, np.dtype,
 
 def _leading_samples(path: Path, mdbs: list, ve: bool, pre: int, n: int) -> np.ndarray:
     """The first ``n`` samples (after CutOff) of every coil of each MDB (MDBs x coils x n, complex64,
-    conjugated to mrsqc's frame), read straight from the file: enough to classify transients
+    in mrsqc's frame), read straight from the file: enough to classify transients
     without holding the whole scan."""
     mdh0 = mdbs[0].mdh
     offset, dtype, n_bytes = _block_layout(ve, mdh0.UsedChannels, mdh0.SamplesInScan)
@@ -252,7 +253,7 @@ def _leading_samples(path: Path, mdbs: list, ve: bool, pre: int, n: int) -> np.n
             f.seek(int(m.mem_pos) + offset)
             buf = f.read(n_bytes)
             if len(buf) == n_bytes:
-                out[i] = np.conjugate(np.frombuffer(buf, dtype=dtype)["d"][:, pre:pre + n])
+                out[i] = np.frombuffer(buf, dtype=dtype)["d"][:, pre:pre + n]
     return out
 
 

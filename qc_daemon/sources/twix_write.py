@@ -2,7 +2,8 @@
 
 The header holds the XProtocol buffers (Config, Dicom, Meas) and the ASCCONV protocol (MeasYaps) with the
 fields mrsqc and other readers use: frequency, dwell, TE, TR, averages, sequence, vector size, voxel. Data
-are written the way a scanner does: 2x oversampled, with CutOff samples before and after, conjugated.
+are written the way a scanner does: 2x oversampled, with CutOff samples before and after (in mrsqc's frame, as a
+twix stores it).
 Fake patient fields can be filled in so tests can prove that they never leak.
 """
 
@@ -90,13 +91,11 @@ def oversample(fid: np.ndarray, factor: int = 2) -> np.ndarray:
 
 
 def _raw_blocks(transients: list[Transient], cutoff: tuple[int, int], rng: np.random.Generator) -> list[np.ndarray]:
-    """Scanner-style raw data per transient: 2x oversampled, conjugated, CutOff samples of noise at both ends."""
+    """Scanner-style raw data per transient: 2x oversampled, CutOff samples of noise at both ends."""
     pre, post = cutoff
     out = []
     for tr in transients:
-        # the reader conjugates and the engine then removes the oversampling: the inverse order here makes the
-        # round trip exact (with an even-length crop, conjugation and decimation do not commute at Nyquist)
-        raw = oversample(np.asarray(tr.data, dtype=np.complex128)).conj()
+        raw = oversample(np.asarray(tr.data, dtype=np.complex128))
         noise_sd = float(np.std(raw[:, -raw.shape[1] // 8:])) or 1e-6
         rows = raw.shape[0]
         edge = [noise_sd * (rng.standard_normal((rows, k)) + 1j * rng.standard_normal((rows, k))) for k in (pre, post)]

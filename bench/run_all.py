@@ -244,12 +244,13 @@ def main() -> None:
             f"- numba kernels: `warm_up()` in a fresh process with the on-disk cache: {warm:.2f} s (compiled once, "
             "`cache=True`; a test asserts that a full check after warm-up compiles nothing new)"]
     import architecture
+    import formats
     import freq_phase
     import lipid_seeds
     import water_dominated
 
     out += ["", lipid_seeds.main().rstrip("\n"), "", water_dominated.main().rstrip("\n"), "",
-            freq_phase.main().rstrip("\n"), "", architecture.main().rstrip("\n")]
+            freq_phase.main().rstrip("\n"), "", architecture.main().rstrip("\n"), "", formats.main().rstrip("\n")]
     results = ROOT / "bench" / "RESULTS.md"
     prev = results.read_text() if results.exists() else ""
     keep = prev[prev.index("\n## Daemon (issue"):] if "\n## Daemon (issue" in prev else ""  # daemon/UI benches

@@ -346,26 +346,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-json", action="store_true", help="log one JSON object per line (for log collectors)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    c = sub.add_parser("check", help="check a recorded scan offline (twix file, DICOM file or DICOM folder)",
+    c = sub.add_parser("check", help="check a recorded scan offline (twix, DICOM, NIfTI-MRS, Philips, GE, ...)",
                        description="Run every QC check on a recorded scan and print a summary. Formats read: "
                                    "Siemens twix (.dat, VB and VD/VE, multi-raid: the last measurement), Siemens "
                                    "spectroscopy DICOM (.IMA / CSA) and enhanced MRS DICOM (single file or a "
                                    "folder of per-transient files), single-voxel NIfTI-MRS (.nii/.nii.gz, "
-                                   "as spec2nii writes it), and an mrsqc spool (a daemon's raw record of a live "
-                                   "scan). Recognised but not read yet: Siemens RDA, Philips SDAT/SPAR and "
-                                   "DATA/LIST, GE P-files, MRD HDF5. Exit code 0 = "
-                                   "checked (whatever the verdict), 2 = the input could not be read.",
+                                   "as spec2nii writes it), an mrsqc spool (a daemon's raw record of a live "
+                                   "scan), and through spec2nii's readers: Siemens RDA, Philips SDAT/SPAR (give "
+                                   "either file) and DATA/LIST (with the scan's SPAR beside it), Philips private "
+                                   "and UIH DICOM, GE P-files (.7) and Bruker scan folders (the last two not "
+                                   "verified by a test file). Formats are recognised by content. Recognised but "
+                                   "not read: MRD HDF5. Exit code 0 = checked (whatever the verdict), 2 = the "
+                                   "input could not be read.",
                        epilog=f"checks installed (entry-point group mrsqc.checks): {', '.join(_check_names())}; "
                               "turn one off with [checks] disable = [\"name\"] in --config (docs/plugins.md)")
     c.add_argument("path", help="Siemens twix .dat, MRS DICOM file, a folder of per-transient DICOM files, "
-                                "NIfTI-MRS, or an mrsqc spool (spool.mrsqc, or the daemon's scan folder holding it)")
+                                "NIfTI-MRS, a vendor file spec2nii reads (SDAT/SPAR, DATA/LIST, RDA, .7, a Bruker "
+                                "folder), or an mrsqc spool (spool.mrsqc, or the daemon's scan folder holding it)")
     c.add_argument("--water", metavar="FILE",
-                   help="separate unsuppressed water-reference scan (twix, DICOM or NIfTI-MRS); it must match "
-                        "the scan's coils x points x dwell time")
+                   help="separate unsuppressed water-reference scan (any format above); it must match the "
+                        "scan's coils x points x dwell time")
     c.add_argument("--config", metavar="FILE",
                    help="TOML file overriding defaults (every key, unit and source: the engine's in "
                         "qc_daemon/default_config.toml, each check's in plugins/<name>.toml)")
-    c.add_argument("--out", metavar="DIR", help="write DIR/transients.jsonl and DIR/summary.json")
+    c.add_argument("--out", metavar="DIR",
+                   help="write DIR/transients.jsonl and DIR/summary.json, and NIfTI-MRS for analysts: "
+                        "combined.nii.gz (coil-combined, as acquired), accepted_aligned.nii.gz (accepted "
+                        "transients, frequency- and phase-corrected), each with a .tsv (docs/results.md)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_check)
 
@@ -474,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "follows a daemon's feed (snapshot first; reconnects when the daemon restarts); "
                                    "with FILE it runs the recording in-process through the same engine. Keys: q "
                                    "quit, p pause view, e export report, h history, l follow live, ? help.")
-    t.add_argument("path", nargs="?", metavar="FILE", help="review a twix file, DICOM file or folder offline")
+    t.add_argument("path", nargs="?", metavar="FILE", help="review a recorded scan offline (any format `check` reads)")
     t.add_argument("--water", metavar="FILE", help="with FILE: a separate water-reference scan")
     t.add_argument("--config", metavar="FILE", help="with FILE: TOML overriding QC defaults")
     t.add_argument("--speed", default="max", help="with FILE: 1 = scan pace, N = N times faster, max (default)")

@@ -97,6 +97,21 @@ def test_siemens_rda_is_the_scanner_average(tmp_path):
     assert run_check(tmp_path / "s.rda").summary.verdict == "pass"
 
 
+def test_uih_dicom_is_the_scanner_average_with_its_water_reference(tmp_path):
+    write_simulation(tmp_path, name="s", formats="uih,nifti", averages=24, n_coils=1, n_points=1024, seed=2,
+                     events=False)
+    uih = open_recording(tmp_path / "s_uih.dcm")
+    metab = open_recording(tmp_path / "s.nii.gz")
+    assert uih.scan.source == "uih dicom (spec2nii)" and [t.kind for t in uih.transients] == ["water_ref",
+                                                                                             "metabolite"]
+    mean = np.mean([t.data[0] for t in metab.transients], axis=0)
+    fid = uih.transients[1].data[0]
+    weight = np.vdot(mean, fid) / np.vdot(mean, mean)
+    assert np.allclose(fid, weight * mean, rtol=1e-4, atol=1e-5 * np.abs(fid).max())
+    s = run_check(tmp_path / "s_uih.dcm").summary
+    assert s.verdict == "pass" and 7.0 < s.fwhm_water_hz < 9.0  # the simulator's 8 Hz water line
+
+
 def test_philips_dicom_through_spec2nii_matches_mrsqc_s_own_reader(real_dir):
     """The same transients through both readers (MR Spectroscopy Storage stays with mrsqc's, open.py), and
     the metabolites lie below water in mrsqc's frame."""
@@ -144,7 +159,7 @@ def test_format_detection_is_by_content_not_the_name(plain, tmp_path):
 
 @pytest.mark.parametrize("fmt,name,water", [
     ("nifti", "s.nii.gz", "s_wref.nii.gz"), ("sdat", "s.SDAT", "s_wref.SDAT"), ("datalist", "s_raw.list", None),
-    ("rda", "s.rda", None)])
+    ("rda", "s.rda", None), ("uih", "s_uih.dcm", None)])
 def test_patient_fields_of_every_format_never_reach_the_outputs(tmp_path, capsys, fmt, name, water):
     fake = FakePatient()
     src = tmp_path / "in"
@@ -270,3 +285,29 @@ def test_mrsqc_s_twix_reader_and_spec2nii_give_one_frame(real_dir):
         block = theirs[pre:pre + t.data.shape[1], :, ave, phs].T  # coils x points
         assert _match(t.data.ravel(), block.ravel()) > 0.9999
         assert _match(t.data.ravel(), block.conj().ravel()) < 0.99
+
+
+# ---- every entry point takes every format: replay into the daemon, the offline view
+
+def test_replaying_a_nifti_mrs_file_gives_the_results_of_check(daemon, plain):
+    from qc_daemon.client import FeedClient
+    from qc_daemon.replay import replay
+
+    d, eps, ctx = daemon
+    viewer = FeedClient(eps.feed, eps.snapshot, ctx)
+    viewer.sync(5)
+    delivery = replay(plain / "s.nii.gz", eps.ingest, speed=None)
+    msgs = list(viewer.messages("summary", timeout_s=60))
+    viewer.close()
+    live = [m["result"] for m in msgs if m["type"] == "result"]
+    assert delivery.complete and live == [r.to_dict() for r in run_check(plain / "s.nii.gz").results]
+
+
+def test_the_offline_view_takes_nifti_mrs_with_its_water_file(plain):
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "qc_daemon.cli", "tui", str(plain / "s.nii.gz"), "--water",
+                          str(plain / "s_wref.nii.gz")], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert sum(1 for line in res.stdout.splitlines() if line[:4].strip().isdigit()) == 42  # 2 water + 40

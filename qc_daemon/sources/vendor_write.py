@@ -146,3 +146,71 @@ def write_data_list(stem: str | Path, scan: ScanInfo, metab: np.ndarray, water: 
     _, spar = write_sdat_spar(stem, scan, metab[:, 0], patient)
     stem.with_suffix(".SDAT").unlink()  # only the SPAR is the auxiliary file
     return data, lst, spar
+
+
+def write_uih_dicom(path: str | Path, scan: ScanInfo, metab: np.ndarray, water: np.ndarray,
+                    patient: FakePatient | None = None, averages: int = 1) -> Path:
+    """Write a UIH single-voxel spectroscopy DICOM the way spec2nii's UIH reader takes it: the (averaged)
+    water-suppressed FID in SpectroscopyData (5600,0020), the water reference in the private (0065,FF07), both
+    float32 complex in the conjugate of mrsqc's frame; orientation from the image-plane tags."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from .dicom import MRS_STORAGE
+
+    patient = patient or FakePatient()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def packed(fid: np.ndarray) -> bytes:
+        inter = np.empty(2 * fid.shape[-1], dtype="<f4")
+        inter[0::2], inter[1::2] = fid.real, -fid.imag  # the conjugate
+        return inter.tobytes()
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRS_STORAGE
+    meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=["mrsqc uih", scan.scan_id])
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = MRS_STORAGE
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=["mrsqc uih series", scan.scan_id])
+    ds.Modality = "MR"
+    ds.Manufacturer = "UIH"
+    ds.ManufacturerModelName = "uMR 790"
+    ds.DeviceSerialNumber = "0"
+    ds.SoftwareVersions = "R005"
+    ds.InstitutionName = "mrsqc"
+    ds.InstitutionAddress = "nowhere"
+    ds.SeriesDescription = "svs_se_30"
+    ds.ProtocolName = "svs_se_30"
+    ds.SequenceName = scan.sequence or "svs_se"
+    ds.PatientName = patient.name
+    ds.PatientID = patient.patient_id
+    ds.PatientBirthDate = patient.birth_date
+    ds.PatientSex = "O"
+    ds.PatientWeight = 70
+    ds.PatientPosition = "HFS"
+    ds.Rows, ds.Columns = 1, 1
+    ds.NumberOfFrames = 1
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.ImagePositionPatient = [0.0, -12.0, -20.0]
+    ds.PixelSpacing = [10.0, 10.0]
+    ds.SliceThickness = 11.0
+    ds.EchoTime = scan.te_ms or 30.0
+    ds.RepetitionTime = scan.tr_ms or 2000.0
+    ds.FlipAngle = 90
+    ds.NumberOfAverages = averages
+    ds.TransmitterFrequency = scan.f0_hz / 1e6
+    ds.ResonantNucleus = "1H"
+    ds.SpectralWidth = 1.0 / scan.dwell_s
+    ds.DataPointRows = 1
+    ds.DataPointColumns = int(metab.shape[-1])
+    ds.SpectroscopyAcquisitionDataColumns = int(metab.shape[-1])
+    ds.SpectroscopyData = packed(metab)
+    ds.add_new(0x0065FF07, "OB", packed(water))
+    ds.add_new(0x0065FF06, "DS", ["0", "0", "1"])
+    pydicom.dcmwrite(str(path), ds, enforce_file_format=True)
+    return path

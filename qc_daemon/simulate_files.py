@@ -112,4 +112,8 @@ def write_preset(preset: str, out: Path) -> list[Path]:
                              naa_snr=6.0, seed=7, drift_hz_per_min=4.0, n_events_each=1)
     paths += write_simulation(out, name="small_dicom", formats="dicom", averages=24, n_coils=4, n_points=1024,
                               naa_snr=8.0, seed=8, drift_hz_per_min=2.0, events=False)
+    paths += write_simulation(out, name="small_nifti", formats="nifti", averages=24, n_coils=4, n_points=1024,
+                              naa_snr=8.0, seed=9, drift_hz_per_min=0.3, events=False)
+    paths += write_simulation(out, name="small_philips", formats="sdat", averages=24, n_coils=1, n_points=1024,
+                              naa_snr=8.0, seed=10, drift_hz_per_min=0.3, events=False)
     return paths

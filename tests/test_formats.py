@@ -84,6 +84,22 @@ def test_philips_sdat_round_trip_gives_the_twix_results(tmp_path):
     _compare(run_check(tmp_path / "s.dat"), sdat)
 
 
+def test_philips_sdat_averaged_on_the_scanner_and_per_transient_with_240_fids(tmp_path):
+    from qc_daemon.sources.vendor_write import write_sdat_spar
+
+    # little drift: the scanner's average of a drifting scan is broadened by it (2 Hz/min over 480 s: tCr 16 Hz)
+    write_simulation(tmp_path, name="s", formats="sdat", averages=240, n_coils=1, n_points=1024, seed=7,
+                     events=False, drift_hz_per_min=0.1)
+    per = open_recording(tmp_path / "s.SPAR")
+    assert len(per.transients) == 240 and not per.scan.combined and per.scan.planned_averages == 240
+    mean = np.mean([t.data[0] for t in per.transients], axis=0)
+    write_sdat_spar(tmp_path / "avg", per.scan, mean[None])
+    avg = open_recording(tmp_path / "avg.SDAT")
+    assert avg.scan.combined and len(avg.transients) == 1
+    assert np.allclose(avg.transients[0].data[0], mean, rtol=1e-5, atol=1e-6 * np.abs(mean).max())
+    assert run_check(tmp_path / "avg.SDAT").summary.verdict == "pass"
+
+
 def test_siemens_rda_is_the_scanner_average(tmp_path):
     write_simulation(tmp_path, name="s", formats="rda,nifti", averages=24, n_coils=1, n_points=1024, seed=2,
                      events=False)
@@ -311,3 +327,58 @@ def test_the_offline_view_takes_nifti_mrs_with_its_water_file(plain):
                           str(plain / "s_wref.nii.gz")], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert sum(1 for line in res.stdout.splitlines() if line[:4].strip().isdigit()) == 42  # 2 water + 40
+
+
+def test_nifti_mrs_patient_fields_never_reach_the_feed_the_journal_or_the_logs(daemon, plain, caplog):
+    import gzip
+    import json
+    import logging
+
+    from qc_daemon.client import FeedClient
+    from qc_daemon.replay import replay
+
+    fake = FakePatient()
+    assert fake.name.encode() in gzip.decompress((plain / "s.nii.gz").read_bytes())
+    caplog.set_level(logging.DEBUG)
+    d, eps, ctx = daemon
+    viewer = FeedClient(eps.feed, eps.snapshot, ctx)
+    viewer.sync(5)
+    assert replay(plain / "s.nii.gz", eps.ingest, speed=None).complete
+    msgs = list(viewer.messages("summary", timeout_s=60))
+    viewer.close()
+    from tests.daemon_support import wait_until
+
+    folder = d.data_dir / next(m["summary"]["scan_id"] for m in msgs if m["type"] == "summary")
+    wait_until(lambda: (folder / "accepted_aligned.tsv").is_file(), what="the scan's outputs")
+    text = json.dumps(msgs) + caplog.text  # the feed, the logs, and every text file the daemon wrote
+    binary = ""  # the raw spool and the NIfTI-MRS (decompressed): 3 random bytes can spell a short surname there
+    for p in d.data_dir.rglob("*"):
+        if p.is_file():
+            raw = gzip.decompress(p.read_bytes()) if p.name.endswith(".gz") else p.read_bytes()
+            if p.suffix in (".json", ".jsonl", ".tsv", ".txt", ".log"):
+                text += raw.decode("latin-1")
+            else:
+                binary += raw.decode("latin-1")
+    for secret in (fake.name, fake.name.split("^")[0], fake.patient_id, fake.birth_date):
+        assert secret not in text
+    for secret in (fake.name, fake.patient_id, fake.birth_date):
+        assert secret not in binary
+
+
+@pytest.mark.parametrize("name,water", [("small_nifti.nii.gz", "small_nifti_wref.nii.gz"),
+                                        ("small_philips.SDAT", "small_philips_wref.SPAR")])
+def test_the_committed_nifti_and_philips_fixtures_check_to_their_truth(name, water):
+    import json
+
+    from tests.conftest import FIXTURES
+
+    truth = json.loads((FIXTURES / (name.split(".")[0] + ".truth.json")).read_text())
+    run = run_check(FIXTURES / name, water=FIXTURES / water)
+    s = run.summary
+    assert (s.n_metabolite, s.n_water_ref) == (truth["params"]["averages"], truth["params"]["water_refs_before"])
+    # no events, a slow drift: PASS; small_nifti has one false lipid flag (z_lipid 4.3 in 24 clean transients)
+    assert s.n_flagged <= 1 and s.verdict == "pass"
+    assert abs(s.fwhm_water_hz - truth["water_fwhm_hz"]) < 0.3
+    metab = [t for t in truth["transients"] if t["kind"] == "metabolite"]
+    slope = np.polyfit([t["time_s"] for t in metab], [t["freq_hz"] for t in metab], 1)[0] * 60.0  # Hz/min
+    assert s.drift_hz_per_min == pytest.approx(slope, abs=0.5)  # 0.3 Hz/min + the simulator's slow sinusoid

@@ -1,8 +1,8 @@
-"""``mrsqc simulate``: write simulated scans (twix, DICOM, NIfTI-MRS, Philips SDAT/SPAR and DATA/LIST, Siemens
-RDA, UIH DICOM) with their ``*.truth.json``. Formats that hold one coil (SDAT, RDA) get the coil-combined FIDs (the
-simulator's calibrated weights); formats without water references in the scan file (NIfTI-MRS, SDAT) get them in
-a ``*_wref`` file beside it; RDA and UIH DICOM hold the average of the metabolite transients (a scanner export),
-UIH also the water references' average in its private tag."""
+"""``mrsqc simulate``: write simulated scans (twix, DICOM, NIfTI-MRS, Philips SDAT/SPAR and DATA/LIST, Siemens RDA,
+UIH DICOM, GE P-file ``P<seed>.7``) with their ``*.truth.json``. Formats that hold one coil (SDAT, RDA) get the
+coil-combined FIDs (the simulator's calibrated weights); formats without water references in the scan file
+(NIfTI-MRS, SDAT) get them in a ``*_wref`` file beside it; RDA and UIH DICOM hold the average of the metabolite
+transients (a scanner export), UIH also the water references' average in its private tag."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from .sources.dicom_write import write_dicom_folder
 from .sources.nifti_write import write_nifti_mrs
 from .sources.simulate import SimulationParams, default_events, simulate_scan
 from .sources.twix_write import FakePatient, write_twix
-from .sources.vendor_write import write_data_list, write_rda, write_sdat_spar, write_uih_dicom
+from .sources.vendor_write import write_data_list, write_ge_pfile, write_rda, write_sdat_spar, write_uih_dicom
 
-FORMATS = ("twix", "dicom", "nifti", "sdat", "datalist", "rda", "uih")
+FORMATS = ("twix", "dicom", "nifti", "sdat", "datalist", "rda", "uih", "ge")
 
 
 def parse_formats(formats: str) -> list[str]:
@@ -95,6 +95,9 @@ def write_simulation(out: Path, name: str = "sim", formats: str = "twix", averag
         water = fids[is_water].mean(axis=0) if is_water.any() else fids[0]
         paths.append(write_uih_dicom(out / f"{name}_uih.dcm", sim.scan, fids[~is_water].mean(axis=0), water,
                                      averages=int((~is_water).sum())))
+    if "ge" in names:
+        data = np.stack([t.data for t in sim.transients])
+        paths.append(write_ge_pfile(out / f"P{seed:05d}.7", sim.scan, data[~is_water], data[is_water]))
     if "rda" in names:
         paths.append(write_rda(out / f"{name}.rda", sim.scan, fids[~is_water].mean(axis=0),
                                averages=int((~is_water).sum())))

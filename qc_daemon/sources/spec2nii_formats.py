@@ -11,6 +11,8 @@ Fixed on mrsqc's side (spec2nii not forked):
 - Philips DICOM: spec2nii takes the voxel's orientation from the first two VolumeLocalizationSequence items and
   raises IndexError when a file has fewer (the public Philips 1.5T file in ../shared/data/real has one); QC does
   not use the orientation, so a default affine stands in for that call only.
+- Bruker: when acqp's SW_h and the method's PVM_SpecSWH differ by >= 1 Hz spec2nii asks on stdin which to use
+  (``input()``), which would hang a daemon or a pipeline: the acquisition's SW_h is answered for it.
 - spec2nii prints progress and warnings: captured, never on mrsqc's screen (they can name the input file).
 """
 
@@ -33,8 +35,7 @@ from .recording import Chained, Recording
 
 GE_REVISIONS = (5.0, 40.0)  # the P-file's first float is its header revision (rdbm_rev: 9 .. 30.x)
 # formats mrsqc reads through spec2nii without a file of its own to test them on (README, "Formats")
-UNTESTED = {"GE P-file": "no public P-file is available to test with",
-            "Bruker": "no public Bruker spectroscopy folder is available to test with"}
+UNTESTED = {"Bruker": "no public Bruker spectroscopy folder is available to test with"}
 
 
 @dataclass(frozen=True)
@@ -185,13 +186,24 @@ def _philips_dicom(path: Path):
 
 
 def _bruker(path: Path):
+    import builtins
+
     from spec2nii.bruker import read_bruker
 
     fid = path / "fid" if path.is_dir() else path
     mode = {"fid": "FID", "2dseq": "2DSEQ", "rawdata.job0": "RAWDATA"}[fid.name]
     args = SimpleNamespace(file=str(fid), mode=mode, query=[], dump_headers=False, zeropad=False,
                            nospectrum=False, inspect=False, fileout=None, verbose=False)
-    return read_bruker(args)
+    original = builtins.input
+
+    def answer(prompt: str = "") -> str:  # spec2nii asks on stdin when SW_h and PVM_SpecSWH differ by >= 1 Hz
+        return "1"  # the acquisition's own receiver bandwidth (acqp SW_h): never wait on a terminal
+
+    builtins.input = answer
+    try:
+        return read_bruker(args)
+    finally:
+        builtins.input = original
 
 
 def _stored(img) -> tuple[np.ndarray, float, dict]:

@@ -1,15 +1,16 @@
-"""Writers of simulated vendor files that mrsqc reads through spec2nii (spec2nii_formats.py): Philips SDAT/SPAR
-and Siemens RDA. Each writes what the scanner writes (the fields spec2nii's reader needs, a fake patient's name
-and birth date where the format has them), so a round trip tests the reader on the format, not on mrsqc's own
-assumptions. Input FIDs are in mrsqc's frame (FFT ascending = ppm ascending, as FSL-MRS's); each format's own
-frame is what spec2nii's reader expects of it (it conjugates SDAT and DATA/LIST into the NIfTI-MRS frame, which is
-the conjugate of mrsqc's, and copies RDA as it is):
+"""Writers of simulated vendor files that mrsqc reads through spec2nii (spec2nii_formats.py): Philips SDAT/SPAR and
+DATA/LIST, Siemens RDA, UIH DICOM, GE P-file. Each writes what the scanner writes (the fields spec2nii's reader
+needs, a fake patient's name and birth date where the format has them), so a round trip tests the reader on the
+format, not on mrsqc's own assumptions. Input FIDs are in mrsqc's frame (FFT ascending = ppm ascending, as
+FSL-MRS's); each format's own frame is what spec2nii's reader expects of it (it conjugates SDAT and DATA/LIST into
+the NIfTI-MRS frame, which is the conjugate of mrsqc's, and copies RDA as it is):
 
 - SDAT: VAX F floats (little-endian 16-bit words swapped; value = IEEE value / 4), one row per FID, complex
   interleaved, in mrsqc's frame.
 - RDA: a text header between ``>>> Begin of header <<<`` and ``>>> End of header <<<`` (CRLF lines), then
   float64 complex interleaved, the conjugate of mrsqc's frame; SVS only, one (averaged) FID.
 - DATA/LIST: float32 complex vectors in mrsqc's frame, indexed by the .list.
+- UIH DICOM and GE P-file: the conjugate of mrsqc's frame (spec2nii copies them as they are).
 """
 
 from __future__ import annotations
@@ -213,4 +214,74 @@ def write_uih_dicom(path: str | Path, scan: ScanInfo, metab: np.ndarray, water: 
     ds.add_new(0x0065FF07, "OB", packed(water))
     ds.add_new(0x0065FF06, "DS", ["0", "0", "1"])
     pydicom.dcmwrite(str(path), ds, enforce_file_format=True)
+    return path
+
+
+GE_REVISION = 26.002  # MR26 (DV26); spec2nii checks the data offset against the revision's known value
+GE_DATA_OFFSET = 213684
+
+
+def write_ge_pfile(path: str | Path, scan: ScanInfo, metab: np.ndarray, water: np.ndarray,
+                   patient: FakePatient | None = None) -> Path:
+    """Write a GE PROBE-P P-file (``*.7``, header revision 26.002) as spec2nii's reader takes it: the rdb header
+    laid out by spec2nii's own field table (``get_pfile_hdr_fields``), then per coil one dummy FID followed by the
+    unsuppressed (``water``) and the suppressed (``metab``) transients, int32 complex interleaved, in the
+    conjugate of mrsqc's frame (spec2nii copies P-file data into the NIfTI-MRS frame as they are).
+    ``metab``/``water``: transients x coils x points; 16 / nex water transients (nex = 8: 2)."""
+    import ctypes as ct
+
+    from spec2nii.GE.ge_hdr_fields import get_pfile_hdr_fields
+
+    patient = patient or FakePatient()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n_water, n_coils, n_points = water.shape
+    nex = 16 // n_water
+    if nex * n_water != 16:
+        raise ValueError("a PROBE-P P-file holds 16 / nex water transients: give 1, 2, 4, 8 or 16")
+
+    class Header(ct.LittleEndianStructure):
+        _pack_ = 1
+        _fields_ = get_pfile_hdr_fields(GE_REVISION)
+
+    h = Header()
+    fields = {
+        "rhr_rh_rdbm_rev": GE_REVISION, "rhr_rdb_hdr_off_data": GE_DATA_OFFSET, "rhr_rh_point_size": 4,
+        "rhr_rh_frame_size": n_points, "rhr_rh_file_contents": 0, "rhr_spectral_width": 1.0 / scan.dwell_s,
+        "rhr_rh_ps_mps_freq": int(round(scan.f0_hz * 10)), "rhe_magstrength": int(round(scan.f0_hz / 42.577e6 * 1e4)),
+        "rhi_te": int((scan.te_ms or 30.0) * 1000), "rhi_tr": int((scan.tr_ms or 2000.0) * 1000), "rhi_ti": 0,
+        "rhi_mr_flip": 90, "rhi_nex": nex, "rhi_numecho": 1, "rhi_user4": float(metab.shape[0] * nex),
+        "rhi_freq_dir": 1, "rhi_user19": 0.0, "rhi_dfov": 240.0, "rhi_scanspacing": 0.0,
+        "rhi_user8": 10.0, "rhi_user9": 10.0, "rhi_user10": 11.0,
+        "rhi_user11": 0.0, "rhi_user12": -12.0, "rhi_user13": -20.0,
+        "rhi_tlhc_R": -120.0, "rhi_tlhc_A": 120.0, "rhi_tlhc_S": 0.0, "rhi_trhc_R": 120.0, "rhi_trhc_A": 120.0,
+        "rhi_trhc_S": 0.0, "rhi_brhc_R": 120.0, "rhi_brhc_A": -120.0, "rhi_brhc_S": 0.0,
+        "rhr_rh_raw_pass_size": n_coils * (n_water + metab.shape[0] + 1) * n_points * 2 * 4,
+        "rhr_rh_dab[0]_start_rcv": 0, "rhr_rh_dab[0]_stop_rcv": n_coils - 1,
+    }
+    known = {f[0] for f in Header._fields_}
+    missing = [n for n in fields if n not in known]
+    if missing:  # a ctypes structure takes any attribute silently: a misspelt field would never be written
+        raise ValueError(f"GE header revision {GE_REVISION} has no field {', '.join(missing)}")
+    for name, value in fields.items():
+        setattr(h, name, value)
+    text = {"rhi_psdname": b"probe-p", "rhs_se_desc": b"PROBE-P 30", "rhe_patname": patient.name.encode(),
+            "rhe_dateofbirth": patient.birth_date.encode(), "rhe_patid": patient.patient_id.encode(),
+            "rhe_ex_sysid": b"mrsqc", "rhe_uniq_sys_id": b"0", "rhe_ex_verscre": b"26", "rhe_hospname": b"mrsqc",
+            "rhi_cname": b"HNU"}
+    for name, value in text.items():
+        if name not in known:
+            raise ValueError(f"GE header revision {GE_REVISION} has no field {name}")
+        setattr(h, name, value)
+    head = bytes(h).ljust(GE_DATA_OFFSET, b"\0")
+    series = np.concatenate([water, metab], axis=0)  # time points x coils x points
+    scale = 2.0 ** 24 / max(float(np.abs(series).max()), 1e-30)  # int32 with headroom
+    blocks = []
+    for c in range(n_coils):
+        fids = np.concatenate([np.zeros((1, n_points), complex), series[:, c, :]])  # the dummy FID first
+        inter = np.empty(fids.shape + (2,), dtype="<i4")
+        inter[..., 0] = np.round(fids.real * scale)
+        inter[..., 1] = np.round(-fids.imag * scale)  # the conjugate
+        blocks.append(inter.tobytes())
+    path.write_bytes(head + b"".join(blocks))
     return path

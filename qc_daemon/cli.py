@@ -354,8 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "as spec2nii writes it), an mrsqc spool (a daemon's raw record of a live "
                                    "scan), and through spec2nii's readers: Siemens RDA, Philips SDAT/SPAR (give "
                                    "either file) and DATA/LIST (with the scan's SPAR beside it), Philips private "
-                                   "and UIH DICOM, GE P-files (.7) and Bruker scan folders (not verified by a "
-                                   "test file). Formats are recognised by content. Recognised but "
+                                   "and UIH DICOM, GE P-files (.7) and Bruker scan folders. Formats are "
+                                   "recognised by content. Recognised but "
                                    "not read: MRD HDF5. Exit code 0 = checked (whatever the verdict), 2 = the "
                                    "input could not be read.",
                        epilog=f"checks installed (entry-point group mrsqc.checks): {', '.join(_check_names())}; "
@@ -386,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="formats written, comma-separated: twix (Siemens .dat), dicom (per-transient MRS DICOM), "
                         "nifti (NIfTI-MRS, water in *_wref.nii.gz), sdat (Philips SDAT/SPAR, coil-combined), "
                         "datalist (Philips DATA/LIST + SPAR), rda (Siemens RDA, the average), uih (UIH DICOM), "
-                        "ge (GE P-file P<seed>.7); both = twix,dicom; "
+                        "ge (GE P-file P<seed>.7), bruker (a ParaVision study: scan 1, water in 2); "
+                        "both = twix,dicom; "
                         "all (default twix)")
     s.add_argument("--averages", type=int, default=128, help="metabolite averages (default 128)")
     s.add_argument("--coils", type=int, default=32, help="receive coils (default 32)")

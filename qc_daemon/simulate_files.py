@@ -1,5 +1,6 @@
 """``mrsqc simulate``: write simulated scans (twix, DICOM, NIfTI-MRS, Philips SDAT/SPAR and DATA/LIST, Siemens RDA,
-UIH DICOM, GE P-file ``P<seed>.7``) with their ``*.truth.json``. Formats that hold one coil (SDAT, RDA) get the
+UIH DICOM, GE P-file ``P<seed>.7``, a Bruker study folder: scan 1 the metabolites, 2 the water) with their
+``*.truth.json``. Formats that hold one coil (SDAT, RDA) get the
 coil-combined FIDs (the simulator's calibrated weights); formats without water references in the scan file
 (NIfTI-MRS, SDAT) get them in a ``*_wref`` file beside it; RDA and UIH DICOM hold the average of the metabolite
 transients (a scanner export), UIH also the water references' average in its private tag."""
@@ -17,9 +18,16 @@ from .sources.dicom_write import write_dicom_folder
 from .sources.nifti_write import write_nifti_mrs
 from .sources.simulate import SimulationParams, default_events, simulate_scan
 from .sources.twix_write import FakePatient, write_twix
-from .sources.vendor_write import write_data_list, write_ge_pfile, write_rda, write_sdat_spar, write_uih_dicom
+from .sources.vendor_write import (
+    write_bruker,
+    write_data_list,
+    write_ge_pfile,
+    write_rda,
+    write_sdat_spar,
+    write_uih_dicom,
+)
 
-FORMATS = ("twix", "dicom", "nifti", "sdat", "datalist", "rda", "uih", "ge")
+FORMATS = ("twix", "dicom", "nifti", "sdat", "datalist", "rda", "uih", "ge", "bruker")
 
 
 def parse_formats(formats: str) -> list[str]:
@@ -98,6 +106,11 @@ def write_simulation(out: Path, name: str = "sim", formats: str = "twix", averag
     if "ge" in names:
         data = np.stack([t.data for t in sim.transients])
         paths.append(write_ge_pfile(out / f"P{seed:05d}.7", sim.scan, data[~is_water], data[is_water]))
+    if "bruker" in names:  # ParaVision stores one (combined) channel: the water references in their own scan
+        gain = 2.0 ** np.floor(np.log2(2.0 ** 30 / float(np.abs(fids).max())))  # one receiver gain for both
+        paths.append(write_bruker(out / f"{name}_bruker", sim.scan, fids[~is_water], expno=1, scale=gain))
+        if is_water.any():
+            paths.append(write_bruker(out / f"{name}_bruker", sim.scan, fids[is_water], expno=2, scale=gain))
     if "rda" in names:
         paths.append(write_rda(out / f"{name}.rda", sim.scan, fids[~is_water].mean(axis=0),
                                averages=int((~is_water).sum())))

@@ -20,36 +20,40 @@ from qc_daemon.sources.twix_write import FakePatient
 from qc_daemon.sources.vendor_write import ieee_to_vax, vax_to_ieee
 
 SKIP = {"time_s"}  # a separate water file starts its own clock (0 s), the twix's metabolites start after it
+SCALED = {"noise_sd"}  # absolute units: a one-coil integer format scales them by its receiver gain
 
 
-def _same(a, b, path="", tol=2e-4):
-    """Equal within float32 precision (relative ``tol`` or absolute ``tol`` in the value's unit)."""
+def _same(a, b, path="", tol=2e-4, gain=1.0):
+    """Equal within float32 precision (relative ``tol`` or absolute ``tol`` in the value's unit); values in
+    absolute units (``SCALED``) after dividing ``b``'s by ``gain``."""
     if isinstance(a, dict):
         assert set(a) == set(b), path
         for k in a:
-            if k not in SKIP:
-                _same(a[k], b[k], f"{path}.{k}", tol)
+            if k in SCALED and isinstance(b[k], float):
+                assert math.isclose(a[k], b[k] / gain, rel_tol=tol), (f"{path}.{k}", a[k], b[k] / gain)
+            elif k not in SKIP:
+                _same(a[k], b[k], f"{path}.{k}", tol, gain)
     elif isinstance(a, list):
         assert len(a) == len(b), path
         for i, (x, y) in enumerate(zip(a, b)):
-            _same(x, y, f"{path}[{i}]", tol)
+            _same(x, y, f"{path}[{i}]", tol, gain)
     elif isinstance(a, float) and isinstance(b, float):
         assert math.isclose(a, b, rel_tol=tol, abs_tol=tol), (path, a, b)
     else:
         assert a == b, (path, a, b)
 
 
-def _compare(run_a, run_b, tol=2e-4):
+def _compare(run_a, run_b, tol=2e-4, gain=1.0):
     assert len(run_a.results) == len(run_b.results)
     for ra, rb in zip(run_a.results, run_b.results):
         a, b = ra.to_dict(), rb.to_dict()
         if ra.kind == "water_ref":  # a twix numbers its references by its Ave counter (0, 0), a file by order
             a.pop("average"), b.pop("average")
-        _same(a, b, f"transient {ra.index}", tol)
+        _same(a, b, f"transient {ra.index}", tol, gain)
     sa, sb = run_a.summary.to_dict(), run_b.summary.to_dict()
     for key in ("notes", "provenance", "scan", "scan_id"):
         sa.pop(key, None), sb.pop(key, None)
-    _same(sa, sb, "summary", tol)
+    _same(sa, sb, "summary", tol, gain)
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +109,21 @@ def test_ge_pfile_round_trip_gives_the_twix_results(tmp_path):
                      n_events_each=1)
     ge = run_check(tmp_path / "P00005.7")  # its 2 water references come first, as in the twix
     assert ge.scan.source == "ge p-file (spec2nii)" and ge.scan.n_coils == 4 and ge.summary.n_flagged > 0
-    # P-files hold int32: with the water references 2500x NAA setting the scale, NAA has ~7000 levels, and the
-    # values agree to 1e-3 (phases: 3e-4 deg), not to float32's 2e-4
+    # P-files hold int32 (the water references, 2500x NAA, set the scale): the values agree to 1e-3, the
+    # tolerance of the integer formats, not float32's 2e-4
     _compare(run_check(tmp_path / "s.dat"), ge, tol=1e-3)
+
+
+def test_bruker_round_trip_gives_the_twix_results(tmp_path):
+    # ParaVision stores one combined channel: the same one-coil scan as twix and as a Bruker study
+    write_simulation(tmp_path, name="s", formats="twix,bruker", averages=40, n_coils=1, n_points=1024, seed=6,
+                     n_events_each=1)
+    bruker = run_check(tmp_path / "s_bruker" / "1", water=tmp_path / "s_bruker" / "2")
+    assert bruker.scan.source == "bruker (spec2nii)" and bruker.summary.n_flagged > 0
+    twix = run_check(tmp_path / "s.dat")
+    gain = bruker.results[5].metrics["noise_sd"] / twix.results[5].metrics["noise_sd"]
+    assert gain == pytest.approx(2.0 ** round(math.log2(gain)), rel=1e-3)  # the simulator's power-of-2 gain
+    _compare(twix, bruker, tol=1e-3, gain=gain)  # int32 data, as for GE
 
 
 def test_siemens_rda_is_the_scanner_average(tmp_path):
@@ -185,7 +201,8 @@ def test_format_detection_is_by_content_not_the_name(plain, tmp_path):
 
 @pytest.mark.parametrize("fmt,name,water", [
     ("nifti", "s.nii.gz", "s_wref.nii.gz"), ("sdat", "s.SDAT", "s_wref.SDAT"), ("datalist", "s_raw.list", None),
-    ("rda", "s.rda", None), ("uih", "s_uih.dcm", None), ("ge", "P00003.7", None)])
+    ("rda", "s.rda", None), ("uih", "s_uih.dcm", None), ("ge", "P00003.7", None),
+    ("bruker", "s_bruker/1", "s_bruker/2")])
 def test_patient_fields_of_every_format_never_reach_the_outputs(tmp_path, capsys, fmt, name, water):
     fake = FakePatient()
     src = tmp_path / "in"
@@ -195,7 +212,7 @@ def test_patient_fields_of_every_format_never_reach_the_outputs(tmp_path, capsys
     def raw(p):
         return gzip.decompress(p.read_bytes()) if p.name.endswith(".gz") else p.read_bytes()
 
-    assert any(fake.name.encode() in raw(p) for p in src.iterdir())  # the input really carries it
+    assert any(fake.name.encode() in raw(p) for p in src.rglob("*") if p.is_file())  # the input carries it
     out = tmp_path / "out"
     args = ["check", str(src / name), "--out", str(out)] + (["--water", str(src / water)] if water else [])
     assert main(args) == 0

@@ -34,8 +34,6 @@ from .nifti_mrs import nmrs_recording
 from .recording import Chained, Recording
 
 GE_REVISIONS = (5.0, 40.0)  # the P-file's first float is its header revision (rdbm_rev: 9 .. 30.x)
-# formats mrsqc reads through spec2nii without a file of its own to test them on (README, "Formats")
-UNTESTED = {"Bruker": "no public Bruker spectroscopy folder is available to test with"}
 
 
 @dataclass(frozen=True)
@@ -238,9 +236,6 @@ def read_spec2nii(fmt: Format, path: Path, role: str | None = None) -> Recording
     water = [img for n, img in named if _is_water_name(n)] if len(named) > 1 else []
     metab = [img for n, img in named if not (water and _is_water_name(n))]
     note = f"read through spec2nii ({fmt.name})"
-    if fmt.name in UNTESTED:
-        note += (f"; not verified by mrsqc's tests ({UNTESTED[fmt.name]}): check that NAA sits at 2.0 ppm, "
-                 "not mirrored at 7.3")
     main = nmrs_recording(*_stored(metab[0]), path, scan_id, role=role, source=fmt.source, notes=[note])
     if len(metab) > 1:
         main.notes.append(f"spec2nii made {len(metab)} outputs; checking the first ({named[0][0]})")

@@ -275,7 +275,7 @@ def write_ge_pfile(path: str | Path, scan: ScanInfo, metab: np.ndarray, water: n
         setattr(h, name, value)
     head = bytes(h).ljust(GE_DATA_OFFSET, b"\0")
     series = np.concatenate([water, metab], axis=0)  # time points x coils x points
-    scale = 2.0 ** 24 / max(float(np.abs(series).max()), 1e-30)  # int32 with headroom
+    scale = 2.0 ** 30 / max(float(np.abs(series).max()), 1e-30)  # int32, a factor 2 of headroom
     blocks = []
     for c in range(n_coils):
         fids = np.concatenate([np.zeros((1, n_points), complex), series[:, c, :]])  # the dummy FID first
@@ -285,3 +285,53 @@ def write_ge_pfile(path: str | Path, scan: ScanInfo, metab: np.ndarray, water: n
         blocks.append(inter.tobytes())
     path.write_bytes(head + b"".join(blocks))
     return path
+
+
+def _jcamp(params: dict) -> str:
+    """Bruker JCAMP-DX parameter text: ``##$NAME=value``; lists and arrays as ``( shape )`` then the values."""
+    lines = ["##TITLE=Parameter List, mrsqc simulation", "##JCAMPDX=4.24", "##DATATYPE=Parameter Values"]
+    for key, value in params.items():
+        if isinstance(value, np.ndarray):
+            shape = ", ".join(str(s) for s in value.shape)
+            lines += [f"##${key}=( {shape} )", " ".join(f"{x:g}" for x in value.ravel())]
+        elif isinstance(value, (list, tuple)):
+            lines += [f"##${key}=( {len(value)} )", " ".join(str(x) for x in value)]
+        else:
+            lines.append(f"##${key}={value}")
+    return "\n".join(lines + ["##END="]) + "\n"
+
+
+def write_bruker(folder: str | Path, scan: ScanInfo, fids: np.ndarray, patient: FakePatient | None = None,
+                 expno: int = 1, scale: float | None = None) -> Path:
+    """Write a ParaVision 6.0.1 STEAM single-voxel scan as brukerapi and spec2nii read it: ``<folder>/subject``
+    and the scan folder ``<folder>/<expno>`` with ``acqp``, ``method`` and ``fid`` (one channel, one FID per
+    repetition, int32 complex interleaved, in mrsqc's frame: spec2nii conjugates it into the NIfTI-MRS frame).
+    ``fids``: transients x points (coil-combined, as ParaVision stores spectroscopy); ``scale``: the receiver
+    gain (int32 units per unit; default: the largest value at 2^30). Returns the scan folder."""
+    patient = patient or FakePatient()
+    folder = Path(folder)
+    scan_dir = folder / str(expno)
+    scan_dir.mkdir(parents=True, exist_ok=True)
+    fids = np.atleast_2d(np.asarray(fids))
+    n_t, n = fids.shape
+    sw = 1.0 / scan.dwell_s
+    acqp = {"ACQ_sw_version": "<PV 6.0.1>", "PULPROG": "<STEAM.ppg>", "ACQ_method": "<Bruker:STEAM>", "ACQ_dim": 1,
+            "ACQ_dim_desc": ["Spectroscopic"], "ACQ_size": [2 * n], "NR": n_t, "NI": 1,
+            "GO_raw_data_format": "GO_32BIT_SGN_INT", "BYTORDA": "little", "GO_block_size": "continuous",
+            "ACQ_word_size": "_32_BIT", "SW_h": sw, "BF1": scan.f0_mhz, "NUCLEUS": "<1H>"}
+    method = {"Method": "<Bruker:STEAM>", "PVM_EchoTime": scan.te_ms or 20.0,
+              "PVM_RepetitionTime": scan.tr_ms or 2500.0, "PVM_SpecSWH": [sw], "PVM_DigShift": 0, "PVM_DigNp": n,
+              "PVM_SpecMatrix": [n], "PVM_FrqWorkOffsetPpm": [0.0] * 8, "PVM_FrqRef": [scan.f0_mhz] * 8,
+              "PVM_EncNReceivers": 1, "PVM_VoxArrGradOrient": np.eye(3).reshape(1, 3, 3),
+              "PVM_VoxArrPosition": np.zeros((1, 3)), "PVM_VoxArrSize": np.array([[3.0, 3.0, 3.0]])}
+    (scan_dir / "acqp").write_text(_jcamp(acqp))
+    (scan_dir / "method").write_text(_jcamp(method))
+    (folder / "subject").write_text(_jcamp({"SUBJECT_id": f"<{patient.name}>", "SUBJECT_study_nr": 1,
+                                            "SUBJECT_name_string": f"<{patient.name}>",
+                                            "SUBJECT_dbirth": f"<{patient.birth_date}>"}))
+    scale = scale or 2.0 ** 30 / max(float(np.abs(fids).max()), 1e-30)
+    inter = np.empty((n_t, n, 2), dtype="<i4")
+    inter[..., 0] = np.round(fids.real * scale)
+    inter[..., 1] = np.round(fids.imag * scale)
+    (scan_dir / "fid").write_bytes(inter.tobytes())
+    return scan_dir

@@ -137,7 +137,8 @@ def write_nifti_outputs(out_dir: str | Path, scan: ScanInfo, results: list[Trans
     left = len(metab) - len(cycles) * n_sets
     if left:
         notes.append(f"combined.nii.gz: {left} transient(s) of an incomplete last edit cycle left out")
-    _write(out, "combined.nii.gz", scan, cycles, fids, acquired, provenance, [combine])
+    if _write(out, "combined.nii.gz", scan, cycles, fids, acquired, provenance, [combine]) is None:
+        notes.append("combined.nii.gz not written: no metabolite transient (or an edit set without any)")
     _write(out, "combined_wref.nii.gz", scan, [[r] for r in water], fids, acquired, provenance, [combine])
     accepted = [r for r in metab if r.accepted]
     removed = [r for r in metab if not r.accepted]

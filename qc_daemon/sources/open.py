@@ -9,13 +9,11 @@ from pathlib import Path
 from ..errors import InputError
 from ..spool import SPOOL_NAME, is_spool
 from ..spool import read_recording as read_spool_recording
-from .dicom import read_dicom
+from .dicom import MRS_STORAGE, read_dicom
 from .nifti_mrs import is_nifti, read_nifti_mrs
 from .recording import Recording
 from .spec2nii_formats import detect, dicom_format, read_spec2nii
 from .twix import is_twix, read_twix
-
-MRS_STORAGE = "1.2.840.10008.5.1.4.1.1.4.2"  # MR Spectroscopy Storage: mrsqc's own DICOM reader
 
 
 def _looks_like_dicom(path: Path) -> bool:

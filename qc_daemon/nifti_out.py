@@ -90,7 +90,10 @@ def _step(provenance: dict, method: str, details: str, when: str) -> dict:
 def _write(out: Path, name: str, scan: ScanInfo, entries: list[list[TransientQC]], fids: dict[int, np.ndarray],
            acquired: dict[int, Acquired], provenance: dict, steps: list[dict],
            applied: dict[int, float] | None = None) -> Path | None:
-    if not entries:
+    tsv = f"{name.split('.')[0]}.tsv"
+    if not entries:  # nothing to write: no file from an earlier run into the same folder may stand for it
+        (out / name).unlink(missing_ok=True)
+        (out / tsv).unlink(missing_ok=True)
         return None
     n_sets = len(entries[0])
     data = np.stack([np.stack([fids[r.index] for r in e], axis=-1) for e in entries], axis=1)  # pts x dyn x set
@@ -101,7 +104,6 @@ def _write(out: Path, name: str, scan: ScanInfo, entries: list[list[TransientQC]
         info = {"DIM_EDIT": {"info": "edit sets in acquisition order (mrsqc set 0, 1, ...)"}}
     else:
         data = data[..., 0]
-    tsv = f"{name.split('.')[0]}.tsv"
     path = write_nifti_mrs(out / name, data, scan.dwell_s, scan.f0_mhz, dims,
                            _header(scan, provenance, steps, tsv), dim_info=info)
     lines = ["\t".join(TSV_COLUMNS)]

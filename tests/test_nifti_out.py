@@ -161,3 +161,13 @@ def test_aligned_output_undoes_a_known_drift(tmp_path):
     applied = np.array([float(x.split("\t")[7]) for x in lines])
     assert applied.max() - applied.min() > 10.0  # the drift it undid, Hz
     assert truth["params"]["drift_hz_per_min"] == 8.0
+
+
+def test_a_water_only_scan_writes_its_water_and_leaves_no_stale_metabolite_file(real_dir, tmp_path):
+    (tmp_path / "accepted_aligned.nii.gz").write_bytes(b"from an earlier run")
+    (tmp_path / "combined.tsv").write_text("from an earlier run")
+    assert main(["check", str(real_dir / "invivo_7t_steam" / "wref_raw.nii.gz"), "--out", str(tmp_path), "-q"]) == 0
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"combined_wref.nii.gz", "combined_wref.tsv", "summary.json"} <= names
+    assert not names & {"combined.nii.gz", "combined.tsv", "accepted_aligned.nii.gz", "accepted_aligned.tsv"}
+    _validate(tmp_path / "combined_wref.nii.gz")

@@ -233,15 +233,16 @@ def read_spec2nii(fmt: Format, path: Path, role: str | None = None) -> Recording
         raise InputError(path, f"{fmt.name}: spec2nii found no spectroscopy data in it")
     with open(fmt.main, "rb") as f:
         scan_id = hashlib.sha256(f.read(65536)).hexdigest()[:16]
-    water = [img for n, img in named if _is_water_name(n)] if len(named) > 1 else []
-    metab = [img for n, img in named if not (water and _is_water_name(n))]
+    water = [(n, img) for n, img in named if _is_water_name(n)] if len(named) > 1 else []
+    metab = [(n, img) for n, img in named if not (water and _is_water_name(n))] or water[:1]
+    water = [w for w in water if w is not metab[0]]
     note = f"read through spec2nii ({fmt.name})"
-    main = nmrs_recording(*_stored(metab[0]), path, scan_id, role=role, source=fmt.source, notes=[note])
+    main = nmrs_recording(*_stored(metab[0][1]), path, scan_id, role=role, source=fmt.source, notes=[note])
     if len(metab) > 1:
-        main.notes.append(f"spec2nii made {len(metab)} outputs; checking the first ({named[0][0]})")
+        main.notes.append(f"spec2nii made {len(metab)} outputs; checking the first ({metab[0][0]})")
     if not water:
         return main
-    ref = nmrs_recording(*_stored(water[0]), path, scan_id, source=fmt.source)  # kinds from the signal
+    ref = nmrs_recording(*_stored(water[0][1]), path, scan_id, source=fmt.source)  # kinds from the signal
     s, w = main.scan, ref.scan
     if (w.n_coils, w.n_points) != (s.n_coils, s.n_points):
         main.notes.append("its water reference has another shape: not used")

@@ -32,6 +32,24 @@ def _progress(result, total: int) -> None:
     sys.stderr.flush()
 
 
+def cmd_to_mrd(args: argparse.Namespace) -> int:
+    from .sources.mrd import write_mrd
+    from .sources.open import open_recording
+
+    rec = open_recording(args.path)
+    if args.water:
+        from .check import merge_water
+
+        rec = merge_water(rec, open_recording(args.water, role="water"), args.water)
+    out = Path(args.out)
+    if out.is_dir() or not out.parent.is_dir():
+        raise InputError(args.out, "give the path of the .h5 file to write, in an existing folder")
+    write_mrd(out, rec)
+    print(f"wrote {out}: {len(rec.transients)} acquisitions ({rec.scan.n_coils} coils x "
+          f"{rec.scan.samples_per_transient} samples), MRD (ISMRMRD v1) HDF5, group 'dataset'")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from .check import run_check
     from .config import load_config
@@ -355,9 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "scan), and through spec2nii's readers: Siemens RDA, Philips SDAT/SPAR (give "
                                    "either file) and DATA/LIST (with the scan's SPAR beside it), Philips private "
                                    "and UIH DICOM, GE P-files (.7) and Bruker scan folders. Formats are "
-                                   "recognised by content. Recognised but "
-                                   "not read: MRD HDF5. Exit code 0 = checked (whatever the verdict), 2 = the "
-                                   "input could not be read.",
+                                   "recognised by content; MRD (ISMRMRD) HDF5 too. Exit code 0 = checked "
+                                   "(whatever the verdict), 2 = the input could not be read.",
                        epilog=f"checks installed (entry-point group mrsqc.checks): {', '.join(_check_names())}; "
                               "turn one off with [checks] disable = [\"name\"] in --config (docs/plugins.md)")
     c.add_argument("path", help="Siemens twix .dat, MRS DICOM file, a folder of per-transient DICOM files, "
@@ -375,6 +392,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "transients, frequency- and phase-corrected), each with a .tsv (docs/results.md)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_check)
+
+    m = sub.add_parser("to-mrd", help="write a recording as an MRD (ISMRMRD) HDF5 dataset, for the scanner client",
+                       description="Write any recording mrsqc reads (twix, DICOM, NIfTI-MRS, the vendor formats) as "
+                                   "an MRD (ISMRMRD v1) HDF5 dataset laid out as siemens_to_ismrmrd lays out a "
+                                   "twix: the XML header (f0, TE/TR, sequence, SpecVectorSize, ReadoutOS; no "
+                                   "patient fields), one acquisition per transient with every coil, its average "
+                                   "and edit-set counters and its time stamp (2.5 ms ticks). Data in mrsqc's frame, "
+                                   "as a twix holds them. Exit code 0 = written, 2 = the input could not be read.")
+    m.add_argument("path", help="the recording (any format `check` reads)")
+    m.add_argument("out", help="the .h5 file to write (replaced if it exists)")
+    m.add_argument("--water", metavar="FILE", help="a separate water-reference scan: its transients come first")
+    m.set_defaults(func=cmd_to_mrd)
 
     s = sub.add_parser("simulate", help="write a simulated scan with ground truth (*.truth.json)",
                        description="Simulate a 3T brainstem-like SVS scan (coils, noise, drift, residual "

@@ -79,7 +79,7 @@ def test_bad_values_are_one_line(args, words):
     ("x.SDAT", b"\0" * 64, ("Philips SDAT/SPAR", "SPAR file is not beside it")),
     ("p12345.7", b"\0" * 64, ("GE P-file", "revision 0")),
     ("x.list", b"# .list\n", ("Philips DATA/LIST", "beside it")),
-    ("x.h5", b"\x89HDF\r\n\x1a\n" + b"\0" * 64, ("ISMRMRD (MRD) HDF5", "not supported")),
+    ("x.h5", b"\x89HDF\r\n\x1a\n" + b"\0" * 64, ("not a readable MRD (ISMRMRD) HDF5 dataset",)),
 ])
 def test_damaged_or_incomplete_vendor_files_are_one_line_naming_the_format(tmp_path, name, content, words):
     path = tmp_path / name

@@ -22,8 +22,7 @@ def _looks_like_dicom(path: Path) -> bool:
     return head[128:132] == b"DICM" or path.suffix.lower() in (".dcm", ".ima")
 
 
-# formats mrsqc recognises but does not read: suffix -> name (README, "Formats")
-NOT_YET = {".h5": "ISMRMRD (MRD) HDF5", ".mrd": "ISMRMRD (MRD) HDF5"}
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def _spec2nii_dicom(path: Path):
@@ -38,15 +37,6 @@ def _spec2nii_dicom(path: Path):
     if fmt is not None and fmt.name.startswith("UIH"):
         return fmt  # UIH stores its water reference in a private tag, and the conjugate frame: spec2nii knows
     return None if str(getattr(ds, "SOPClassUID", "")) == MRS_STORAGE else fmt
-
-
-def _not_yet(path: Path) -> str | None:
-    """The name of a recognised but unsupported format (by content where it has a signature, else suffix)."""
-    with open(path, "rb") as f:
-        head = f.read(352)
-    if head[:8] == b"\x89HDF\r\n\x1a\n":
-        return "ISMRMRD (MRD) HDF5"
-    return NOT_YET.get(path.suffix.lower())
 
 
 def open_recording(path: str | Path, role: str | None = None) -> Recording:
@@ -76,11 +66,14 @@ def open_recording(path: str | Path, role: str | None = None) -> Recording:
         return read_nifti_mrs(path, role=role)
     if is_twix(path):
         return read_twix(path, role=role)
+    with open(path, "rb") as f:
+        if f.read(8) == HDF5_SIGNATURE:
+            from .mrd import read_mrd
+
+            return read_mrd(path, role=role)
     fmt = detect(path)
     if fmt is not None:
         return read_spec2nii(fmt, path, role)
-    name = _not_yet(path)
-    if name:
-        raise InputError(path, f"{name} is recognised but not supported (see the README's formats)")
-    raise InputError(path, "unrecognised format: expected Siemens twix (.dat), DICOM, NIfTI-MRS, Philips "
-                           "SDAT/SPAR or DATA/LIST, Siemens RDA, GE P-file (.7), a Bruker folder or an mrsqc spool")
+    raise InputError(path, "unrecognised format: expected Siemens twix (.dat), DICOM, NIfTI-MRS, MRD (ISMRMRD) "
+                           "HDF5, Philips SDAT/SPAR or DATA/LIST, Siemens RDA, GE P-file (.7), a Bruker folder or "
+                           "an mrsqc spool")

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from unittest import mock
 
 import numpy as np
 
@@ -77,12 +78,8 @@ def _read_sdat(sdat: Path, spar: Path):
         data = (values[0::2] + 1j * values[1::2]).astype(np.complex64)
         return np.reshape(data, (rows, samples)).T.squeeze()
 
-    original = philips.read_sdat
-    philips.read_sdat = fast_read_sdat
-    try:
+    with mock.patch.object(philips, "read_sdat", fast_read_sdat):
         return philips.read_sdat_spar_pair(sdat, spar, None, [None, None, None], None, None)
-    finally:
-        philips.read_sdat = original
 
 
 def detect(path: Path) -> Format | None:
@@ -176,11 +173,8 @@ def _philips_dicom(path: Path):
         except (IndexError, AttributeError):  # fewer localisation items than spec2nii expects
             return NIFTIOrient(np.diag([10.0, 10.0, 10.0, 1.0]))
 
-    philips_dcm._enhanced_dcm_svs_to_orientation = orientation
-    try:
+    with mock.patch.object(philips_dcm, "_enhanced_dcm_svs_to_orientation", orientation):
         return philips_dcm.multi_file_dicom([path], None, "DIM_DYN", False)
-    finally:
-        philips_dcm._enhanced_dcm_svs_to_orientation = original
 
 
 def _bruker(path: Path):
@@ -192,16 +186,11 @@ def _bruker(path: Path):
     mode = {"fid": "FID", "2dseq": "2DSEQ", "rawdata.job0": "RAWDATA"}[fid.name]
     args = SimpleNamespace(file=str(fid), mode=mode, query=[], dump_headers=False, zeropad=False,
                            nospectrum=False, inspect=False, fileout=None, verbose=False)
-    original = builtins.input
-
     def answer(prompt: str = "") -> str:  # spec2nii asks on stdin when SW_h and PVM_SpecSWH differ by >= 1 Hz
         return "1"  # the acquisition's own receiver bandwidth (acqp SW_h): never wait on a terminal
 
-    builtins.input = answer
-    try:
+    with mock.patch.object(builtins, "input", answer):
         return read_bruker(args)
-    finally:
-        builtins.input = original
 
 
 def _stored(img) -> tuple[np.ndarray, float, dict]:

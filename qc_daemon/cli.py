@@ -159,10 +159,61 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mrd_server(args: argparse.Namespace) -> int:
+    """The scanner bridge until SIGINT/SIGTERM (bridge.py; docs/scanner.md)."""
+    import signal
+    import threading
+
+    from .bridge import BridgeSettings, MrdServer
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    if not args.allow_remote and args.host not in ("127.0.0.1", "localhost", "::1"):
+        raise InputError("--host", f"{args.host} is not the loopback interface: pass --allow-remote to listen there "
+                                   "(the scanner's network only; docs/scanner.md)")
+    for name in ("to", "feed", "snapshot"):
+        _check_endpoint(f"--{name}", getattr(args, name))
+    settings = BridgeSettings(ingest=args.to, feed=args.feed, snapshot=args.snapshot, key=_key(args.key_file),
+                              buffer_bytes=int(args.buffer_mb * 2 ** 20), text_interval_s=args.text_interval,
+                              idle_timeout_s=args.idle_timeout, daemon_timeout_s=args.daemon_timeout)
+    daemon = thread = None
+    daemon_stop = threading.Event()
+    if args.in_process:
+        from .config import load_config
+        from .daemon import Daemon, Endpoints
+
+        config = load_config(args.config)
+        daemon = Daemon(Endpoints("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*"),
+                        data_dir=args.data_dir, config=config, key=settings.key)
+        bound = daemon.bind()
+        daemon.warm_up()
+        settings.ingest, settings.feed, settings.snapshot = bound.ingest, bound.feed, bound.snapshot
+        thread = threading.Thread(target=daemon.serve, args=(daemon_stop,), name="daemon", daemon=True)
+        thread.start()
+    try:
+        server = MrdServer(settings, args.host, args.port)
+    except OSError as exc:
+        raise InputError("--port", f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc})") from None
+    print(json.dumps({"mrd": f"{server.address[0]}:{server.address[1]}", "ingest": settings.ingest,
+                      "feed": settings.feed, "snapshot": settings.snapshot,
+                      "data_dir": str(daemon.data_dir) if daemon else None}), flush=True)
+    try:
+        server.serve(stop)
+    finally:
+        if daemon is not None:
+            daemon_stop.set()
+            thread.join(10)
+            daemon.close()
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from .replay import DeliveryError, replay
 
     speed = _speed(args.speed)
+    if args.mrd:
+        return _replay_mrd(args, speed)
     _check_endpoint("--to", args.to)
     from .security import ClientCurve
 
@@ -182,6 +233,28 @@ def cmd_replay(args: argparse.Namespace) -> int:
         for r in delivery.rejected[:5]:
             print(f"rejected: {r['reason']}: {r['detail']}", file=sys.stderr)
     return 0
+
+
+def _replay_mrd(args: argparse.Namespace, speed: float | None) -> int:
+    """replay --mrd HOST:PORT: as a scanner streams MRD; prints the server's TEXT lines as they were sent."""
+    from .mrd_client import replay_mrd
+    from .sources.open import open_recording
+
+    host, _, port = args.mrd.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError("--mrd", f"{args.mrd!r} is not HOST:PORT")
+    rec = open_recording(args.path)
+    try:
+        out = replay_mrd(rec, host.strip("[]"), int(port), speed,
+                         on_sent=(lambda t, total: _progress(t, total)) if sys.stderr.isatty() else None,
+                         timeout_s=args.timeout)
+    except OSError as exc:
+        raise InputError("--mrd", f"cannot stream to {args.mrd} ({exc.strerror or exc})") from None
+    for line in out.lines:
+        print(line)
+    print(f"sent {out.sent} acquisitions to {args.mrd}; {len(out.lines)} lines back"
+          + ("" if out.closed_by_server else "; the server did not answer CLOSE"))
+    return 0 if out.closed_by_server else 2
 
 
 def _out_dir(option: str, path: str | Path) -> Path:
@@ -485,7 +558,48 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--curve-secret", metavar="FILE",
                     help="this client's secret key file (mrsqc keys), for a CURVE daemon")
     rp.add_argument("--server-key", metavar="FILE", help="the daemon's public key file, for a CURVE daemon")
+    rp.add_argument("--mrd", metavar="HOST:PORT",
+                    help="stream as a scanner does, MRD over TCP, to an mrsqc mrd-server (or any MRD server) "
+                         "instead of the daemon; prints the TEXT lines the server sends back")
     rp.set_defaults(func=cmd_replay)
+
+    mr = sub.add_parser("mrd-server", help="the scanner bridge: an MRD (ISMRMRD) streaming server, e.g. behind "
+                                           "Siemens FIRE",
+                        description="Listen for a scanner streaming raw data as MRD over TCP (Siemens FIRE's "
+                                    "IceFire, the python-ismrmrd-server client, mrsqc replay --mrd), pass each "
+                                    "transient to the QC daemon the moment it arrives, and send the verdict back "
+                                    "as TEXT lines the scanner's log viewer shows (DBG white, WRN yellow, ERR "
+                                    "red): when the live verdict changes (at most one per --text-interval) and "
+                                    "at scan end. The scanner's stream is never held up: transients beyond "
+                                    "--buffer-mb are dropped and counted (the console is told). Prints the "
+                                    "listening address and the daemon's endpoints as one JSON line. "
+                                    "docs/scanner.md.")
+    mr.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    mr.add_argument("--port", type=int, default=9002, help="TCP port (default %(default)s, FIRE's; 0 = any free)")
+    mr.add_argument("--to", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
+                    help="the daemon's ingest endpoint (default %(default)s)")
+    mr.add_argument("--feed", default="tcp://127.0.0.1:5556", metavar="ENDPOINT",
+                    help="the daemon's feed endpoint, for the live lines (default %(default)s)")
+    mr.add_argument("--snapshot", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
+                    help="the daemon's snapshot endpoint (default %(default)s)")
+    mr.add_argument("--in-process", action="store_true",
+                    help="run the QC daemon inside this process (random loopback ports) instead of using --to")
+    mr.add_argument("--data-dir", type=Path, metavar="DIR", help="journal folder of the --in-process daemon")
+    mr.add_argument("--config", metavar="FILE", help="TOML file overriding QC defaults (--in-process)")
+    mr.add_argument("--key-file", metavar="FILE", help="shared HMAC key file (when the daemon requires signatures)")
+    mr.add_argument("--buffer-mb", type=_positive, default=1024.0, metavar="MB",
+                    help="transients held between scanner and daemon at most, MiB (default 1024: ~1000 "
+                         "transients of 32 coils x 4096 samples)")
+    mr.add_argument("--text-interval", type=_non_negative, default=5.0, metavar="SECONDS",
+                    help="at most one live line to the console per this many seconds (default 5)")
+    mr.add_argument("--idle-timeout", type=_positive, default=120.0, metavar="SECONDS",
+                    help="close a scan as incomplete when its scanner connection is silent this long, s "
+                         "(default 120)")
+    mr.add_argument("--daemon-timeout", type=_positive, default=30.0, metavar="SECONDS",
+                    help="stop passing transients on when the daemon is silent this long, s (default 30)")
+    mr.add_argument("--allow-remote", action="store_true",
+                    help="allow --host other than the loopback interface")
+    mr.set_defaults(func=cmd_mrd_server)
 
     k = sub.add_parser("keys", help="generate a CURVE key pair (NAME.key public, NAME.key_secret secret)",
                        description="Create a key pair for the daemon (--curve-secret) or a client. Copy client "

@@ -113,3 +113,22 @@ def wait_until(condition, timeout_s: float = 30.0, what: str = "condition") -> N
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not met within {timeout_s} s")
         time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def running_bridge(eps: Endpoints, ctx: zmq.Context, **settings):
+    """An MRD server (the scanner bridge) in a thread on a free loopback port, passing to the daemon at ``eps``;
+    yields the MrdServer (its ``address`` and, after each connection, ``reports``)."""
+    from qc_daemon.bridge import BridgeSettings, MrdServer
+
+    settings.setdefault("text_interval_s", 0.2)
+    s = BridgeSettings(ingest=eps.ingest, feed=eps.feed, snapshot=eps.snapshot, **settings)
+    server = MrdServer(s, "127.0.0.1", 0, context=ctx)
+    stop = threading.Event()
+    thread = threading.Thread(target=server.serve, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        stop.set()
+        thread.join(15)

@@ -28,6 +28,7 @@ bench: venv
 	$(BIN)/python bench/run_all.py
 	$(BIN)/python bench/daemon_bench.py
 	$(BIN)/python bench/tui_bench.py
+	$(BIN)/python bench/bridge_bench.py
 
 fixtures: venv
 	$(BIN)/mrsqc simulate --preset fixtures --out fixtures

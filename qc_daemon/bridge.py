@@ -288,7 +288,7 @@ class MrdConnection:
                     producer.start_scan(scan)
                 except DeliveryError as exc:
                     dead = str(exc)
-                self.send_line(self.texts.started(scan.n_coils, scan.n_points, scan.te_ms))
+                self.send_line(self.texts.started(scan))
             elif kind == "transient":
                 t: Transient = item
                 with reader.lock:

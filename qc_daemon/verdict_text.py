@@ -3,7 +3,8 @@
 FIRE's log viewer colours a line by its first three characters: ``DBG`` white (normal), ``WRN`` yellow,
 ``ERR`` red. A verdict maps to them as pass -> DBG, warn -> WRN, fail -> ERR. Lines:
 
-- at the first transient: ``DBG mrsqc: QC running (32 coils x 2048 points, TE 30 ms)``;
+- at the first transient: ``DBG mrsqc: QC running (32 coils x 2048 points, TE 30 ms, 128 averages planned)``
+  (and ``2 edit sets`` for an edited scan);
 - when the live verdict changes: ``WRN mrsqc: 4 motion-corrupted averages (8%)`` (the verdict's reasons),
   ``DBG mrsqc: PASS after 24 averages`` for a pass; at most one line per ``interval_s`` (a change within it
   is sent when the interval has passed, if the verdict then still differs from the last line sent);
@@ -20,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .model import FAIL, OK, WARN, verdict_word
+from .model import FAIL, OK, WARN, ScanInfo, verdict_word
 
 PREFIX = {OK: "DBG", WARN: "WRN", FAIL: "ERR"}
 MAX_REASONS = 3  # a console line, not a report
@@ -44,9 +45,16 @@ class VerdictTexts:
         self._sent_verdict: str | None = None
         self._pending: dict[str, Any] | None = None
 
-    def started(self, n_coils: int, n_points: int, te_ms: float | None) -> str:
-        te = f", TE {te_ms:g} ms" if te_ms else ""
-        return f"DBG mrsqc: QC running ({n_coils} coils x {n_points} points{te})"
+    @staticmethod
+    def started(scan: ScanInfo) -> str:
+        """The first line: what mrsqc understood of the scan (a site checks it against the protocol)."""
+        parts = [f"{scan.n_coils} coils x {scan.n_points} points"]
+        if scan.te_ms:
+            parts.append(f"TE {scan.te_ms:g} ms")
+        parts.append(f"{scan.planned_averages} averages planned")
+        if scan.n_sets > 1:
+            parts.append(f"{scan.n_sets} edit sets")
+        return f"DBG mrsqc: QC running ({', '.join(parts)})"
 
     def progress(self, summary: dict[str, Any]) -> list[str]:
         """A live summary arrived; returns the line due now, if any."""

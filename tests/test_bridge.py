@@ -143,7 +143,7 @@ def test_the_reference_client_streams_a_scan_through_mrd_server_into_the_daemon(
     summary = live_summary(d.data_dir, scan_id)
     assert summary["status"] == "complete" and summary["verdict"] == WARN
     # the client logs the console lines: the live and the final verdict, and the server's CLOSE
-    assert "DBG mrsqc: QC running (4 coils x 1024 points, TE 30 ms)" in log
+    assert "DBG mrsqc: QC running (4 coils x 1024 points, TE 30 ms, 48 averages planned)" in log
     assert "WRN mrsqc: scan complete, WARN: frequency drift 0.051 ppm (6.2 Hz)" in log
     assert "4 motion-corrupted averages (8%)" in log
     assert "Received MRD_MESSAGE_CLOSE" in log
@@ -162,7 +162,7 @@ def test_an_edited_scan_through_the_reference_client_keeps_its_sets(daemon, tmp_
     assert rows == offline(tmp_path / "m.dat")
     assert {r["set"] for r in rows if r["kind"] == "metabolite"} == {0, 1}
     assert report.status == "complete" and report.transients == len(rows) and report.dropped == 0
-    assert "mrsqc: scan complete" in log
+    assert "mrsqc: scan complete" in log and "40 averages planned, 2 edit sets)" in log
 
 
 # ------------------------------------------------------------------------------------------ bad input

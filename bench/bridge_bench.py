@@ -133,6 +133,8 @@ def main() -> None:
             for proc in (bridge, daemon):
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(30)
+                proc.stdout.close()
+            ctx.destroy(linger=0)
     skip = len(refs) + HELD
     b = [v for k, v in lat_b.items() if k >= skip]
     d = [v for k, v in lat_d.items() if k >= skip]

@@ -100,25 +100,28 @@ class _Reader:
         self.lock = threading.Lock()
         self._warned_early = False
 
-    def read_exactly(self, n: int) -> bytes:
-        buf = bytearray()
+    def read_exactly(self, n: int) -> bytes | memoryview:
+        """``n`` bytes (fewer only when the scanner closed the connection), read into one buffer."""
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
         last = time.monotonic()
-        while len(buf) < n:
+        while got < n:
             if self.stop.is_set():
                 raise _Gone("the server is stopping")
             try:
-                chunk = self.sock.recv(min(n - len(buf), 1 << 20))
+                k = self.sock.recv_into(view[got:])
             except TimeoutError:
                 if time.monotonic() - last > self.settings.idle_timeout_s:
                     raise _Gone(f"the scanner was silent for {self.settings.idle_timeout_s:g} s") from None
                 continue
             except OSError as exc:
                 raise _Gone(f"the connection failed ({exc.strerror or type(exc).__name__})") from None
-            if not chunk:
-                break
-            buf += chunk
+            if not k:
+                return bytes(view[:got])
+            got += k
             last = time.monotonic()
-        return bytes(buf)
+        return buf
 
     def run(self) -> None:
         try:

@@ -169,6 +169,9 @@ def cmd_mrd_server(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    # the reader and forwarder threads of a connection hand each transient over: with Python's default 5 ms
+    # switch interval a thread waiting for the GIL can wait that long behind the other's work
+    sys.setswitchinterval(0.0005)
     if not args.allow_remote and args.host not in ("127.0.0.1", "localhost", "::1"):
         raise InputError("--host", f"{args.host} is not the loopback interface: pass --allow-remote to listen there "
                                    "(the scanner's network only; docs/scanner.md)")

@@ -5,7 +5,8 @@ FIRE's log viewer colours a line by its first three characters: ``DBG`` white (n
 
 - at the first transient: ``DBG mrsqc: QC running (32 coils x 2048 points, TE 30 ms, 128 averages planned)``
   (and ``2 edit sets`` for an edited scan);
-- when the live verdict changes: ``WRN mrsqc: 4 motion-corrupted averages (8%)`` (the verdict's reasons),
+- when the live verdict changes (from the first metabolite transient on: water references alone judge
+  nothing, as the live view's WAIT says): ``WRN mrsqc: 4 motion-corrupted averages (8%)`` (the verdict's reasons),
   ``DBG mrsqc: PASS after 24 averages`` for a pass; at most one line per ``interval_s`` (a change within it
   is sent when the interval has passed, if the verdict then still differs from the last line sent);
 - at the end, always: ``WRN mrsqc: scan complete, WARN: frequency drift 0.051 ppm (6.2 Hz); ...``, and a
@@ -65,8 +66,8 @@ class VerdictTexts:
         """The line for the latest live summary when its verdict differs from the last line's and the interval
         since the last line has passed."""
         s = self._pending
-        if s is None or s.get("verdict") == self._sent_verdict:
-            return []
+        if s is None or s.get("verdict") == self._sent_verdict or not s.get("n_metabolite"):
+            return []  # nothing is judged before the first metabolite transient (as the live view's WAIT)
         now = self.clock()
         if self._last_sent_at is not None and now - self._last_sent_at < self.interval_s:
             return []

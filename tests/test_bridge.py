@@ -437,3 +437,18 @@ def test_replay_mrd_paces_the_stream_and_prints_the_console_lines(daemon, capsys
     assert "WRN mrsqc: scan complete, WARN" in out and "sent 50 acquisitions" in out
     assert live_rows(d.data_dir, report.scan_id) == offline(FIXTURE)
     assert main(["replay", str(FIXTURE), "--mrd", "nohost"]) == 2
+
+
+def test_a_full_size_scan_through_the_bridge_is_identical_to_check(daemon, tmp_path):
+    """32 coils, 2x oversampling, 128 averages + 2 water references (1 MB per acquisition), back to back."""
+    from qc_daemon.mrd_client import replay_mrd
+
+    d, eps, ctx = daemon
+    twix = write_simulation(tmp_path, name="big", averages=128, n_coils=32, n_points=2048, seed=5)[0]
+    rec = open_recording(twix)
+    assert rec.scan.oversampling == 2 and rec.transients[0].data.shape == (32, 4096)
+    with running_bridge(eps, ctx) as server:
+        back = replay_mrd(rec, "127.0.0.1", server.address[1], speed=None)
+        report = _report(server, 1)
+    assert back.closed_by_server and back.sent == report.transients == 130 and report.dropped == 0
+    assert live_rows(d.data_dir, report.scan_id) == offline(twix)

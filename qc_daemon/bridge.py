@@ -34,6 +34,7 @@ from . import mrd_wire
 from .client import DeliveryError, FeedClient, Producer
 from .errors import InputError
 from .model import ScanInfo, Transient
+from .security import ClientCurve
 from .sources.classify import StreamClassifier
 from .sources.mrd import MrdHeader, is_data, parse_header, scan_from_header, transient_from_acquisition
 from .verdict_text import VerdictTexts
@@ -55,6 +56,7 @@ class BridgeSettings:
     feed: str = "tcp://127.0.0.1:5556"
     snapshot: str = "tcp://127.0.0.1:5557"
     key: bytes | None = None
+    curve: ClientCurve | None = None  # for a CURVE daemon: this client's secret key and the daemon's public key
     buffer_bytes: int = 1 << 30
     text_interval_s: float = 5.0
     idle_timeout_s: float = 120.0
@@ -286,7 +288,7 @@ class MrdConnection:
                 self.report.scan_id = scan.scan_id
                 feed = self._subscribe()
                 producer = Producer(self.settings.ingest, key=self.settings.key, context=self.ctx,
-                                    timeout_s=self.settings.daemon_timeout_s, linger_ms=0)
+                                    timeout_s=self.settings.daemon_timeout_s, linger_ms=0, curve=self.settings.curve)
                 try:
                     producer.start_scan(scan)
                 except DeliveryError as exc:
@@ -311,7 +313,7 @@ class MrdConnection:
     def _subscribe(self) -> FeedClient | None:
         """A feed subscription that is live (first heartbeat seen) before the scan starts, so no result of the
         scan is missed; None when the feed does not answer (the scan is still checked, only no live lines)."""
-        feed = FeedClient(self.settings.feed, self.settings.snapshot, context=self.ctx)
+        feed = FeedClient(self.settings.feed, self.settings.snapshot, context=self.ctx, curve=self.settings.curve)
         try:
             feed.sync(timeout_s=3.0)
         except TimeoutError as exc:

@@ -177,7 +177,15 @@ def cmd_mrd_server(args: argparse.Namespace) -> int:
                                    "(the scanner's network only; docs/scanner.md)")
     for name in ("to", "feed", "snapshot"):
         _check_endpoint(f"--{name}", getattr(args, name))
+    from .security import ClientCurve
+
+    if bool(args.curve_secret) != bool(args.server_key):
+        raise InputError("--curve-secret/--server-key", "give both for an encrypted connection to the daemon")
+    curve = ClientCurve(Path(args.curve_secret), Path(args.server_key)) if args.curve_secret else None
+    if curve and args.in_process:
+        raise InputError("--in-process", "the in-process daemon is reached on loopback only: no CURVE keys needed")
     settings = BridgeSettings(ingest=args.to, feed=args.feed, snapshot=args.snapshot, key=_key(args.key_file),
+                              curve=curve,
                               buffer_bytes=int(args.buffer_mb * 2 ** 20), text_interval_s=args.text_interval,
                               idle_timeout_s=args.idle_timeout, daemon_timeout_s=args.daemon_timeout)
     daemon = thread = None
@@ -590,6 +598,9 @@ def build_parser() -> argparse.ArgumentParser:
     mr.add_argument("--data-dir", type=Path, metavar="DIR", help="journal folder of the --in-process daemon")
     mr.add_argument("--config", metavar="FILE", help="TOML file overriding QC defaults (--in-process)")
     mr.add_argument("--key-file", metavar="FILE", help="shared HMAC key file (when the daemon requires signatures)")
+    mr.add_argument("--curve-secret", metavar="FILE",
+                    help="this bridge's secret key file (mrsqc keys), for a CURVE daemon")
+    mr.add_argument("--server-key", metavar="FILE", help="the daemon's public key file, for a CURVE daemon")
     mr.add_argument("--buffer-mb", type=_positive, default=1024.0, metavar="MB",
                     help="transients held between scanner and daemon at most, MiB (default 1024: ~1000 "
                          "transients of 32 coils x 4096 samples)")

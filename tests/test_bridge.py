@@ -99,6 +99,7 @@ class Scanner:
             if msg.id == mrd_wire.CLOSE:
                 closed = True
                 break
+        self.sock.close()
         return lines, closed
 
     def vanish(self, reset: bool = False) -> None:
@@ -452,3 +453,50 @@ def test_a_full_size_scan_through_the_bridge_is_identical_to_check(daemon, tmp_p
         report = _report(server, 1)
     assert back.closed_by_server and back.sent == report.transients == 130 and report.dropped == 0
     assert live_rows(d.data_dir, report.scan_id) == offline(twix)
+
+
+def test_stopping_the_server_mid_scan_closes_the_scan_as_incomplete(daemon, fixture_stream):
+    d, eps, ctx = daemon
+    config, header, acqs = fixture_stream
+    with running_bridge(eps, ctx) as server:
+        s = Scanner(server.address)
+        s.send(config, header, *acqs[:15])
+        wait_until(lambda: server.reports or any(True for _ in d.data_dir.glob("*/journal.jsonl")),
+                   what="the scan to open")
+        time.sleep(0.5)
+    report = _report(server, 1)
+    assert report.status == "incomplete" and report.transients == 15
+    assert live_summary(d.data_dir, report.scan_id)["status"] == "incomplete"
+    lines, closed = s.replies()
+    assert closed and any("the server is stopping" in line for line in lines)
+
+
+def test_patient_fields_in_the_mrd_header_reach_no_log_journal_or_console_line(daemon, caplog):
+    import logging
+
+    import ismrmrd.xsd as x
+
+    from qc_daemon.sources.twix_write import FakePatient
+
+    d, eps, ctx = daemon
+    fake = FakePatient()
+    rec = open_recording(FIXTURE)
+    h = x.CreateFromDocument(header_xml(rec.scan))
+    h.subjectInformation = x.subjectInformationType(patientName=fake.name, patientID=fake.patient_id,
+                                                    patientBirthdate="1970-01-01")
+    h.studyInformation = x.studyInformationType(studyID=fake.patient_id, studyDescription=fake.name)
+    xml = x.ToXML(h)
+    assert fake.name in xml
+    caplog.set_level(logging.DEBUG)
+    with running_bridge(eps, ctx) as server:
+        s = Scanner(server.address)
+        s.send(mrd_wire.encode_config_file("mrsqc"), mrd_wire.encode_header(xml),
+               *(mrd_wire.encode_acquisition(acquisition_of(t, i, rec.scan)) for i, t in enumerate(rec.transients)),
+               mrd_wire.encode_close())
+        lines, closed = s.replies()
+        report = _report(server, 1)
+    assert closed and len(live_rows(d.data_dir, report.scan_id)) == 50
+    outputs = "\n".join(lines) + caplog.text + "".join(
+        p.read_bytes().decode("latin-1") for p in _folder(d.data_dir, report.scan_id).iterdir() if p.is_file())
+    for secret in (fake.name, fake.patient_id, "1970-01-01"):
+        assert secret not in outputs

@@ -136,6 +136,13 @@ def test_curve_encrypts_and_only_allowed_clients_get_in(tmp_path):
         viewer.sync(5)
         replay(FIXTURE, eps.ingest, speed=None, curve=good)
         assert sum(1 for m in collect(viewer) if m.get("type") == "result") == 50
+        from qc_daemon.mrd_client import replay_mrd
+        from tests.daemon_support import running_bridge
+
+        with running_bridge(eps, ctx, curve=good) as bridge:  # the scanner bridge is a CURVE client too
+            back = replay_mrd(rec, "127.0.0.1", bridge.address[1], speed=None)
+        assert back.closed_by_server and back.lines[-1].startswith("WRN mrsqc: scan complete, WARN")
+        assert sum(1 for m in collect(viewer) if m.get("type") == "result") == 50
         with pytest.raises(TimeoutError):  # a stranger's viewer never gets a snapshot
             FeedClient(eps.feed, eps.snapshot, ctx, curve=bad).sync(1.0)
         plain = ctx.socket(zmq.PUSH)  # neither can an unencrypted or unknown producer deliver
@@ -148,7 +155,7 @@ def test_curve_encrypts_and_only_allowed_clients_get_in(tmp_path):
         time.sleep(0.5)
         plain.close()
         viewer.close()
-        assert d.counters["scan_start"] == 1 and d.counters["transient"] == 50
+        assert d.counters["scan_start"] == 2 and d.counters["transient"] == 100
 
 
 def test_no_patient_identifier_in_journal_feed_or_logs(tmp_path, caplog):

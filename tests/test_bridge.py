@@ -500,3 +500,33 @@ def test_patient_fields_in_the_mrd_header_reach_no_log_journal_or_console_line(d
         p.read_bytes().decode("latin-1") for p in _folder(d.data_dir, report.scan_id).iterdir() if p.is_file())
     for secret in (fake.name, fake.patient_id, "1970-01-01"):
         assert secret not in outputs
+
+
+def test_a_failing_scan_gives_err_lines_at_the_reference_client_through_an_in_process_server(tmp_path):
+    """`mrsqc mrd-server --in-process` (bridge and daemon in one process), a scan that ends FAIL: the client logs
+    the red ERR lines, live and at the end; the journal is in --data-dir."""
+    from qc_daemon.sources.mrd import write_mrd
+    from qc_daemon.sources.recording import Recording
+    from tests.tui_support import bad_scan
+
+    sim = bad_scan()
+    h5 = write_mrd(tmp_path / "bad.h5", Recording(scan=sim.scan, transients=sim.transients, notes=[]))
+    server = subprocess.Popen([sys.executable, "-m", "qc_daemon.cli", "mrd-server", "--in-process", "--port", "0",
+                               "--data-dir", str(tmp_path / "data"), "--text-interval", "0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        started = json.loads(server.stdout.readline())
+        log = reference_client(h5, int(started["mrd"].rsplit(":", 1)[1]), tmp_path)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=20)
+        server.stdout.close()
+    assert server.returncode == 0, err[-2000:]
+    assert started["data_dir"] == str(tmp_path / "data")
+    (summary_path,) = (tmp_path / "data").glob("*/summary.json")
+    summary = json.loads(summary_path.read_text())
+    assert summary["verdict"] == FAIL
+    err_lines = [line.split(" - ", 1)[1].strip() for line in log.splitlines() if "ERR mrsqc:" in line]
+    assert err_lines[-1].startswith("ERR mrsqc: scan complete, FAIL: ")
+    assert summary["reasons"][0] in err_lines[-1]
+    assert len(err_lines) >= 2  # the live FAIL came before the end

@@ -190,14 +190,13 @@ class _Reader:
             s = self.scan
             self.classifier = StreamClassifier(s.dwell_s, s.f0_mhz, s.oversampling, s.centre_ppm)
             self.out.put(("start", s, None))
-        t = transient_from_acquisition(acq, self.report.acquisitions - 1, self.t0, self.header)
+        t = transient_from_acquisition(acq, self.report.transients + self.report.dropped, self.t0, self.header)
         expected = (self.scan.n_coils, self.scan.samples_per_transient)
         if t.data.shape != expected:
             self.report.refused += 1
             log.warning("acquisition %d from %s has %s samples, the scan %s: not checked", t.index,
                         self.report.peer, t.data.shape, expected)
             return
-        t.index = self.report.transients + self.report.dropped
         t.kind = self.classifier.add(t.data)
         with self.lock:
             if self.buffered + t.data.nbytes > self.settings.buffer_bytes:

@@ -206,6 +206,14 @@ def cmd_mrd_server(args: argparse.Namespace) -> int:
         server = MrdServer(settings, args.host, args.port)
     except OSError as exc:
         raise InputError("--port", f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc})") from None
+    import gc
+
+    import ismrmrd.xsd  # noqa: F401  (the header parser, imported now: its many objects are frozen with the rest)
+
+    gc.collect()
+    # start-up objects leave the collector's generations: a full collection over them (~20 ms, PyXB's header
+    # classes among them) otherwise lands on a transient every few dozen, as the daemon found too
+    gc.freeze()
     print(json.dumps({"mrd": f"{server.address[0]}:{server.address[1]}", "ingest": settings.ingest,
                       "feed": settings.feed, "snapshot": settings.snapshot,
                       "data_dir": str(daemon.data_dir) if daemon else None}), flush=True)

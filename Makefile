@@ -35,6 +35,9 @@ fixtures: venv
 
 screenshot: venv
 	$(BIN)/python -m tui.screenshot docs/screenshot.svg
+	$(BIN)/mrsqc check fixtures/demo_drift_motion.dat --out build/report-snapshot -q > /dev/null
+	chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size=1150,2350 \
+	    --screenshot=docs/report.png build/report-snapshot/report.html
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

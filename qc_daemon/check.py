@@ -23,6 +23,8 @@ class CheckRun:
     checks: list[dict]  # what the checks that ran declare (plugin_api.Contract.describe())
     acquired: dict[int, Acquired]  # per transient index: its combined FID and correction (nifti_out.py)
     config: Config  # the effective config the engine ran with
+    limits: dict[str, float]  # the thresholds a viewer draws (session.limits)
+    noise_sd: float | None  # one metabolite transient's noise SD in the combined spectra's units (report_data)
 
 
 def merge_water(recording: Recording, water: Recording, water_path: str | Path) -> Recording:
@@ -59,5 +61,27 @@ def run_check(path: str | Path, water: str | Path | None = None, config: Config 
         if on_result:
             on_result(r, n)
     summary.notes[:0] = rec.notes
+    from .report_data import noise_of
+    from .session import limits
+
     return CheckRun(rec.scan, results, summary, rec.notes, engine.contract.describe(), engine.acquired,
-                    engine.config)
+                    engine.config, limits(engine), noise_of(engine))
+
+
+def write_report(out_dir: str | Path, scan: ScanInfo, results: list[TransientQC], summary: ScanSummary,
+                 checks: list[dict], acquired: dict | None, config: Config | None, limits: dict[str, float],
+                 noise_sd: float | None) -> Path:
+    """report.json and report.html in ``out_dir`` (report_data.py, html_report.py); returns the page's path."""
+    from .html_report import render
+    from .report_data import build, save
+    from .tracking import FilterParams
+
+    tracking = FilterParams.from_config(config["tracking"]) if config is not None else None
+    data = build(scan, results, summary, checks, acquired, tracking, noise_sd)
+    data["limits"] = dict(limits)
+    save(out_dir, data)
+    page = Path(out_dir) / "report.html"
+    tmp = page.with_suffix(".html.tmp")
+    tmp.write_text(render(data), encoding="utf-8")
+    tmp.replace(page)
+    return page

@@ -68,10 +68,33 @@ def cmd_check(args: argparse.Namespace) -> int:
         write_outputs(args.out, run.results, run.summary)
         notes = write_nifti_outputs(args.out, run.scan, run.results, run.acquired, run.summary.provenance,
                                     FilterParams.from_config(run.config["tracking"]))
-        print(f"wrote transients.jsonl, summary.json and NIfTI-MRS (combined.nii.gz, accepted_aligned.nii.gz, "
-              f"their .tsv) in {args.out}")
+        from .check import write_report
+
+        write_report(args.out, run.scan, run.results, run.summary, run.checks, run.acquired, run.config,
+                     run.limits, run.noise_sd)
+        print(f"wrote transients.jsonl, summary.json, report.html (+ report.json) and NIfTI-MRS (combined.nii.gz, "
+              f"accepted_aligned.nii.gz, their .tsv) in {args.out}")
         for note in notes:
             print(f"note: {note}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Re-render report.html from saved results (report.json, else summary.json + transients.jsonl)."""
+    from .html_report import render
+    from .report_data import load
+
+    folder = Path(args.folder)
+    try:
+        data = load(folder)
+    except (FileNotFoundError, ValueError) as exc:
+        raise InputError(folder, f"no saved mrsqc results to report ({exc})") from None
+    out = Path(args.out) if args.out else folder / "report.html"
+    try:
+        out.write_text(render(data), encoding="utf-8")
+    except OSError as exc:
+        raise InputError(out, f"not writable ({exc.strerror or exc})") from None
+    print(f"wrote {out}" + ("" if data.get("spectra") else f" (no spectra: {data.get('spectra_missing')})"))
     return 0
 
 
@@ -484,6 +507,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "transients, frequency- and phase-corrected), each with a .tsv (docs/results.md)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_check)
+
+    rpt = sub.add_parser("report", help="re-render report.html from saved results (a check --out folder or a "
+                                        "daemon scan folder)",
+                         description="Render report.html from the results saved in FOLDER (report.json as `check "
+                                     "--out` and the daemon write it; else summary.json + transients.jsonl, "
+                                     "without spectra), without reading the raw data again.")
+    rpt.add_argument("folder", help="a `check --out` folder or a daemon scan folder (DATA_DIR/<scan id>)")
+    rpt.add_argument("--out", metavar="FILE", help="where to write the page (default FOLDER/report.html)")
+    rpt.set_defaults(func=cmd_report)
 
     m = sub.add_parser("to-mrd", help="write a recording as an MRD (ISMRMRD) HDF5 dataset, for the scanner client",
                        description="Write any recording mrsqc reads (twix, DICOM, NIfTI-MRS, the vendor formats) as "

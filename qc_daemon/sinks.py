@@ -287,3 +287,12 @@ class OutputsSink(Sink):
                 log.info("scan %s: %s", engine.scan.scan_id, note)
         except (OSError, ValueError) as exc:
             self._error(f"NIfTI-MRS outputs not written: {exc}")
+        from .check import write_report
+        from .report_data import noise_of
+        from .session import limits
+
+        try:
+            write_report(self.folder, engine.scan, results, summary, engine.contract.describe(), engine.acquired,
+                         engine.config, limits(engine), noise_of(engine))
+        except (OSError, ValueError) as exc:
+            self._error(f"report.html not written: {exc}")

@@ -98,6 +98,36 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    """Check every scan under the inputs in parallel: study.tsv, index.html, each scan's outputs."""
+    from .config import load_config
+    from .study import ERROR, run_study, stderr_progress
+
+    load_config(args.config)  # a bad config is one line before any work
+    out = _out_dir("--out", args.out)
+    for p in args.inputs:
+        if not Path(p).exists():
+            raise InputError(p, "not found")
+    if args.jobs is not None and args.jobs < 1:
+        raise InputError("--jobs", "must be at least 1")
+    rows, _ = run_study(args.inputs, out, jobs=args.jobs, config_path=args.config, force=args.force,
+                        on_progress=None if args.quiet else stderr_progress)
+    if sys.stderr.isatty() and not args.quiet:
+        sys.stderr.write("\n")
+    checked = [r for r in rows if r.get("verdict") != ERROR]
+    counts = {}
+    for r in rows:
+        counts[r.get("verdict")] = counts.get(r.get("verdict"), 0) + 1
+    print(f"{len(rows)} scans: " + ", ".join(f"{n} {str(v).upper()}" for v, n in sorted(counts.items()))
+          + f"; wrote {out / 'study.tsv'} and {out / 'index.html'}")
+    for r in rows:
+        if r.get("verdict") == ERROR:
+            print(f"unreadable: {r['file']}: {r['error']}", file=sys.stderr)
+    if not checked:
+        raise InputError(" ".join(args.inputs), "no scan could be checked" if rows else "no scan found")
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from .simulate_files import write_preset, write_simulation
 
@@ -507,6 +537,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "transients, frequency- and phase-corrected), each with a .tsv (docs/results.md)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_check)
+
+    st = sub.add_parser("study", help="check every scan under folders in parallel: study.tsv, index.html, reports",
+                        description="Find every scan under the folders and files given (twix, DICOM files and "
+                                    "folders, NIfTI-MRS, MRD, Philips, RDA, GE, Bruker; water references paired "
+                                    "where the names leave no doubt: NAME + NAME_wref, or metab_X + wref_X alone "
+                                    "in a folder), check them in parallel on all cores with a progress line and "
+                                    "an ETA, and write OUT/scans/<name>/ (check --out's files and report.html), "
+                                    "OUT/study.tsv (one row per scan; columns in docs/results.md) and "
+                                    "OUT/index.html (sortable, filterable by verdict). A file that cannot be "
+                                    "read is a row with its error. A re-run skips scans whose files and config "
+                                    "are unchanged (--force re-checks). Exit 0 when at least one scan was "
+                                    "checked, 2 when none could be (or none was found).")
+    st.add_argument("inputs", nargs="+", help="folders (searched recursively) and files")
+    st.add_argument("--out", required=True, metavar="DIR", help="the study's output folder")
+    st.add_argument("--jobs", type=int, metavar="N", help="scans checked at once (default: the number of cores)")
+    st.add_argument("--config", metavar="FILE", help="TOML file overriding QC defaults (all scans)")
+    st.add_argument("--force", action="store_true", help="re-check scans already done with the same files and config")
+    st.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    st.set_defaults(func=cmd_study)
 
     rpt = sub.add_parser("report", help="re-render report.html from saved results (a check --out folder or a "
                                         "daemon scan folder)",

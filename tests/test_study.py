@@ -1,0 +1,124 @@
+"""`mrsqc study` (issue 18): discovery and water pairing, parallel checks, study.tsv, index.html, re-runs,
+unreadable files as rows."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from qc_daemon.cli import main
+from qc_daemon.simulate_files import write_simulation
+from qc_daemon.study import discover, pair_water, progress_line
+from tests.conftest import FIXTURES, ROOT
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    """Two simulated twix scans (one in a subfolder), a NIfTI-MRS pair with its water reference, a per-transient
+    DICOM folder, an empty .dat, a file that is no recording, and a previous study's output (to be skipped)."""
+    root = tmp_path_factory.mktemp("study")
+    write_simulation(root, name="a", averages=24, n_coils=4, n_points=1024, seed=1)
+    write_simulation(root / "sub", name="b", formats="twix,nifti", averages=24, n_coils=4, n_points=1024, seed=2)
+    shutil.copytree(FIXTURES / "small_dicom_dicom", root / "dicom_series")
+    (root / "empty.dat").write_bytes(b"")
+    (root / "notes.md").write_text("not a scan")
+    (root / "old_out").mkdir()
+    (root / "old_out" / "summary.json").write_text("{}")
+    shutil.copy(FIXTURES / "demo_drift_motion.dat", root / "old_out" / "x.dat")
+    return root
+
+
+def test_discovery_finds_every_scan_and_pairs_the_unambiguous_water(study_dir):
+    scans = {s.name: s for s in discover([study_dir])}
+    assert set(scans) == {"a.dat", "dicom_series", "empty.dat", "sub__b.dat", "sub__b.nii.gz"}
+    assert scans["sub__b.nii.gz"].water.name == "b_wref.nii.gz"  # NAME + NAME_wref of the same format
+    assert scans["a.dat"].water is None and scans["dicom_series"].path.is_dir()
+
+
+def test_pairing_rules():
+    def pairs(*names):
+        return {s.path.name: (s.water.name if s.water else None) for s in pair_water([Path("d") / n for n in names])}
+
+    assert pairs("metab_raw.nii.gz", "wref_raw.nii.gz") == {"metab_raw.nii.gz": "wref_raw.nii.gz"}
+    assert pairs("s1.SDAT", "s1_water.SDAT", "s2.SDAT") == {"s1.SDAT": "s1_water.SDAT", "s2.SDAT": None}
+    # ambiguous: two metabolite files beside one water file; a water file of another format
+    assert pairs("a_raw.nii.gz", "b_raw.nii.gz", "wref_raw.nii.gz") == {"a_raw.nii.gz": None, "b_raw.nii.gz": None,
+                                                                          "wref_raw.nii.gz": None}
+    assert pairs("metab.dat", "wref.nii.gz") == {"metab.dat": None, "wref.nii.gz": None}
+    # BIDS entities with '-' are not words: 'ref-1' names no water reference
+    assert pairs("sub-1_seq-svsse_ref-1_avg-1.twix", "sub-1_seq-svsse_ref-1_avg-2.twix") == \
+        {"sub-1_seq-svsse_ref-1_avg-1.twix": None, "sub-1_seq-svsse_ref-1_avg-2.twix": None}
+
+
+def test_a_study_checks_everything_in_parallel_and_writes_its_table_and_index(study_dir, tmp_path, capsys):
+    import pandas as pd
+
+    out = tmp_path / "out"
+    assert main(["study", str(study_dir), "--out", str(out), "--jobs", "2"]) == 0
+    table = pd.read_csv(out / "study.tsv", sep="\t", keep_default_na=False)
+    assert len(table) == 5
+    rows = table.set_index("scan")
+    assert rows.loc["empty.dat", "verdict"] == "error" and "empty" in rows.loc["empty.dat", "error"]
+    checked = rows.drop(index="empty.dat")
+    assert set(checked["verdict"]) <= {"pass", "warn", "fail"} and (checked["error"] == "").all()
+    assert rows.loc["sub__b.nii.gz", "water_file"].endswith("b_wref.nii.gz")
+    assert float(rows.loc["a.dat", "te_ms"]) == 30.0 and int(rows.loc["a.dat", "n_metabolite"]) == 24
+    for col in ("drift_hz_per_min", "fwhm_metab_hz", "snr_final"):
+        assert col in table.columns
+    # a scan's outputs equal `mrsqc check --out` of it
+    assert main(["check", str(study_dir / "a.dat"), "--out", str(tmp_path / "single"), "-q"]) == 0
+    assert (out / "scans" / "a.dat" / "transients.jsonl").read_text() == \
+        (tmp_path / "single" / "transients.jsonl").read_text()
+    assert (out / rows.loc["a.dat", "report"]).is_file()
+    # the index links every report, filters by verdict, fetches nothing
+    index = (out / "index.html").read_text()
+    for name in checked.index:
+        assert f"href='scans/{name}/report.html'" in index
+    assert "id='verdict'" in index and "sortBy(" in index
+    assert not re.search(r"""(\bsrc\s*=|href\s*=\s*['"]https?:|url\(|@import|<link\b)""", index)
+    # every column is defined in docs/results.md
+    docs = (ROOT / "docs" / "results.md").read_text().split("## study.tsv", 1)[1].split("\n## ", 1)[0]
+    for col in table.columns:
+        assert re.search(rf"\b{col}\b", docs), col
+    err = capsys.readouterr().err
+    assert "5/5 scans" in err and "ETA" in err and "unreadable:" in err
+
+
+def test_a_rerun_skips_what_is_done_unless_forced(study_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["study", str(study_dir / "sub"), "--out", str(out)]) == 0
+    first = (out / "study.tsv").read_text()
+    key = out / "scans" / "b.dat" / "study_key.json"
+    mtime = key.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["study", str(study_dir / "sub"), "--out", str(out)]) == 0
+    assert "(unchanged)" in capsys.readouterr().err and key.stat().st_mtime_ns == mtime
+    assert (out / "study.tsv").read_text() == first
+    assert main(["study", str(study_dir / "sub"), "--out", str(out), "--force", "-q"]) == 0
+    assert key.stat().st_mtime_ns > mtime
+    # another config is another study of the same files: checked again
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[motion]\nz_limit = 5.0\n")
+    capsys.readouterr()
+    assert main(["study", str(study_dir / "sub"), "--out", str(out), "--config", str(cfg)]) == 0
+    assert "(unchanged)" not in capsys.readouterr().err
+
+
+def test_nothing_checkable_is_exit_2_and_an_unreadable_file_alone_too(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    assert main(["study", str(tmp_path / "in"), "--out", str(tmp_path / "o1")]) == 2
+    assert "no scan found" in capsys.readouterr().err
+    (tmp_path / "in" / "broken.dat").write_bytes(b"")
+    assert main(["study", str(tmp_path / "in"), "--out", str(tmp_path / "o2"), "-q"]) == 2
+    assert "no scan could be checked" in capsys.readouterr().err
+    assert (tmp_path / "o2" / "study.tsv").read_text().count("\n") == 2  # the header and the error's row
+
+
+def test_progress_line_has_counts_and_an_eta():
+    line = progress_line(3, 12, 90.0, "x.dat PASS")
+    assert line.startswith("[######..................] 3/12 scans, 1m30s elapsed, ETA 4m30s; last: x.dat PASS")
+    assert json.dumps(line)

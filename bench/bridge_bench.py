@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from daemon_bench import HELD, pct, start_daemon  # noqa: E402
+from results_file import write_section  # noqa: E402
 
 from qc_daemon import mrd_wire  # noqa: E402
 from qc_daemon.client import FeedClient, Producer  # noqa: E402
@@ -175,14 +176,7 @@ def main() -> None:
                 "none dropped with the default 1 GiB buffer") + ".", ""]
     text = "\n".join(lines)
     print(text)
-    results = ROOT / "bench" / "RESULTS.md"
-    old = results.read_text() if results.exists() else ""
-    at = old.find("\n## Scanner bridge (issue 17)")
-    if at >= 0:  # replace this section of an earlier run, keep what follows it
-        nxt = old.find("\n## ", at + 1)
-        old = old[:at] + (old[nxt:] if nxt >= 0 else "")
-    results.write_text(old.rstrip("\n") + "\n" + text + "\n")
-
+    write_section("## Scanner bridge (issue 17)", text)
 
 if __name__ == "__main__":
     main()

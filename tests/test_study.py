@@ -122,3 +122,27 @@ def test_progress_line_has_counts_and_an_eta():
     line = progress_line(3, 12, 90.0, "x.dat PASS")
     assert line.startswith("[######..................] 3/12 scans, 1m30s elapsed, ETA 4m30s; last: x.dat PASS")
     assert json.dumps(line)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (Debian: apt-get install chromium)")
+def test_the_index_filters_and_sorts_in_a_browser(study_dir, tmp_path):
+    """The page's own script run by Chromium: filter to one verdict, then sort by a column."""
+    import subprocess
+
+    out = tmp_path / "out"
+    assert main(["study", str(study_dir), "--out", str(out), "-q"]) == 0
+    page = (out / "index.html").read_text()
+    probe = out / "probe.html"  # the index with two clicks' worth of script at its end
+    probe.write_text(page.replace("</body>", "<script>document.getElementById('verdict').value='error';filt();"
+                                             "sortBy(0);sortBy(0);</script></body>"))
+    dom = subprocess.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                          probe.as_uri()], capture_output=True, text=True, timeout=60, check=True).stdout
+    rows = re.findall(r"<tr data-verdict=\"(\w+)\"( style=\"display: none;\")?", dom)
+    assert len(rows) == 5
+    assert [v for v, hidden in rows if not hidden] == ["error"]  # only the unreadable file's row is shown
+    assert all(hidden for v, hidden in rows if v != "error")
+    verdicts = [v for v, _ in rows]
+    assert verdicts == sorted(verdicts, reverse=True) != re.findall(r"<tr data-verdict='(\w+)'", page)

@@ -131,6 +131,9 @@ class Daemon:
         t0 = time.perf_counter()
         kernels.warm_up()
         ScanQC.warm_up(self.config)
+        from .html_report import warm_up as warm_up_reports
+
+        warm_up_reports()
         self._recover()
         gc.collect()
         gc.freeze()  # start-up objects leave the collector's generations: shorter pauses while serving

@@ -54,6 +54,14 @@ def _figure(width: float = 5.6, height: float = 2.6):
     return fig, fig.add_subplot()
 
 
+def warm_up() -> None:
+    """Import matplotlib and draw one small figure: the daemon does it at start, so the first scan's report
+    costs what every later one does (and the process's memory does not step up mid-service)."""
+    fig, ax = _figure(1, 1)
+    ax.plot([0, 1], [0, 1])
+    _svg(fig)
+
+
 def _minutes(rows: list[dict]) -> list[float]:
     return [(r.get("time_s") or 0.0) / 60.0 for r in rows]
 

@@ -146,3 +146,28 @@ def test_the_index_filters_and_sorts_in_a_browser(study_dir, tmp_path):
     assert all(hidden for v, hidden in rows if v != "error")
     verdicts = [v for v, _ in rows]
     assert verdicts == sorted(verdicts, reverse=True) != re.findall(r"<tr data-verdict='(\w+)'", page)
+
+
+SOFFICE = shutil.which("soffice") or shutil.which("libreoffice")
+
+
+@pytest.mark.skipif(SOFFICE is None, reason="no LibreOffice installed (Debian: apt-get install "
+                                            "libreoffice-calc-nogui)")
+def test_study_tsv_opens_in_a_spreadsheet_cell_for_cell(study_dir, tmp_path):
+    """LibreOffice Calc imports study.tsv as tab-separated UTF-8 and exports it again: every cell as pandas reads it."""
+    import subprocess
+
+    import pandas as pd
+
+    out = tmp_path / "out"
+    assert main(["study", str(study_dir), "--out", str(out), "-q"]) == 0
+    subprocess.run([SOFFICE, "--headless", f"-env:UserInstallation=file://{tmp_path}/lo", "--convert-to",
+                    "csv:Text - txt - csv (StarCalc):44,34,76,1", "--infilter=CSV:9,34,76,1", "--outdir",
+                    str(tmp_path / "csv"), str(out / "study.tsv")], capture_output=True, timeout=120, check=True)
+    calc = pd.read_csv(tmp_path / "csv" / "study.csv", dtype=str, keep_default_na=False)
+    ours = pd.read_csv(out / "study.tsv", sep="\t", dtype=str, keep_default_na=False)
+    assert list(calc.columns) == list(ours.columns) and calc.shape == ours.shape == (5, len(ours.columns))
+    for col in ("scan", "file", "verdict", "reasons", "error", "report"):
+        assert list(calc[col]) == list(ours[col]), col
+    for col in ("te_ms", "n_transients", "drift_hz_per_min", "snr_final"):  # numbers stay numbers
+        assert [float(x) if x else None for x in calc[col]] == [float(x) if x else None for x in ours[col]], col

@@ -58,15 +58,6 @@ class Row:
 
 
 # ---------------------------------------------------------------------------------------------- discovery
-def _is_dicom(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(132)
-    except OSError:
-        return False
-    return head[128:132] == b"DICM" or path.suffix.lower() in (".dcm", ".ima")
-
-
 def _series(path: Path) -> str:
     import pydicom
 
@@ -114,7 +105,9 @@ def _walk(root: Path, found: list[Path]) -> None:
     except (OSError, Exception):  # noqa: BLE001
         return
     files = [p for p in entries if p.is_file()]
-    dicoms = [p for p in files if _is_dicom(p)]
+    from .sources.open import looks_like_dicom
+
+    dicoms = [p for p in files if looks_like_dicom(p)]
     if dicoms:
         series = {}
         for p in dicoms:

@@ -16,9 +16,13 @@ from .spec2nii_formats import detect, dicom_format, read_spec2nii
 from .twix import is_twix, read_twix
 
 
-def _looks_like_dicom(path: Path) -> bool:
-    with open(path, "rb") as f:
-        head = f.read(132)
+def looks_like_dicom(path: Path) -> bool:
+    """A DICOM file by its preamble ('DICM' at byte 128), or by its suffix (.dcm, .ima); False when unreadable."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
     return head[128:132] == b"DICM" or path.suffix.lower() in (".dcm", ".ima")
 
 
@@ -59,7 +63,7 @@ def open_recording(path: str | Path, role: str | None = None) -> Recording:
             return read_spool_recording(path)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InputError(path, f"unreadable mrsqc spool ({exc})") from None
-    if _looks_like_dicom(path):
+    if looks_like_dicom(path):
         fmt = _spec2nii_dicom(path)
         return read_spec2nii(fmt, path, role) if fmt else read_dicom(path, role=role)
     if is_nifti(path):

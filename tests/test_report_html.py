@@ -82,6 +82,12 @@ def test_the_daemon_writes_the_report_in_the_scan_folder(daemon):
     wait_until(lambda: (folder / "report.html").is_file(), what="report.html")
     data = json.loads((folder / "report.json").read_text())
     assert data["summary"]["verdict"] == WARN and len(data["spectra"]) == 1
+    # a journal folder without report.json (an older daemon's, or one recovered from its journal alone): the
+    # journal's scan_start gives the scan and the checks' declarations, so the plots are drawn, the spectra not
+    (folder / "report.json").unlink()
+    assert main(["report", str(folder), "--out", str(folder / "again.html")]) == 0
+    page = (folder / "again.html").read_text()
+    assert "Frequency shift, Hz" in page and "Running SNR" in page and "Not available: the spectra" in page
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

@@ -2,7 +2,9 @@
 
 Discovery (:func:`discover`): twix, MRS DICOM (a folder whose DICOM files are one series is one scan),
 NIfTI-MRS, MRD HDF5, Philips SDAT/SPAR and DATA/LIST, Siemens RDA, GE P-files, Bruker folders; found by
-content as ``mrsqc check`` finds them (sources/open.py), mrsqc's own output folders skipped. Water references
+content as ``mrsqc check`` finds them (sources/open.py). A folder of saved results (summary.json: a daemon scan
+folder, a ``check --out`` folder) is a row from those results, not checked again, so a supervisor can review a
+day's live scans with ``mrsqc study DATA_DIR``; a study's own output folders are skipped. Water references
 are paired when the layout leaves no doubt (:func:`pair_water`): ``NAME`` + ``NAME_wref`` (or ``_water``,
 ``_ref``, ``_mrsref``, ``_h2o``) of the same format in one folder, or a folder holding exactly one metabolite file
 and one water file whose names differ in one such word (``metab_raw`` / ``wref_raw``); any other file is checked as its
@@ -31,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 WATER_WORDS = ("wref", "water", "ref", "mrsref", "h2o")
-OUTPUT_MARKERS = ("summary.json", "report.json", "study_key.json", "spool.mrsqc", "study.tsv")
+STUDY_MARKERS = ("study.tsv", "study_key.json")  # a study's own output folders: never searched
+RESULT_MARKER = "summary.json"  # a daemon scan folder or a check --out folder: its saved results are the row
 SKIP_SUFFIXES = {".json", ".jsonl", ".tsv", ".html", ".png", ".svg", ".txt", ".md", ".py", ".csv", ".log",
                  ".spar", ".list", ".tmp", ".toml"}
 BASE_COLUMNS = ("file", "water_file", "sequence", "te_ms", "tr_ms", "n_transients", "n_metabolite", "n_water_ref",
@@ -95,8 +98,11 @@ def _candidate(path: Path) -> Path | None:
 def _walk(root: Path, found: list[Path]) -> None:
     from .sources.spec2nii_formats import detect
 
-    if any((root / m).exists() for m in OUTPUT_MARKERS):
-        return  # mrsqc's own outputs (a study's, a check --out folder, a daemon scan folder)
+    if any((root / m).exists() for m in STUDY_MARKERS):
+        return  # a study's own outputs
+    if (root / RESULT_MARKER).is_file():
+        found.append(root)  # saved results (a day's live scans in the daemon's folder): a row, not re-checked
+        return
     try:
         if detect(root) is not None:  # a Bruker folder is one scan
             found.append(root)
@@ -271,6 +277,8 @@ def check_one(scan: Scan, out_root: str, config_path: str | None, force: bool) -
     t0 = time.perf_counter()
     folder = Path(out_root) / "scans" / scan.name
     report = f"scans/{scan.name}/report.html"
+    if scan.path.is_dir() and (scan.path / RESULT_MARKER).is_file():
+        return _saved(scan, folder, report, t0)
     try:
         config = load_config(config_path)
         key = study_key(scan, config_digest(config))
@@ -298,6 +306,27 @@ def check_one(scan: Scan, out_root: str, config_path: str | None, force: bool) -
     row = {"file": str(scan.path), "water_file": str(scan.water or ""), "verdict": ERROR, "error": error,
            "notes": scan.note}
     return Row(row, seconds=time.perf_counter() - t0)
+
+
+def _saved(scan: Scan, folder: Path, report: str, t0: float) -> Row:
+    """The row of a folder of saved results (a daemon scan folder, a check --out folder): its summary and
+    results as saved, its report copied (or drawn from them); nothing is re-checked."""
+    from .html_report import render
+    from .report_data import load
+
+    try:
+        data = load(scan.path)
+        folder.mkdir(parents=True, exist_ok=True)
+        page = scan.path / "report.html"
+        (folder / "report.html").write_text(page.read_text(encoding="utf-8") if page.is_file() else render(data),
+                                            encoding="utf-8")
+        row = row_from(scan, data["summary"], data["results"], data["scan"], summary_columns(data["checks"]),
+                       report)
+        row["notes"] = "; ".join(x for x in (row["notes"], "saved results (not re-checked)") if x)
+        return Row(row, seconds=time.perf_counter() - t0)
+    except (OSError, ValueError, KeyError) as exc:
+        return Row({"file": str(scan.path), "verdict": ERROR, "error": f"unreadable saved results ({exc})"},
+                   seconds=time.perf_counter() - t0)
 
 
 # ---------------------------------------------------------------------------------------------- the study

@@ -26,9 +26,9 @@ def study_dir(tmp_path_factory):
     shutil.copytree(FIXTURES / "small_dicom_dicom", root / "dicom_series")
     (root / "empty.dat").write_bytes(b"")
     (root / "notes.md").write_text("not a scan")
-    (root / "old_out").mkdir()
-    (root / "old_out" / "summary.json").write_text("{}")
-    shutil.copy(FIXTURES / "demo_drift_motion.dat", root / "old_out" / "x.dat")
+    (root / "old_study").mkdir()
+    (root / "old_study" / "study.tsv").write_text("scan\n")
+    shutil.copy(FIXTURES / "demo_drift_motion.dat", root / "old_study" / "x.dat")
     return root
 
 
@@ -171,3 +171,21 @@ def test_study_tsv_opens_in_a_spreadsheet_cell_for_cell(study_dir, tmp_path):
         assert list(calc[col]) == list(ours[col]), col
     for col in ("te_ms", "n_transients", "drift_hz_per_min", "snr_final"):  # numbers stay numbers
         assert [float(x) if x else None for x in calc[col]] == [float(x) if x else None for x in ours[col]], col
+
+
+def test_a_days_live_scans_are_rows_from_the_daemons_saved_results(daemon, tmp_path):
+    """`mrsqc study DATA_DIR`: each daemon scan folder is a row from its summary, with its report; not re-checked."""
+    from qc_daemon.replay import replay
+    from tests.daemon_support import wait_until
+
+    d, eps, ctx = daemon
+    assert replay(FIXTURES / "demo_drift_motion.dat", eps.ingest, speed=None).complete
+    wait_until(lambda: any(d.data_dir.glob("*/report.html")), what="the scan's report")
+    out = tmp_path / "day"
+    assert main(["study", str(d.data_dir), "--out", str(out), "-q"]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(out / "study.tsv", sep="\t", keep_default_na=False)
+    (row,) = table.to_dict("records")
+    assert row["verdict"] == "warn" and row["n_flagged"] == 4 and "saved results (not re-checked)" in row["notes"]
+    assert (out / row["report"]).read_text() == next(d.data_dir.glob("*/report.html")).read_text()

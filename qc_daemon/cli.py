@@ -331,6 +331,8 @@ def _replay_mrd(args: argparse.Namespace, speed: float | None) -> int:
 
 def _out_dir(option: str, path: str | Path) -> Path:
     """Create an output folder and prove it is writable (a probe file), or one line naming why not."""
+    if not str(path).strip():  # Path("") is the current folder: an empty --out is a mistake, not a request
+        raise InputError(option, "is empty: give a folder (. for the current one)")
     folder = Path(path)
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -65,6 +65,7 @@ def test_config_values_are_checked_for_meaning_naming_the_key(tmp_path, toml, wo
     # hypothesis found it: a tiny pace made the replay's wait overflow time.sleep (a traceback, exit 1)
     (["tui", str(FIXTURE), "--speed", "3.0348888135481738e-226"], ("--speed", "outside")),
     (["simulate", "--out", "/sys/x"], ("--out", "not a writable folder")),
+    (["simulate", "--out", ""], ("--out", "is empty")),  # not the current folder (a test once filled the checkout)
     (["simulate", "--out", "/tmp/mrsqc-unused", "--points", "3"], ("--points",)),
     (["tui", "--feed", "foo", "--snapshot", "bar"], ("--feed", "'foo'")),
     (["tui", "--export-dir", "/sys/x"], ("--export-dir",)),

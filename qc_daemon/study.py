@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .model import METABOLITE
+
 WATER_WORDS = ("wref", "water", "ref", "mrsref", "h2o")
 STUDY_MARKERS = ("study.tsv", "study_key.json")  # a study's own output folders: never searched
 RESULT_MARKER = "summary.json"  # a daemon scan folder or a check --out folder: its saved results are the row
@@ -45,19 +47,17 @@ ERROR = "error"  # the verdict column of a row whose file could not be checked
 
 @dataclass
 class Scan:
-    """One scan to check: ``name`` (its output folder), ``path``, the paired ``water`` or None, ``note``."""
+    """One scan to check: ``name`` (its output folder), ``path``, the paired ``water`` or None."""
 
     name: str
     path: Path
     water: Path | None = None
-    note: str = ""
 
 
 @dataclass
 class Row:
     values: dict[str, Any] = field(default_factory=dict)
     skipped: bool = False  # unchanged since the last run: taken from its saved outputs
-    seconds: float = 0.0
 
 
 # ---------------------------------------------------------------------------------------------- discovery
@@ -254,9 +254,9 @@ def row_from(scan: Scan, summary: dict, results: list[dict], scan_info: dict, co
            "te_ms": scan_info.get("te_ms"), "tr_ms": scan_info.get("tr_ms"),
            "n_transients": summary["n_transients"], "n_metabolite": summary["n_metabolite"],
            "n_water_ref": summary["n_water_ref"], "n_flagged": summary["n_flagged"],
-           "n_excluded": sum(1 for r in results if not r["accepted"] and r["kind"] == "metabolite")}
+           "n_excluded": sum(1 for r in results if not r["accepted"] and r["kind"] == METABOLITE)}
     row.update({c: summary.get(c) for c in columns})
-    notes = [scan.note] if scan.note else []
+    notes = []
     if summary.get("scan_kind") == "water-only" and not scan.water:
         notes.append("a water-only scan, not paired with a metabolite scan (no unambiguous partner by name)")
     row.update({"verdict": summary["verdict"], "reasons": "; ".join(summary.get("reasons") or []),
@@ -274,11 +274,10 @@ def check_one(scan: Scan, out_root: str, config_path: str | None, force: bool) -
     from .report import write_outputs
     from .tracking import FilterParams
 
-    t0 = time.perf_counter()
     folder = Path(out_root) / "scans" / scan.name
     report = f"scans/{scan.name}/report.html"
     if scan.path.is_dir() and (scan.path / RESULT_MARKER).is_file():
-        return _saved(scan, folder, report, t0)
+        return _saved(scan, folder, report)
     try:
         config = load_config(config_path)
         key = study_key(scan, config_digest(config))
@@ -298,17 +297,15 @@ def check_one(scan: Scan, out_root: str, config_path: str | None, force: bool) -
                        summary_columns(run.checks), report)
         (folder / "study_row.json").write_text(json.dumps(row))
         saved.write_text(json.dumps(key))
-        return Row(row, seconds=time.perf_counter() - t0)
+        return Row(row)
     except InputError as exc:
         error = exc.reason
     except Exception as exc:  # noqa: BLE001  (one scan's failure is its row, never the end of the study)
         error = f"internal error: {type(exc).__name__}: {exc}"
-    row = {"file": str(scan.path), "water_file": str(scan.water or ""), "verdict": ERROR, "error": error,
-           "notes": scan.note}
-    return Row(row, seconds=time.perf_counter() - t0)
+    return Row({"file": str(scan.path), "water_file": str(scan.water or ""), "verdict": ERROR, "error": error})
 
 
-def _saved(scan: Scan, folder: Path, report: str, t0: float) -> Row:
+def _saved(scan: Scan, folder: Path, report: str) -> Row:
     """The row of a folder of saved results (a daemon scan folder, a check --out folder): its summary and
     results as saved, its report copied (or drawn from them); nothing is re-checked."""
     from .html_report import render
@@ -323,10 +320,9 @@ def _saved(scan: Scan, folder: Path, report: str, t0: float) -> Row:
         row = row_from(scan, data["summary"], data["results"], data["scan"], summary_columns(data["checks"]),
                        report)
         row["notes"] = "; ".join(x for x in (row["notes"], "saved results (not re-checked)") if x)
-        return Row(row, seconds=time.perf_counter() - t0)
+        return Row(row)
     except (OSError, ValueError, KeyError) as exc:
-        return Row({"file": str(scan.path), "verdict": ERROR, "error": f"unreadable saved results ({exc})"},
-                   seconds=time.perf_counter() - t0)
+        return Row({"file": str(scan.path), "verdict": ERROR, "error": f"unreadable saved results ({exc})"})
 
 
 # ---------------------------------------------------------------------------------------------- the study

@@ -222,6 +222,8 @@ class MrdConnection:
         self.q: queue.Queue = queue.Queue()
         self._write_ok = True
         self._summary: dict[str, Any] | None = None
+        self._producer: Producer | None = None  # the forwarder's sockets, closed by run() whatever happens
+        self._feed_client: FeedClient | None = None
 
     # -- to the scanner
     def send_line(self, line: str) -> None:
@@ -249,10 +251,8 @@ class MrdConnection:
         reader = _Reader(self.sock, self.q, self.settings, self.report, self.stop)
         thread = threading.Thread(target=reader.run, name=f"mrd-reader {self.report.peer}", daemon=True)
         thread.start()
-        producer: Producer | None = None
-        feed: FeedClient | None = None
         try:
-            producer, feed = self._forward(reader)
+            self._forward(reader)
         finally:
             self._write(mrd_wire.encode_close())
             try:
@@ -261,7 +261,7 @@ class MrdConnection:
                 pass
             self.sock.close()
             thread.join(5)
-            for closable in (producer, feed):
+            for closable in (self._producer, self._feed_client):  # also when the forwarder failed (a bug)
                 if closable is not None:
                     closable.close()
         r = self.report
@@ -270,7 +270,7 @@ class MrdConnection:
                  r.skipped, r.refused, r.status, r.verdict)
         return r
 
-    def _forward(self, reader: _Reader) -> tuple[Producer | None, FeedClient | None]:
+    def _forward(self, reader: _Reader) -> None:
         producer = feed = None
         scan: ScanInfo | None = None
         dead: str | None = None  # why the daemon no longer gets transients
@@ -285,9 +285,10 @@ class MrdConnection:
             elif kind == "start":
                 scan = item
                 self.report.scan_id = scan.scan_id
-                feed = self._subscribe()
-                producer = Producer(self.settings.ingest, key=self.settings.key, context=self.ctx,
-                                    timeout_s=self.settings.daemon_timeout_s, linger_ms=0, curve=self.settings.curve)
+                feed = self._feed_client = self._subscribe()
+                producer = self._producer = Producer(self.settings.ingest, key=self.settings.key, context=self.ctx,
+                                                     timeout_s=self.settings.daemon_timeout_s, linger_ms=0,
+                                                     curve=self.settings.curve)
                 try:
                     producer.start_scan(scan)
                 except DeliveryError as exc:
@@ -306,7 +307,7 @@ class MrdConnection:
                         self.send_line("ERR mrsqc: the QC daemon is not answering: QC stopped for this scan")
             elif kind == "end":
                 self._end(producer, feed, scan, item, detail, dead)
-                return producer, feed
+                return
             self._feed(feed, scan)
 
     def _subscribe(self) -> FeedClient | None:

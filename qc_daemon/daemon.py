@@ -68,6 +68,22 @@ DEFAULT_SPOOL_RETENTION_S = 7 * 86400.0  # spools of finished scans are deleted 
 MAX_CLOSED_STREAMS = 64  # closed streams remembered, so a producer asking again learns its scan is closed
 
 
+
+BIND_RETRY_S = 2.0  # s: how long a port still held by a just-closed socket is waited for
+
+
+def _bind_retrying(sock: zmq.Socket, endpoint: str, retry_s: float) -> None:
+    """``sock.bind(endpoint)``, retried while the address is in use, for at most ``retry_s`` seconds."""
+    deadline = time.monotonic() + retry_s
+    while True:
+        try:
+            sock.bind(endpoint)
+            return
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EADDRINUSE or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
 class Daemon:
     """Bind with :meth:`bind`, run :meth:`serve` until ``stop`` is set (another thread or a signal handler)."""
 
@@ -102,8 +118,12 @@ class Daemon:
         self.daemon_id = uuid.uuid4().hex  # changes on restart: a viewer re-syncs when it sees a new one
 
     # ------------------------------------------------------------------ set-up
-    def bind(self) -> Endpoints:
-        """Create and bind the sockets; returns the actual endpoints (ports resolved for ``:*``)."""
+    def bind(self, retry_s: float = BIND_RETRY_S) -> Endpoints:
+        """Create and bind the sockets; returns the actual endpoints (ports resolved for ``:*``).
+
+        An address still in use is retried for ``retry_s`` seconds: ZeroMQ releases a closed socket's port
+        asynchronously, so a daemon restarted in the same process (or right after its predecessor) may find
+        its port held for a moment. On failure every socket created here is closed again."""
         self.ingest = self.ctx.socket(zmq.ROUTER)
         self.ingest.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
         # a short queue per producer: a producer faster than the QC is held back (by its window of
@@ -117,10 +137,17 @@ class Daemon:
         if self.curve is not None:
             self.curve.serve(self.ctx, (self.ingest, self.pub, self.router))
         bound = []
-        for sock, ep in ((self.ingest, self.endpoints.ingest), (self.pub, self.endpoints.feed),
-                         (self.router, self.endpoints.snapshot)):
-            sock.bind(ep)
-            bound.append(sock.getsockopt_string(zmq.LAST_ENDPOINT))
+        try:
+            for sock, ep in ((self.ingest, self.endpoints.ingest), (self.pub, self.endpoints.feed),
+                             (self.router, self.endpoints.snapshot)):
+                _bind_retrying(sock, ep, retry_s)
+                bound.append(sock.getsockopt_string(zmq.LAST_ENDPOINT))
+        except Exception:
+            for sock in (self.ingest, self.pub, self.router):
+                sock.close(0)
+            if self.curve is not None:
+                self.curve.stop()
+            raise
         self.bound = Endpoints(*bound)
         self.source = ZmqIngest(self, self.ingest, self.key, self.health, self.daemon_id)
         return self.bound

@@ -219,3 +219,38 @@ def test_a_bug_in_a_check_is_an_internal_error_reported_and_nothing_is_lost(daem
     assert [p for p, _ in spooled.transients] == list(range(50))  # the one that hit the bug is kept raw
     assert any(m["type"] == "status" and m["state"] == "error" and "internal error: ZeroDivisionError" in m["detail"]
                for m in messages)  # said on the feed, as it happened
+
+
+def test_a_port_released_a_moment_late_is_waited_for_and_one_held_fails_cleanly(tmp_path):
+    """ZeroMQ frees a closed socket's port asynchronously: a daemon restarted in the same process may find it
+    held for a moment (seen in CI as 'Address already in use' on a restart). The bind waits; a port that stays
+    held fails after the wait with every socket closed again."""
+    ctx = zmq.Context()
+    try:
+        holder = ctx.socket(zmq.PULL)
+        holder.setsockopt(zmq.LINGER, 0)
+        holder.bind("tcp://127.0.0.1:*")
+        held = holder.getsockopt_string(zmq.LAST_ENDPOINT)
+        eps = Endpoints(held, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*")
+        timer = threading.Timer(0.3, holder.close, args=(0,))
+        timer.start()
+        d = Daemon(eps, data_dir=tmp_path / "a", fsync=False, context=ctx)
+        t0 = time.monotonic()
+        assert d.bind(retry_s=5.0).ingest == held
+        assert 0.25 < time.monotonic() - t0 < 5.0
+        d.close()
+
+        blocker = ctx.socket(zmq.PULL)
+        blocker.setsockopt(zmq.LINGER, 0)
+        blocker.bind(held.replace(held.rsplit(":", 1)[1], "*"))
+        taken = blocker.getsockopt_string(zmq.LAST_ENDPOINT)
+        d2 = Daemon(Endpoints("tcp://127.0.0.1:*", taken, "tcp://127.0.0.1:*"), data_dir=tmp_path / "b",
+                    fsync=False, context=ctx)
+        t0 = time.monotonic()
+        with pytest.raises(zmq.ZMQError) as err:
+            d2.bind(retry_s=0.3)
+        assert err.value.errno == zmq.EADDRINUSE and 0.3 <= time.monotonic() - t0 < 3.0
+        assert d2.ingest.closed and d2.pub.closed and d2.router.closed
+        blocker.close(0)
+    finally:
+        ctx.destroy(linger=0)

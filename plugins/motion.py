@@ -7,7 +7,12 @@ Features of a metabolite transient (all from the engine's registration and spect
 - ``amplitude_rel``: matched-filter amplitude |c(d=0)| (1 = reference mean); drops for signal loss and for
   line broadening alike, so it does not depend on the (noisy) damping fit.       flag ``amplitude``
 - ``damping_hz``: extra Lorentzian broadening vs the reference (Hz).                flag ``linewidth``
-- ``lipid_power``: mean |S|^2 in 0.9..1.8 ppm / (2 noise_sd^2).                      flag ``lipid``
+- ``lipid_power``: mean |S - T|^2 in 0.9..1.8 ppm / (2 noise_sd^2) x n / (n - 2), n the window's points, T the
+  least-squares fit of the residual water's far tail there, T = a / d + b / d^2 (a, b complex, d the offset
+  from 4.65 ppm in Hz): a line's spectrum far from its centre is that series whatever its shape, and a
+  residual water line that wanders in amplitude and phase from transient to transient would otherwise wander
+  the band's power with it (3x the spread at 15x NAA, and false lipid flags). Lipid lines (25-30 Hz wide,
+  inside the window) keep most of their power. 1 = noise only.                      flag ``lipid``
 - ``log_residual_norm``: log of ``residual_norm``, the least-squares misfit of the registration (band-limited,
   ramped signals) over the noise energy expected there (1 = the transient matches the reference up to noise).
   An energy ratio is right-skewed: on the log scale its robust z is not (the same flags found, false flags
@@ -66,16 +71,31 @@ PHASE_ROW = FEATURES.index("phase_deg")
 _Z = "robust z against the set's recent scored transients (median / 1.4826 MAD)"
 
 
+WATER_PPM = 4.65
+MIN_TAIL_DISTANCE_PPM = 1.0  # the lipid window's distance from water for the tail series to hold
+
+
 def _history_rule(section: dict) -> str | None:
     if section["history"] < section["min_history"]:
         return "history must be >= min_history"
+    lo, hi = section["lipid_window_ppm"]
+    if not lo < hi <= WATER_PPM - MIN_TAIL_DISTANCE_PPM:
+        return f"lipid_window_ppm must be [lo, hi] with lo < hi <= {WATER_PPM - MIN_TAIL_DISTANCE_PPM:g} ppm"
     return None
+
+
+def water_tail_basis(axis, i0: int, i1: int) -> np.ndarray:
+    """Orthonormal columns spanning {1/d, 1/d^2} over bins [i0, i1) of ``axis`` (d: Hz from 4.65 ppm), C order."""
+    d = (np.arange(i0, i1) - axis.n // 2) * axis.hz_per_point - (WATER_PPM - axis.centre_ppm) * axis.f0_mhz
+    basis = np.stack([1.0 / d, 1.0 / d ** 2], axis=1).astype(np.complex128)
+    return np.ascontiguousarray(np.linalg.qr(basis)[0])
 
 
 DECLARATION = Declaration(
     metrics=(Metric("freq_jump_hz", "Hz", "freq_hz - the causal trend's prediction"),
              Metric("z_freq_jump", "1", "the jump in units of its own SD, over their recent robust SD"),
-             Metric("lipid_power", "1", "mean |S|^2 in the lipid window / (2 noise SD^2)"),
+             Metric("lipid_power", "1", "mean |S - water tail fit|^2 in the lipid window / (2 noise SD^2) "
+                    "x n / (n - 2) (1 = noise only)"),
              Metric("residual_norm", "1", "registration misfit / expected noise energy (1 = matches)"),
              Metric("single_shot_snr", "1", "strongest line of the registration band in the reference / noise SD "
                     "(reported when too low to judge single averages)"),
@@ -176,17 +196,22 @@ class MotionCheck:
         # (index, set, features, freq_hz of the registration) for the non-causal pass
         self.all_feats: list[tuple[int, int, dict, float]] = []
         self._windows = None
+        self._tail: np.ndarray | None = None
 
     def limits(self, scan, config) -> list[Limit]:
         return []
 
     def _features(self, ctx: TransientContext) -> dict:
         if self._windows is None:
-            self._windows = (ctx.axis.clipped_window(*self.cfg["lipid_window_ppm"]),
-                             ctx.axis.clipped_window(*self.band))
+            lip = ctx.axis.clipped_window(*self.cfg["lipid_window_ppm"])
+            self._windows = (lip, ctx.axis.clipped_window(*self.band))
+            self._tail = water_tail_basis(ctx.axis, *lip) if lip else None
         lip_w = self._windows[0]
         var = 2.0 * ctx.noise_sd ** 2 if ctx.noise_sd > 0 else math.nan
-        lipid = kernels.band_power(ctx.spec, lip_w[0], lip_w[1]) / var if lip_w else math.nan
+        lipid = math.nan
+        if lip_w:
+            n = lip_w[1] - lip_w[0]
+            lipid = kernels.band_power_projected(ctx.spec, lip_w[0], lip_w[1], self._tail) / var * n / (n - 2)
         resid = ctx.reg.residual_norm
         return {"freq_jump_hz": ctx.reg.freq_hz - ctx.freq_pred_hz, "phase_deg": ctx.reg.phase_deg,
                 "amplitude_rel": ctx.reg.matched_amplitude, "damping_hz": ctx.reg.damping_hz,

@@ -350,6 +350,26 @@ def band_power(spec, i0, i1):
 
 
 @nb.njit(cache=True, nogil=True)
+def band_power_projected(spec, i0, i1, q):
+    """mean over [i0, i1) of |r|^2, r = s - Q (Q^H s), s = spec[i0:i1]: the band's power outside the span of
+    the orthonormal columns of ``q`` ((i1 - i0) x m complex128), e.g. a smooth tail to be left out."""
+    n, m = q.shape
+    coef = np.zeros(m, dtype=np.complex128)
+    for j in range(m):
+        acc = 0j
+        for k in range(n):
+            acc += q[k, j].conjugate() * spec[i0 + k]
+        coef[j] = acc
+    total = 0.0
+    for k in range(n):
+        r = spec[i0 + k] + 0j
+        for j in range(m):
+            r -= q[k, j] * coef[j]
+        total += r.real ** 2 + r.imag ** 2
+    return total / n
+
+
+@nb.njit(cache=True, nogil=True)
 def combine_coils(weights, data):
     """sum_c weights[c] * data[c, :], accumulated in complex128 (weights complex128, data coils x samples).
 
@@ -577,6 +597,7 @@ def warm_up() -> float:
     tail_sd(fid2, 0.25)
     fwhm_real(np.abs(spec), 10, 1.0)
     band_power(spec, 0, 64)
+    band_power_projected(spec, 0, 64, np.ascontiguousarray(np.linalg.qr(np.ones((64, 2), dtype=np.complex128))[0]))
     accumulate(np.zeros(64, dtype=np.complex128), fid2)
     combine_coils(np.ones(2, dtype=np.complex128), np.ones((2, 8), dtype=np.complex64))
     robust_rows(np.ones((6, 8)), np.array([8, 8, 8, 8, 8, 0], dtype=np.int64), 1)

@@ -149,6 +149,13 @@ def test_unknown_disabled_check_is_a_config_error():
         load_config(overrides={"checks": {"disable": ["snrr"]}})
 
 
+@pytest.mark.parametrize("window", [[0.9, 4.0], [1.8, 0.9]])
+def test_a_lipid_window_near_water_or_reversed_is_a_config_error(window):
+    """The water-tail fit of lipid_power needs the window >= 1 ppm from water (its series diverges there)."""
+    with pytest.raises(InputError, match="lipid_window_ppm"):
+        load_config(overrides={"motion": {"lipid_window_ppm": window}})
+
+
 class _Sloppy:
     """Returns a metric it never declared."""
 

@@ -4,7 +4,10 @@ r"""The live QC daemon: it wires sources to the per-scan session and the session
     ZeroMQ ingest (ingest.py)  --->  OpenScan: LiveScan -> engine  ------->  FeedSink: [feed PUB] + snapshot
       validated transients,            (open_scan.py)            \------->  SpoolSink: spool.mrsqc (fsync)
       delivery rules, acks    <--- durable positions              \------>  JournalSink: journal.jsonl (fsync)
-                                                                    \----->  OutputsSink: transients.jsonl, summary.json
+                                                                    \----->  OutputsSink: transients.jsonl,
+                                                                               summary.json; NIfTI-MRS and
+                                                                               report.html off the loop
+                                                                               (output_writer.py)
 
 The daemon owns the sockets and the loop (a burst of ingest messages, then one settle + fsync of the open scan
 and one acknowledgement per producer), the scan desk sources call (start_scan / end_scan: one open scan, the
@@ -35,6 +38,7 @@ from .ingest import ZmqIngest
 from .journal import close_from_journal, default_data_dir, open_journals
 from .model import ScanInfo
 from .open_scan import OpenScan, read_stream_file, read_stream_files
+from .output_writer import OutputWriter
 from .security import CurveConfig
 from .sinks import FeedSink
 from .spool import SPOOL_NAME, SpoolStore, read_spool
@@ -116,6 +120,7 @@ class Daemon:
         self.error_state: str | None = None
         self.bound: Endpoints | None = None
         self.daemon_id = uuid.uuid4().hex  # changes on restart: a viewer re-syncs when it sees a new one
+        self.outputs = OutputWriter()  # each scan's NIfTI-MRS and report.html, off the loop
 
     # ------------------------------------------------------------------ set-up
     def bind(self, retry_s: float = BIND_RETRY_S) -> Endpoints:
@@ -173,6 +178,9 @@ class Daemon:
             self.open.sync()
             log.info("scan %s left open for resumption (%d transients spooled)", self.open.scan.scan_id,
                      self.open.durable)
+        self.outputs.close()
+        for text in self.outputs.take_errors():
+            log.error("%s", text)
         for s in (self.ingest, self.pub, self.router):
             s.close(0)
         if self.curve is not None:
@@ -207,6 +215,8 @@ class Daemon:
             if self.router in events:
                 self._serve_snapshot()
             if time.monotonic() >= next_beat:
+                for text in self.outputs.take_errors():
+                    self._error_state(text)
                 self._heartbeat()
                 self._check_producer()
                 next_beat = time.monotonic() + self.heartbeat_s
@@ -238,7 +248,7 @@ class Daemon:
             self.end_scan("incomplete")
         self.store.tidy()
         self.open = OpenScan.begin(self.data_dir, scan, stream, self.config, self.fsync, self.store,
-                                   self._feed_sink(scan.scan_id))
+                                   self._feed_sink(scan.scan_id), self.outputs)
         log.info("scan %s started: %s, %d coils x %d points", scan.scan_id, scan.sequence, scan.n_coils,
                  scan.n_points)
 
@@ -304,7 +314,7 @@ class Daemon:
             decided = read_stream_file(folder)
             try:
                 scan = OpenScan.resume(spooled, self.config, self.fsync, self.store,
-                                       self._feed_sink(spooled.scan.scan_id))
+                                       self._feed_sink(spooled.scan.scan_id), self.outputs)
             except Exception:  # a spool the engine cannot re-run: keep the daemon up, close from the journal
                 log.exception("cannot resume %s from its spool", folder.name)
                 if (folder / "journal.jsonl").exists():

@@ -21,6 +21,7 @@ from . import feed
 from .config import Config
 from .journal import interrupted_summary, old_verdicts, result_record, scan_folder, verdict_record
 from .model import SEVERITY_RANK, WARN, ScanInfo, ScanSummary, Transient, TransientQC
+from .output_writer import OutputWriter
 from .plugin_api import Finding
 from .session import LiveScan
 from .sinks import JournalSink, OutputsSink, Sink, SpoolSink
@@ -32,8 +33,10 @@ STREAM_FILE = "stream.json"  # written at scan end: which producer stream the fo
 
 
 class OpenScan:
-    def __init__(self, folder: Path | None, scan: ScanInfo, stream: str, config: Config):
+    def __init__(self, folder: Path | None, scan: ScanInfo, stream: str, config: Config,
+                 writer: OutputWriter | None = None):
         self.folder = folder
+        self.writer = writer  # where the slow end-of-scan files are written (None: at once)
         self.scan = scan
         self.stream = stream
         self.live = LiveScan(scan, config)
@@ -54,24 +57,25 @@ class OpenScan:
     def _attach(self, feed: Sink, spool: SpoolSink | None, journal: Sink | None) -> None:
         """The sinks, in the order they are called: feed, spool, journal, outputs."""
         self.spool = spool
-        self.sinks = [s for s in (feed, spool, journal, OutputsSink(self.folder) if self.folder else None) if s]
+        outputs = OutputsSink(self.folder, self.writer) if self.folder else None
+        self.sinks = [s for s in (feed, spool, journal, outputs) if s]
         for sink in self.sinks:
             sink.open(self)
 
     # ------------------------------------------------------------------ opening
     @classmethod
     def begin(cls, data_dir: Path, scan: ScanInfo, stream: str, config: Config, fsync: bool,
-              store: SpoolStore | None, feed: Sink) -> OpenScan:
+              store: SpoolStore | None, feed: Sink, writer: OutputWriter | None = None) -> OpenScan:
         """A new scan: its folder, spool and journal; its first feed message is published."""
         try:
             folder = scan_folder(data_dir, scan.scan_id)
         except OSError as exc:
-            obj = cls(None, scan, stream, config)
+            obj = cls(None, scan, stream, config, writer)
             obj._attach(feed, None, None)
             obj._error(f"journal not writable, nor the spool: {exc}")
             obj._publish(obj.live.start())
             return obj
-        obj = cls(folder, scan, stream, config)
+        obj = cls(folder, scan, stream, config, writer)
         engine = obj.live.engine
         obj._attach(feed, SpoolSink.create(folder, scan, stream, fsync, store),
                     JournalSink.create(folder, scan, fsync, engine.contract.describe(), engine.provenance))
@@ -80,12 +84,12 @@ class OpenScan:
 
     @classmethod
     def resume(cls, spooled: SpooledScan, config: Config, fsync: bool, store: SpoolStore | None,
-               feed: Sink) -> OpenScan:
+               feed: Sink, writer: OutputWriter | None = None) -> OpenScan:
         """A scan a stopped daemon left open: the engine re-run over its spool (deterministic: the same results
         as before the stop), the journal rewritten from them; every feed message of the scan so far
         (scan_start, results, one progress) is published, for the snapshot."""
         folder = spooled.path.parent
-        obj = cls(folder, spooled.scan, spooled.stream, config)
+        obj = cls(folder, spooled.scan, spooled.stream, config, writer)
         obj.resumed = True
         messages = obj.live.start(resumed_from_spool=spooled.n_positions)  # viewers say so (docs/protocol.md)
         for _pos, t in spooled.transients:

@@ -25,6 +25,7 @@ from .spool import Spool, SpooledScan, SpoolStore
 
 if TYPE_CHECKING:
     from .open_scan import OpenScan
+    from .output_writer import OutputWriter
 
 log = logging.getLogger("mrsqc.daemon")
 
@@ -257,12 +258,14 @@ class JournalSink(Sink):
 
 
 class OutputsSink(Sink):
-    """At scan end: transients.jsonl, summary.json and the analysts' NIfTI-MRS (nifti_out.py) in the scan's
-    folder, as `mrsqc check --out` writes them."""
+    """At scan end: transients.jsonl and summary.json at once; the analysts' NIfTI-MRS (nifti_out.py) and
+    report.html after them, by ``writer`` when there is one (the daemon's: off its loop, output_writer.py),
+    else at once. The same files `mrsqc check --out` writes."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, writer: OutputWriter | None = None):
         super().__init__()
         self.folder = folder
+        self.writer = writer
         self._session: OpenScan | None = None
 
     def open(self, session: OpenScan) -> None:
@@ -276,23 +279,40 @@ class OutputsSink(Sink):
             return
         if self._session is None:
             return
-        from .nifti_out import write_nifti_outputs
-        from .tracking import FilterParams
+        job = derived_outputs_job(self.folder, self._session.live.engine, list(results), summary)
+        if self.writer is None:
+            for text in job():
+                self._error(text)
+        else:
+            self.writer.submit(f"scan {summary.scan_id}", job)
 
-        engine = self._session.live.engine
-        tracking = FilterParams.from_config(engine.config["tracking"])
-        try:
-            for note in write_nifti_outputs(self.folder, engine.scan, results, engine.acquired, summary.provenance,
-                                            tracking):
-                log.info("scan %s: %s", engine.scan.scan_id, note)
-        except (OSError, ValueError) as exc:
-            self._error(f"NIfTI-MRS outputs not written: {exc}")
+
+def derived_outputs_job(folder: Path, engine, results: list[TransientQC], summary: ScanSummary
+                        ) -> Callable[[], list[str]]:
+    """The NIfTI-MRS and report writing of a finished scan as one call returning its error texts. What it
+    needs from the engine is taken now; the engine is not touched when it runs."""
+    from .report_data import noise_of
+    from .session import limits
+    from .tracking import FilterParams
+
+    scan, acquired, config = engine.scan, engine.acquired, engine.config
+    tracking = FilterParams.from_config(config["tracking"])
+    checks, scan_limits, noise_sd = engine.contract.describe(), limits(engine), noise_of(engine)
+
+    def job() -> list[str]:
         from .check import write_report
-        from .report_data import noise_of
-        from .session import limits
+        from .nifti_out import write_nifti_outputs
 
+        errors = []
         try:
-            write_report(self.folder, engine.scan, results, summary, engine.contract.describe(), engine.acquired,
-                         engine.config, limits(engine), noise_of(engine))
+            for note in write_nifti_outputs(folder, scan, results, acquired, summary.provenance, tracking):
+                log.info("scan %s: %s", scan.scan_id, note)
         except (OSError, ValueError) as exc:
-            self._error(f"report.html not written: {exc}")
+            errors.append(f"NIfTI-MRS outputs not written: {exc}")
+        try:
+            write_report(folder, scan, results, summary, checks, acquired, config, scan_limits, noise_sd)
+        except (OSError, ValueError) as exc:
+            errors.append(f"report.html not written: {exc}")
+        return errors
+
+    return job

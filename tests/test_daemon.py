@@ -4,6 +4,7 @@ import json
 import threading
 import time
 
+import numpy as np
 import pytest
 import zmq
 
@@ -254,3 +255,52 @@ def test_a_port_released_a_moment_late_is_waited_for_and_one_held_fails_cleanly(
         blocker.close(0)
     finally:
         ctx.destroy(linger=0)
+
+
+def test_slow_scan_outputs_do_not_hold_back_the_heartbeat_and_their_failure_is_reported(daemon, monkeypatch):
+    """The NIfTI-MRS and report.html are written off the daemon's loop: with a report that takes 2 s (a
+    loaded host), heartbeats go on every ~0.2 s and the next scan is checked meanwhile; the report arrives
+    after the summary. A writer that fails is said on the feed; a stopping daemon waits for the queue."""
+    import qc_daemon.check as check_mod
+    from tests.daemon_support import wait_until
+
+    write_report = check_mod.write_report
+    calls = []
+
+    def slow(folder, *a, **kw):
+        calls.append(folder)
+        time.sleep(2.0)
+        if len(calls) == 2:
+            raise OSError("disk full (simulated)")
+        return write_report(folder, *a, **kw)
+
+    monkeypatch.setattr(check_mod, "write_report", slow)
+    d, eps, ctx = daemon
+    viewer = FeedClient(eps.feed, eps.snapshot, ctx)
+    viewer.sync(5)
+    replay(FIXTURE, eps.ingest, speed=None)
+    beats, t_summary = [], None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (t_summary is None or time.monotonic() < t_summary + 1.5):
+        for m in viewer.poll(50):
+            if m["type"] == "summary":
+                t_summary = time.monotonic()
+            elif m["type"] == "heartbeat" and t_summary is not None:
+                beats.append(time.monotonic())
+    assert t_summary is not None and d.outputs.pending == 1  # the report is still being written
+    gaps = np.diff([t_summary] + beats)
+    assert len(beats) >= 5 and gaps.max() < 0.6, gaps  # the loop went on
+    # a second scan meanwhile: checked while the first one's report is written, then its report fails
+    delivery = replay(FIXTURE, eps.ingest, speed=None)
+    assert delivery.complete
+    msgs = list(viewer.messages("summary", timeout_s=30))
+    assert len([m for m in msgs if m["type"] == "result"]) == 50
+    wait_until(lambda: len(calls) == 2 and d.outputs.pending == 0, timeout_s=30, what="both output jobs")
+    first, second = calls
+    assert (first / "report.html").is_file() and not (second / "report.html").exists()
+    assert (second / "accepted_aligned.nii.gz").is_file() and (second / "summary.json").is_file()
+    errors = []
+    wait_until(lambda: errors.extend(m for m in viewer.poll(50) if m["type"] == "status"
+                                     and "report.html not written: disk full" in m.get("detail", "")) or errors,
+               timeout_s=10, what="the writer's error on the feed")
+    viewer.close()

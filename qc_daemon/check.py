@@ -47,7 +47,8 @@ def run_check(path: str | Path, water: str | Path | None = None, config: Config 
     rec = open_recording(path)
     if water is not None:
         rec = merge_water(rec, open_recording(water, role="water"), water)
-    engine = ScanQC(rec.scan, config)
+    scan = rec.scan_with_notes
+    engine = ScanQC(scan, config)
     results: list[TransientQC] = []
     n = len(rec.transients)
     for tr in rec.transients:
@@ -60,11 +61,10 @@ def run_check(path: str | Path, water: str | Path | None = None, config: Config 
         results.append(r)
         if on_result:
             on_result(r, n)
-    summary.notes[:0] = rec.notes
     from .report_data import noise_of
     from .session import limits
 
-    return CheckRun(rec.scan, results, summary, rec.notes, engine.contract.describe(), engine.acquired,
+    return CheckRun(scan, results, summary, rec.notes, engine.contract.describe(), engine.acquired,
                     engine.config, limits(engine), noise_of(engine))
 
 

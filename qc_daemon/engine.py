@@ -256,7 +256,7 @@ class ScanQC:
             reasons=reasons,
             fields=fields,
             status=status,
-            notes=list(self._notes),
+            notes=list(self.scan.notes) + self._notes,
             details=details,
             unmeasured=unmeasured,
             scan_kind="water-only" if water_only else "metabolite",

@@ -70,6 +70,10 @@ def interruption_text(status: str, n_averages: int, planned: int) -> str:
     return f"scan {status}: {n_averages} of {planned} planned averages checked"
 
 
+MAX_SCAN_NOTES = 32
+MAX_NOTE_CHARS = 500
+
+
 @dataclass(frozen=True)
 class ScanInfo:
     """What is known about a scan before its first transient arrives.
@@ -96,6 +100,9 @@ class ScanInfo:
     source: str = ""  # e.g. "twix VE", "dicom mrs-storage"; never a path with patient data
     voxel_mm: tuple[float, float, float] | None = None
     oversampling: int = 1
+    #: what the reader established about the recording, in words ("2x oversampling (removed after coil
+    #: combination)", water references recognised): the summary's first notes, live as offline
+    notes: tuple[str, ...] = ()
 
     @property
     def samples_per_transient(self) -> int:
@@ -120,10 +127,14 @@ class ScanInfo:
             raise ValueError(f"oversampling {self.oversampling} is not 1, 2, 4 or 8")
         if self.planned_averages < 1 or self.n_sets < 1:
             raise ValueError("planned averages and edit sets must be >= 1")
+        if len(self.notes) > MAX_SCAN_NOTES or not all(isinstance(n, str) and len(n) <= MAX_NOTE_CHARS
+                                                       for n in self.notes):
+            raise ValueError(f"notes must be at most {MAX_SCAN_NOTES} texts of at most {MAX_NOTE_CHARS} characters")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["voxel_mm"] = list(self.voxel_mm) if self.voxel_mm else None
+        d["notes"] = list(self.notes)
         return d
 
     @classmethod
@@ -131,6 +142,10 @@ class ScanInfo:
         d = dict(d)
         if d.get("voxel_mm") is not None:
             d["voxel_mm"] = tuple(float(v) for v in d["voxel_mm"])
+        if d.get("notes") is not None:
+            if not isinstance(d["notes"], list | tuple):
+                raise TypeError("notes must be a list of texts")
+            d["notes"] = tuple(d["notes"])
         names = cls.__dataclass_fields__.keys()
         return cls(**{k: v for k, v in d.items() if k in names})
 

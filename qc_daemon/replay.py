@@ -22,7 +22,7 @@ def replay_recording(rec: Recording, endpoint: str, speed: float | None, key: by
     spool)."""
     n_total = len(rec.transients)
     with Producer(endpoint, key=key, curve=curve, timeout_s=send_timeout_s) as producer:
-        producer.start_scan(rec.scan)
+        producer.start_scan(rec.scan_with_notes)
         for t in paced(rec.transients, speed):
             producer.send(t)
             if on_sent:

@@ -36,7 +36,10 @@ def test_replayed_scan_gives_results_identical_to_check(daemon):
     assert len(results) == 50
     assert results == offline()
     summary = next(m["summary"] for m in msgs if m["type"] == "summary")
-    assert summary["flagged_indices"] == run_check(FIXTURE).summary.flagged_indices
+    checked = run_check(FIXTURE).summary
+    assert summary["flagged_indices"] == checked.flagged_indices
+    # the reader's notes travel with the ScanInfo: the live summary says what check says
+    assert summary["notes"] == checked.notes and "2x oversampling (removed after coil combination)" in checked.notes
     # the journal holds the same, and the end-of-scan files match `mrsqc check --out` in form
     folder = d.data_dir / summary["scan_id"]
     rows = [json.loads(line) for line in (folder / "transients.jsonl").read_text().splitlines()]

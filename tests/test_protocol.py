@@ -120,6 +120,20 @@ def test_malformed_headers_are_rejected_with_a_reason(header, payload, reason):
     assert err.value.reason == reason
 
 
+_SCAN = {"scan_id": "s", "f0_hz": 123.2e6, "dwell_s": 5e-4, "n_points": 1024, "n_coils": 4, "planned_averages": 8}
+
+
+@pytest.mark.parametrize("notes", ["one text, not a list", [1, 2], ["x" * 501], ["n"] * 33, {"a": 1}])
+def test_scan_notes_that_are_not_a_short_list_of_short_texts_are_a_bad_scan(notes):
+    header = {"kind": "scan_start", "scan_id": "s", "seq": 1, "stream": "x", "scan": {**_SCAN, "notes": notes}}
+    with pytest.raises(ProtocolError) as err:
+        decode([protocol.VERSION, json.dumps(header).encode()])
+    assert err.value.reason == "bad_scan"
+    ok = {**header, "scan": {**_SCAN, "notes": ["2x oversampling (removed after coil combination)"]}}
+    assert decode([protocol.VERSION, json.dumps(ok).encode()]).header["scan"]["notes"] == [
+        "2x oversampling (removed after coil combination)"]
+
+
 @given(st.lists(st.binary(max_size=300), min_size=0, max_size=5))
 @settings(max_examples=400, deadline=None)
 def test_decoder_never_fails_on_random_frames_except_with_protocol_error(frames):

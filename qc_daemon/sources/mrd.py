@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import InputError
 from ..model import METABOLITE, WATER_REF, ScanInfo, Transient
 from .classify import classify
-from .recording import Recording
+from .recording import Recording, oversampling_note
 
 TICK_S = 0.0025  # acquisition_time_stamp unit (Siemens: 2.5 ms)
 SKIPPED_FLAGS = ("ACQ_IS_NOISE_MEASUREMENT", "ACQ_IS_NAVIGATION_DATA", "ACQ_IS_RTFEEDBACK_DATA",
@@ -134,7 +134,8 @@ def scan_from_header(header: MrdHeader, first: object, source_name: str | Path, 
     scan = ScanInfo(scan_id=scan_id, f0_hz=header.f0_hz, dwell_s=dwell_ns * 1e-9 * os_factor,
                     n_points=samples // os_factor, n_coils=int(first.active_channels),
                     planned_averages=max(header.planned_averages, 1), te_ms=header.te_ms, tr_ms=header.tr_ms,
-                    sequence=header.sequence, n_sets=header.n_sets, source="mrd", oversampling=os_factor)
+                    sequence=header.sequence, n_sets=header.n_sets, source="mrd", oversampling=os_factor,
+                    notes=tuple(n for n in (oversampling_note(os_factor),) if n))
     try:
         scan.validate()
     except ValueError as exc:

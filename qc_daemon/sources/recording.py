@@ -17,6 +17,17 @@ class Recording:
     transients: Sequence[Transient]
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def scan_with_notes(self) -> ScanInfo:
+        """The ScanInfo the engine gets, offline and streamed alike: the reader's notes carried with it (after
+        any the ScanInfo already has)."""
+        return replace(self.scan, notes=self.scan.notes + tuple(n for n in self.notes if n not in self.scan.notes))
+
+
+def oversampling_note(factor: int) -> str | None:
+    """The readers' and the bridge's words for a recording with readout oversampling."""
+    return f"{factor}x oversampling (removed after coil combination)" if factor > 1 else None
+
 
 class Chained(Sequence):
     """Transients of several sequences one after another, renumbered 0..n-1 (e.g. a water file, then a scan)."""

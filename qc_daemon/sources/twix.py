@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import InputError
 from ..model import METABOLITE, WATER_REF, ScanInfo, Transient
 from .classify import classify
-from .recording import Recording
+from .recording import Recording, oversampling_note
 
 NON_DATA_FLAGS = ("NOISEADJSCAN", "PHASCOR", "SYNCDATA", "ACQEND", "RTFEEDBACK", "HPFEEDBACK", "REFPHASESTABSCAN",
                   "PHASESTABSCAN")
@@ -172,7 +172,7 @@ def read_twix(path: str | Path, measurement: int = -1, role: str | None = None) 
     transients = TwixTransients(path, mdbs, headers, pre, post, ve)
     notes = []
     if os_factor > 1:
-        notes.append(f"{os_factor}x oversampling (removed after coil combination)")
+        notes.append(oversampling_note(os_factor))
     if kind_note:
         notes.append(kind_note)
     return Recording(scan=scan, transients=transients, notes=notes)

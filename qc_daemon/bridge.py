@@ -306,7 +306,7 @@ class MrdConnection:
                         log.error("scan %s: %s", scan.scan_id if scan else "?", exc)
                         self.send_line("ERR mrsqc: the QC daemon is not answering: QC stopped for this scan")
             elif kind == "end":
-                self._end(producer, feed, scan, item, detail, dead)
+                self._end(producer, feed, scan, item, detail, dead, self._end_notes(reader))
                 return
             self._feed(feed, scan)
 
@@ -334,8 +334,20 @@ class MrdConnection:
         for line in self.texts.due():
             self.send_line(line)
 
+    def _end_notes(self, reader: _Reader) -> tuple[str, ...]:
+        """For the summary (scan_end notes): the kinds found, as a file reader says it, and what the bridge
+        could not pass on. The reader thread has put its last item: its classifier no longer changes."""
+        r = self.report
+        notes = [reader.classifier.note()] if reader.classifier is not None else []
+        if r.dropped:
+            notes.append(f"MRD bridge: {r.dropped} of {r.transients + r.dropped} transients not passed on (its "
+                         "buffer was full); they are in the scanner's raw data")
+        if r.refused:
+            notes.append(f"MRD bridge: {r.refused} acquisition(s) refused (the server's log says why)")
+        return tuple(n for n in notes if n)
+
     def _end(self, producer: Producer | None, feed: FeedClient | None, scan: ScanInfo | None, status: str,
-             detail: str | None, dead: str | None) -> None:
+             detail: str | None, dead: str | None, notes: tuple[str, ...] = ()) -> None:
         r = self.report
         # transients the bridge could not pass on (dropped, refused) make the scan incomplete for QC
         r.status = "incomplete" if r.dropped or r.refused else status
@@ -349,7 +361,7 @@ class MrdConnection:
         verdict = None
         if producer is not None and dead is None:
             try:
-                verdict = producer.end_scan(r.status).verdict
+                verdict = producer.end_scan(r.status, notes).verdict
             except DeliveryError as exc:
                 dead = str(exc)
         r.problem = detail or ("the QC daemon is not answering: no verdict for this scan" if dead else None)

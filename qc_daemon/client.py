@@ -141,6 +141,7 @@ class Producer:
         self._next_pos = 0  # positions handed to send()
         self._cursor = 0  # next position to transmit (< _next_pos after a rewind)
         self._ending: str | None = None  # scan_end status once end_scan was called
+        self._end_notes: tuple[str, ...] = ()
         self._end_sent = False
         self._last_reply = time.monotonic()
         self._last_resync = 0.0
@@ -180,7 +181,8 @@ class Producer:
     def _send_end(self, deadline: float) -> None:
         assert self.scan is not None and self._ending is not None
         self._transmit(protocol.scan_end(self.scan.scan_id, self._next(), self._ending, self.id, self.key,
-                                         n_transients=self._next_pos, stream=self._stream), deadline)
+                                         n_transients=self._next_pos, stream=self._stream,
+                                         notes=self._end_notes), deadline)
         self._end_sent = True
 
     def _flush(self, deadline: float) -> None:
@@ -324,11 +326,13 @@ class Producer:
         self._flush(time.monotonic() + self.timeout_s)
         self._wait(lambda: self._cursor == self._next_pos, "sending")
 
-    def end_scan(self, status: str = "complete") -> Delivery:
+    def end_scan(self, status: str = "complete", notes: tuple[str, ...] = ()) -> Delivery:
         """Send scan_end after every transient and wait until the daemon has closed the scan with all of
-        them. Returns the Delivery; raises DeliveryError when the daemon does not take the scan."""
+        them (``notes``: for the summary, see protocol.scan_end). Returns the Delivery; raises DeliveryError
+        when the daemon does not take the scan."""
         assert self.scan is not None and self.delivery is not None, "start_scan first"
         self._ending = status
+        self._end_notes = tuple(notes)
         self._flush(time.monotonic() + self.timeout_s)
         d = self.delivery
         self._wait(lambda: d.closed, "ending the scan")

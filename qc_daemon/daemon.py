@@ -252,12 +252,13 @@ class Daemon:
         log.info("scan %s started: %s, %d coils x %d points", scan.scan_id, scan.sequence, scan.n_coils,
                  scan.n_points)
 
-    def end_scan(self, status: str) -> None:
-        """Close the open scan with ``status`` (complete | incomplete | interrupted)."""
+    def end_scan(self, status: str, notes: tuple[str, ...] = ()) -> None:
+        """Close the open scan with ``status`` (complete | incomplete | interrupted); ``notes``: the
+        producer's, for the summary."""
         scan, self.open = self.open, None
         if scan is None:
             return
-        summary = scan.finish(status)
+        summary = scan.finish(status, notes)
         for text in scan.take_errors():
             self._error_state(text)
         self._remember(scan.stream, {"stream": scan.stream, "scan_id": scan.scan.scan_id,

@@ -90,7 +90,7 @@ class ZmqIngest:
             if h["n_transients"] > scan.positions:
                 raise _Reject("gap", f"scan_end after {h['n_transients']} transients; this daemon has "
                                      f"{scan.positions}", scan.positions)
-            desk.end_scan(h.get("status", "complete"))
+            desk.end_scan(h.get("status", "complete"), tuple(h.get("notes", ())))
 
     def _transient(self, scan: OpenScan, msg: protocol.Message) -> None:
         pos = msg.header["pos"]

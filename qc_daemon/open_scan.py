@@ -174,7 +174,7 @@ class OpenScan:
             sink.sync()
         return self.durable
 
-    def finish(self, status: str) -> ScanSummary:
+    def finish(self, status: str, notes: tuple[str, ...] = ()) -> ScanSummary:
         """End the scan. The stream's outcome is saved first (so a producer that asks again after a crash
         learns the scan is closed, and a restarted daemon closes it rather than resuming it), then every
         sink finishes: the last results and the summary published, the journal closed, the outputs written,
@@ -184,8 +184,12 @@ class OpenScan:
             tail, summary, messages = self.live.finish(status)
         except Exception as exc:  # a bug at scan end must not lose the scan: a summary from its results
             tail, summary, messages = self._fallback_finish(status, exc)
+        if notes:  # the producer's, after the reader's (as a file reader's own notes come)
+            at = len(self.scan.notes)
+            summary.notes[at:at] = [n for n in notes if n not in summary.notes]
         if status != "complete":
             self._keep_worst_live(summary)
+        if notes or status != "complete":
             messages[-1]["summary"] = summary.to_dict()
         if self.folder is not None:
             try:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .model import KINDS, ScanInfo, Transient
+from .model import KINDS, MAX_NOTE_CHARS, MAX_SCAN_NOTES, ScanInfo, Transient
 
 VERSION = b"mrsqc/2"
 MESSAGE_KINDS = ("scan_start", "transient", "scan_end", "heartbeat")
@@ -88,11 +88,17 @@ def transient(scan_id: str, t: Transient, seq: int, producer: str = "", key: byt
 
 
 def scan_end(scan_id: str, seq: int, status: str = "complete", producer: str = "",
-             key: bytes | None = None, n_transients: int = 0, stream: str = "") -> list[bytes]:
+             key: bytes | None = None, n_transients: int = 0, stream: str = "",
+             notes: tuple[str, ...] = ()) -> list[bytes]:
     """``n_transients``: how many transients the producer sent in this scan (the daemon closes the scan only
-    when it has them all, else it answers with the position it is missing)."""
-    return encode("scan_end", {"scan_id": scan_id, "seq": seq, "producer": producer, "stream": stream,
-                               "status": status, "n_transients": int(n_transients)}, key=key)
+    when it has them all, else it answers with the position it is missing). ``notes``: what the producer
+    learnt during the scan (the bridge: water references recognised, transients it could not pass on); they
+    join the summary's notes after the reader's."""
+    header = {"scan_id": scan_id, "seq": seq, "producer": producer, "stream": stream, "status": status,
+              "n_transients": int(n_transients)}
+    if notes:
+        header["notes"] = list(notes)
+    return encode("scan_end", header, key=key)
 
 
 def heartbeat(seq: int, producer: str = "", key: bytes | None = None) -> list[bytes]:
@@ -223,6 +229,11 @@ def decode(frames: list[bytes], key: bytes | None = None) -> Message:
         if header.get("status", "complete") not in SCAN_END_STATUS:
             raise ProtocolError("bad_field", f"status must be one of {SCAN_END_STATUS}")
         _int(header, "n_transients", 0, 10 ** 9)
+        notes = header.get("notes", [])
+        if not isinstance(notes, list) or len(notes) > MAX_SCAN_NOTES or \
+                not all(isinstance(n, str) and len(n) <= MAX_NOTE_CHARS for n in notes):
+            raise ProtocolError("bad_field", f"notes must be at most {MAX_SCAN_NOTES} texts of at most "
+                                             f"{MAX_NOTE_CHARS} characters")
     return Message(kind, header, payload)
 
 

@@ -143,6 +143,9 @@ def test_the_reference_client_streams_a_scan_through_mrd_server_into_the_daemon(
     assert len(rows) == 50 and rows == offline(FIXTURE)  # every transient, identical to `mrsqc check`
     summary = live_summary(d.data_dir, scan_id)
     assert summary["status"] == "complete" and summary["verdict"] == WARN
+    # the notes too: the oversampling from the header, the water references the bridge recognised (its
+    # scan_end), the engine's, in check's order
+    assert summary["notes"] == run_check(FIXTURE).summary.notes
     # the client logs the console lines: the live and the final verdict, and the server's CLOSE
     assert "DBG mrsqc: QC running (4 coils x 1024 points, TE 30 ms, 48 averages planned)" in log
     assert "WRN mrsqc: scan complete, WARN: frequency drift 0.051 ppm (6.2 Hz)" in log
@@ -248,7 +251,9 @@ def test_data_before_the_header_is_named_and_not_checked(daemon, fixture_stream)
         report = _report(server, 1)
     assert closed and lines[0] == "ERR mrsqc: data arrived before a valid MRD header: not checked"
     assert report.refused == 5 and report.transients == 45 and report.status == "incomplete"
-    assert live_summary(d.data_dir, report.scan_id)["n_transients"] == 45
+    summary = live_summary(d.data_dir, report.scan_id)
+    assert summary["n_transients"] == 45 and "MRD bridge: 5 acquisition(s) refused (the server's log says why)" \
+        in summary["notes"]  # kept with the scan, for whoever reads its summary later
     # a header that is not ISMRMRD XML: named, nothing checked, the connection still answered
     with running_bridge(eps, ctx) as server:
         s = Scanner(server.address)
@@ -364,10 +369,13 @@ def _sim(**kw):
     return simulate_scan(SimulationParams(**base))
 
 
-def _live_kinds(rec) -> list[str]:
+def _live_kinds(rec, notes: list | None = None) -> list[str]:
     s = rec.scan
     c = StreamClassifier(s.dwell_s, s.f0_mhz, s.oversampling, s.centre_ppm)
-    return [c.add(t.data) for t in rec.transients]
+    kinds = [c.add(t.data) for t in rec.transients]
+    if notes is not None:
+        notes.append(c.note())
+    return kinds
 
 
 @pytest.mark.parametrize("kw", [dict(water_refs_before=1, averages=1), dict(water_refs_before=2, averages=0),
@@ -383,8 +391,11 @@ def test_live_kinds_equal_the_readers_on_the_hard_cases(kw, tmp_path):
 
     sim = _sim(**kw)
     path = write_mrd(tmp_path / "s.h5", Recording(scan=sim.scan, transients=sim.transients, notes=[]))
-    offline_kinds = [t.kind for t in read_mrd(path).transients]
-    assert _live_kinds(read_mrd(path)) == offline_kinds == [t.kind for t in sim.transients]
+    rec = read_mrd(path)
+    offline_kinds, notes = [t.kind for t in rec.transients], []
+    assert _live_kinds(read_mrd(path), notes) == offline_kinds == [t.kind for t in sim.transients]
+    # and the bridge's note on them is the reader's (water-only with its dominance, or the count)
+    assert notes[0] == next((n for n in rec.notes if "water" in n), None)
 
 
 def test_live_kinds_equal_the_readers_on_every_real_file(real_dir):

@@ -47,13 +47,19 @@ class Classification:
     water_only: bool
 
     def note(self) -> str | None:
-        n_ref = sum(k == WATER_REF for k in self.kinds)
-        if self.water_only:
-            return (f"water-only scan: all {len(self.kinds)} transient(s) are unsuppressed water (water dominance "
-                    f"{self.dominance:.0f}); water metrics only")
-        if n_ref:
-            return f"{n_ref} unsuppressed water-reference transient(s) recognised from the signal"
-        return None
+        return kinds_note(self.kinds, self.dominance if self.water_only else None)
+
+
+def kinds_note(kinds: list[str], water_only_dominance: float | None) -> str | None:
+    """The readers' (and the bridge's) words for the kinds found; ``water_only_dominance``: D of a water-only
+    scan, None otherwise."""
+    if water_only_dominance is not None:
+        return (f"water-only scan: all {len(kinds)} transient(s) are unsuppressed water (water dominance "
+                f"{water_only_dominance:.0f}); water metrics only")
+    n_ref = sum(k == WATER_REF for k in kinds)
+    if n_ref:
+        return f"{n_ref} unsuppressed water-reference transient(s) recognised from the signal"
+    return None
 
 
 def crude_combination(data: np.ndarray, oversampling: int = 1) -> np.ndarray:
@@ -165,13 +171,9 @@ class StreamClassifier:
         self._shaped.append(bool(in_water[np.argmax(power)] and share >= MIN_WATER_SHARE))
         mag = np.abs(spec)
         self._mag_sum = mag if self._mag_sum is None else self._mag_sum + mag
-        energy = (np.abs(np.einsum("c,tcs->ts", w, np.stack(self._early))) ** 2).sum(axis=1)
-        log_e = np.log10(np.maximum(energy, np.finfo(float).tiny))
-        order = np.sort(log_e)
-        gaps = np.diff(order)
-        if gaps.size and gaps.max() >= math.log10(ENERGY_GAP):
-            j = int(np.argmax(gaps))
-            kind = WATER_REF if self._shaped[-1] and log_e[-1] > 0.5 * (order[j] + order[j + 1]) else METABOLITE
+        log_e, threshold = self._energy_gap(w)
+        if threshold is not None:
+            kind = WATER_REF if self._shaped[-1] and log_e[-1] > threshold else METABOLITE
         elif all(self._shaped) and dominance_of_mean(self._mag_sum / len(self._shaped), self.ppm) \
                 >= WATER_ONLY_DOMINANCE:
             kind = WATER_REF
@@ -179,3 +181,29 @@ class StreamClassifier:
             kind = METABOLITE
         self.kinds.append(kind)
         return kind
+
+    def _energy_gap(self, w: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """log10 early energies of the transients so far (weights ``w``) and the log threshold of the largest
+        gap when it is at least ENERGY_GAP, else None."""
+        energy = (np.abs(np.einsum("c,tcs->ts", w, np.stack(self._early))) ** 2).sum(axis=1)
+        log_e = np.log10(np.maximum(energy, np.finfo(float).tiny))
+        order = np.sort(log_e)
+        gaps = np.diff(order)
+        if gaps.size and gaps.max() >= math.log10(ENERGY_GAP):
+            j = int(np.argmax(gaps))
+            return log_e, 0.5 * (order[j] + order[j + 1])
+        return log_e, None
+
+    def note(self) -> str | None:
+        """The readers' note on the kinds decided (:func:`kinds_note`): water-only when every transient is
+        water and no energy gap separates them, as :func:`classify` decides it."""
+        if not self.kinds or self._early_sum is None:
+            return None
+        water_only = False
+        if all(k == WATER_REF for k in self.kinds):
+            norm = float(np.linalg.norm(self._early_sum))
+            w = self._early_sum.conj() / norm if norm > 0 else \
+                np.full(self._early_sum.shape[0], 1.0 / math.sqrt(self._early_sum.shape[0]))
+            water_only = self._energy_gap(w)[1] is None
+        dominance = dominance_of_mean(self._mag_sum / len(self._shaped), self.ppm) if water_only else None
+        return kinds_note(self.kinds, dominance)

@@ -30,6 +30,7 @@ bench: venv
 	$(BIN)/python bench/tui_bench.py
 	$(BIN)/python bench/bridge_bench.py
 	$(BIN)/python bench/study_bench.py
+	$(BIN)/python bench/scan_end_bench.py
 
 fixtures: venv
 	$(BIN)/mrsqc simulate --preset fixtures --out fixtures

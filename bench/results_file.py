@@ -15,4 +15,4 @@ def write_section(heading: str, text: str) -> None:
     if at >= 0:
         nxt = old.find("\n## ", at + 1)
         old = old[:at] + (old[nxt:] if nxt >= 0 else "")
-    RESULTS.write_text(old.rstrip("\n") + "\n" + text.rstrip("\n") + "\n")
+    RESULTS.write_text(old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n")

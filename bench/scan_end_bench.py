@@ -18,8 +18,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import zmq
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
@@ -27,8 +25,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from results_file import write_section  # noqa: E402
 
 from qc_daemon.client import FeedClient, Producer  # noqa: E402
-from qc_daemon.daemon import Daemon, Endpoints  # noqa: E402
 from qc_daemon.sources.simulate import SimulationParams, simulate_scan  # noqa: E402
+from tests.daemon_support import running_daemon  # noqa: E402  (the tests' daemon in a thread)
 
 ROUNDS = 3
 HEARTBEAT_S = 0.2
@@ -50,17 +48,9 @@ class InlineWriter:
 
 
 def one_round(sim, nxt, off_loop: bool, tmp: Path, k: int) -> dict:
-    ctx = zmq.Context()
-    d = Daemon(Endpoints("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*"), data_dir=tmp / f"r{k}",
-               heartbeat_s=HEARTBEAT_S, fsync=False, context=ctx)
-    if not off_loop:
-        d.outputs = InlineWriter()
-    eps = d.bind()
-    d.warm_up()
-    stop = threading.Event()
-    thread = threading.Thread(target=d.serve, args=(stop,), daemon=True)
-    thread.start()
-    try:
+    with running_daemon(tmp / f"r{k}", heartbeat_s=HEARTBEAT_S) as (d, eps, ctx):
+        if not off_loop:
+            d.outputs = InlineWriter()  # before any scan starts: each scan takes the daemon's writer then
         viewer = FeedClient(eps.feed, eps.snapshot, ctx)
         viewer.sync(10)
         scan = replace(sim.scan, scan_id=f"{sim.scan.scan_id[:10]}{k:02d}a")
@@ -100,11 +90,6 @@ def one_round(sim, nxt, off_loop: bool, tmp: Path, k: int) -> dict:
         viewer.close()
         gaps = [b - a for a, b in zip(beats, beats[1:])] or [float("nan")]
         return {"report_s": t_report - t_summary, "max_gap_s": max(gaps), "first_ack_s": first_ack}
-    finally:
-        stop.set()
-        thread.join(10)
-        d.close()
-        ctx.destroy(linger=0)
 
 
 def main() -> str:

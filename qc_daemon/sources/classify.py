@@ -158,8 +158,7 @@ class StreamClassifier:
         early = x[:, :EARLY_POINTS * self.os]
         self._early.append(np.array(early, dtype=np.complex64))
         self._early_sum = early.sum(axis=1) if self._early_sum is None else self._early_sum + early.sum(axis=1)
-        norm = float(np.linalg.norm(self._early_sum))
-        w = self._early_sum.conj() / norm if norm > 0 else np.full(x.shape[0], 1.0 / math.sqrt(x.shape[0]))
+        w = self._weights()
         y = w @ x
         spec = np.fft.fftshift(np.fft.fft(y))
         if self.ppm is None or self.ppm.size != spec.size:
@@ -182,6 +181,12 @@ class StreamClassifier:
         self.kinds.append(kind)
         return kind
 
+    def _weights(self) -> np.ndarray:
+        """Coil weights from the running sum of the early signal (as :func:`crude_combination`)."""
+        norm = float(np.linalg.norm(self._early_sum))
+        n = self._early_sum.shape[0]
+        return self._early_sum.conj() / norm if norm > 0 else np.full(n, 1.0 / math.sqrt(n))
+
     def _energy_gap(self, w: np.ndarray) -> tuple[np.ndarray, float | None]:
         """log10 early energies of the transients so far (weights ``w``) and the log threshold of the largest
         gap when it is at least ENERGY_GAP, else None."""
@@ -199,11 +204,6 @@ class StreamClassifier:
         water and no energy gap separates them, as :func:`classify` decides it."""
         if not self.kinds or self._early_sum is None:
             return None
-        water_only = False
-        if all(k == WATER_REF for k in self.kinds):
-            norm = float(np.linalg.norm(self._early_sum))
-            w = self._early_sum.conj() / norm if norm > 0 else \
-                np.full(self._early_sum.shape[0], 1.0 / math.sqrt(self._early_sum.shape[0]))
-            water_only = self._energy_gap(w)[1] is None
+        water_only = all(k == WATER_REF for k in self.kinds) and self._energy_gap(self._weights())[1] is None
         dominance = dominance_of_mean(self._mag_sum / len(self._shaped), self.ppm) if water_only else None
         return kinds_note(self.kinds, dominance)

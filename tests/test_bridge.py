@@ -474,9 +474,8 @@ def test_stopping_the_server_mid_scan_closes_the_scan_as_incomplete(daemon, fixt
     with running_bridge(eps, ctx) as server:
         s = Scanner(server.address)
         s.send(config, header, *acqs[:15])
-        wait_until(lambda: server.reports or any(True for _ in d.data_dir.glob("*/journal.jsonl")),
-                   what="the scan to open")
-        time.sleep(0.5)
+        # stop once the 15 are through (what the server has not read when it stops is not checked)
+        wait_until(lambda: d.open is not None and d.open.positions >= 15, what="15 transients at the daemon")
     report = _report(server, 1)
     assert report.status == "incomplete" and report.transients == 15
     assert live_summary(d.data_dir, report.scan_id)["status"] == "incomplete"

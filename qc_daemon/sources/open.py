@@ -11,19 +11,14 @@ from ..spool import SPOOL_NAME, is_spool
 from ..spool import read_recording as read_spool_recording
 from .dicom import MRS_STORAGE, read_dicom
 from .nifti_mrs import is_nifti, read_nifti_mrs
-from .recording import Recording
+from .recording import Recording, file_head
 from .spec2nii_formats import detect, dicom_format, read_spec2nii
 from .twix import is_twix, read_twix
 
 
 def looks_like_dicom(path: Path) -> bool:
     """A DICOM file by its preamble ('DICM' at byte 128), or by its suffix (.dcm, .ima); False when unreadable."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(132)
-    except OSError:
-        return False
-    return head[128:132] == b"DICM" or path.suffix.lower() in (".dcm", ".ima")
+    return file_head(path, 132)[128:132] == b"DICM" or path.suffix.lower() in (".dcm", ".ima")
 
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -70,11 +65,10 @@ def open_recording(path: str | Path, role: str | None = None) -> Recording:
         return read_nifti_mrs(path, role=role)
     if is_twix(path):
         return read_twix(path, role=role)
-    with open(path, "rb") as f:
-        if f.read(8) == HDF5_SIGNATURE:
-            from .mrd import read_mrd
+    if file_head(path, 8) == HDF5_SIGNATURE:
+        from .mrd import read_mrd
 
-            return read_mrd(path, role=role)
+        return read_mrd(path, role=role)
     fmt = detect(path)
     if fmt is not None:
         return read_spec2nii(fmt, path, role)

@@ -9,6 +9,16 @@ from dataclasses import dataclass, field, replace
 from ..model import ScanInfo, Transient
 
 
+def file_head(path, n: int) -> bytes:
+    """The first ``n`` bytes of a file (fewer when it is shorter; b"" when it cannot be read): for the
+    readers' format sniffing, which must never raise."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(n)
+    except OSError:
+        return b""
+
+
 @dataclass
 class Recording:
     """``transients`` may be lazy (read on demand, e.g. twix): use len() and iteration."""

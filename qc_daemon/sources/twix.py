@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import InputError
 from ..model import METABOLITE, WATER_REF, ScanInfo, Transient
 from .classify import classify
-from .recording import Recording, oversampling_note
+from .recording import Recording, file_head, oversampling_note
 
 NON_DATA_FLAGS = ("NOISEADJSCAN", "PHASCOR", "SYNCDATA", "ACQEND", "RTFEEDBACK", "HPFEEDBACK", "REFPHASESTABSCAN",
                   "PHASESTABSCAN")
@@ -35,11 +35,7 @@ NON_DATA_FLAGS = ("NOISEADJSCAN", "PHASCOR", "SYNCDATA", "ACQEND", "RTFEEDBACK",
 
 def is_twix(path: Path) -> bool:
     """True when the file starts like a twix file (VD/VE multi-raid header or a VB header length)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except OSError:
-        return False
+    head = file_head(path, 8)
     if len(head) < 8:
         return False
     first, second = np.frombuffer(head, dtype="<u4")
